@@ -1,0 +1,231 @@
+"""The search space: which settings a study fixes, which it searches, and how they are sampled.
+
+A study file's ``[space]`` table maps a parameter name to either a plain value (fixed) or a
+table: ``{choices = [...]}`` (categorical) or ``{low = a, high = b, log = true, step = s}``
+(float or int range). Conditional parameters are only sampled where they apply: curriculum
+knobs only for non-constant curricula, NCA knobs only when the source is NCA, ``dyck_k`` only
+for Dyck data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from search._toml import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+SOURCES = ("nca", "dyck", "text", "none")
+BAND_KINDS = ("absolute", "quantile")
+CURRICULA = ("constant", "ascending", "descending", "mixture")
+TRANSFERS = ("full", "attention-only", "mlp-only", "freeze-attention", "freeze-all")
+
+#: The paper's four complexity bands (gzip ratio), written as a ``band`` parameter accepts them.
+PAPER_BANDS = ("0.2-0.3", "0.3-0.4", "0.4-0.5", "0.5-1.0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Setting:
+    """One point of the search space: everything a trial needs besides the study context."""
+
+    source: str = "nca"
+    """Pre-pre-training data: ``nca``, ``dyck``, ``text`` (natural-text control) or ``none``."""
+    band: tuple[float, float] = (0.5, 1.0)
+    """Complexity band (lower, upper); absolute gzip ratio or profile quantiles (``band_kind``)."""
+    band_kind: str = "absolute"
+    """``absolute`` (gzip ratio) or ``quantile`` (of the alphabet's complexity profile)."""
+    alphabet: int = 10
+    """NCA states per cell, 2..15."""
+    grid: int = 12
+    """NCA grid side in cells (even)."""
+    temperature: float = 1e-4
+    """NCA sampling temperature (> 0)."""
+    identity_bias: float = 0.0
+    """Logit bonus for keeping the current state."""
+    nca_tokens: int = 0
+    """Pre-pre-training token budget; 0 means the preset's default."""
+    curriculum: str = "constant"
+    """Stage order: constant, ascending, descending, mixture."""
+    curriculum_stages: int = 3
+    """Number of sub-bands the band is split into for non-constant curricula."""
+    dyck_k: int = 8
+    """Bracket types for the Dyck control."""
+    ppt_lr: float = 0.0
+    """Pre-pre-training peak learning rate; 0 means the preset's default."""
+    lr: float = 0.0
+    """Downstream peak learning rate after transfer; 0 means the preset's default."""
+    warmup: float = -1.0
+    """Downstream warmup as a fraction of the budget; negative means the preset's default."""
+    transfer: str = "full"
+    """Transfer strategy, one of TRANSFERS."""
+
+    def __post_init__(self) -> None:
+        _check_choice("source", self.source, SOURCES)
+        _check_choice("band_kind", self.band_kind, BAND_KINDS)
+        _check_choice("curriculum", self.curriculum, CURRICULA)
+        _check_choice("transfer", self.transfer, TRANSFERS)
+        lo, hi = self.band
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"band {self.band!r} must satisfy 0 <= lower < upper <= 1")
+        if not 2 <= self.alphabet <= 15:
+            raise ValueError(f"alphabet {self.alphabet!r} must be in 2..15")
+        if self.grid < 2 or self.grid % 2:
+            raise ValueError(f"grid {self.grid!r} must be a positive multiple of 2 (the patch)")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature {self.temperature!r} must be > 0")
+        if self.nca_tokens < 0 or self.ppt_lr < 0 or self.lr < 0:
+            raise ValueError("nca_tokens, ppt_lr and lr must be >= 0 (0 = preset default)")
+        if self.curriculum != "constant" and self.curriculum_stages < 2:
+            raise ValueError(f"curriculum {self.curriculum!r} needs curriculum_stages >= 2")
+        if self.warmup > 1:
+            raise ValueError(f"warmup {self.warmup!r} must be a fraction <= 1")
+
+    def describe(self) -> str:
+        """A short human line: what matters for this setting."""
+        if self.source == "none":
+            return "scratch"
+        if self.source != "nca":
+            extra = f" k={self.dyck_k}" if self.source == "dyck" else ""
+            return f"{self.source}{extra} tok={self.nca_tokens or 'preset'} xfer={self.transfer}"
+        q = "q" if self.band_kind == "quantile" else ""
+        cur = "" if self.curriculum == "constant" else f" {self.curriculum}x{self.curriculum_stages}"
+        return (
+            f"nca {q}band={self.band[0]:.2f}-{self.band[1]:.2f} n={self.alphabet}{cur}"
+            f" tok={self.nca_tokens or 'preset'} xfer={self.transfer}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ParamSpec:
+    """How one parameter is set: a fixed value, a categorical choice or a numeric range."""
+
+    name: str
+    fixed: Any = None
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+
+    @property
+    def searched(self) -> bool:
+        return self.fixed is None
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """Ask ``trial`` for this parameter (or return the fixed value)."""
+        if self.fixed is not None:
+            return self.fixed
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, list(self.choices))
+        assert self.low is not None and self.high is not None  # checked in parse_space
+        if isinstance(self.low, int) and isinstance(self.high, int) and not self.log:
+            return trial.suggest_int(self.name, self.low, self.high, step=int(self.step or 1))
+        if isinstance(self.low, int) and isinstance(self.high, int):
+            return trial.suggest_int(self.name, self.low, self.high, log=True)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+
+_SETTING_FIELDS = tuple(f.name for f in dataclasses.fields(Setting))
+#: Names a ``[space]`` table accepts: Setting's fields, with the band split for numeric search.
+SPACE_KEYS = tuple(k for k in _SETTING_FIELDS if k != "band") + ("band", "band_lower", "band_width")
+
+
+def parse_space(table: dict[str, Any]) -> dict[str, ParamSpec]:
+    """Turn a ``[space]`` TOML table into parameter specs, refusing unknown keys and shapes."""
+    unknown = sorted(set(table) - set(SPACE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in [space]; valid keys: {', '.join(SPACE_KEYS)}")
+    if "band" in table and ("band_lower" in table or "band_width" in table):
+        raise ConfigError("[space] sets both band and band_lower/band_width; use one of the two")
+    specs = {}
+    for name, value in table.items():
+        specs[name] = _parse_param(name, value)
+    return specs
+
+
+def _parse_param(name: str, value: Any) -> ParamSpec:
+    if not isinstance(value, dict):
+        return ParamSpec(name=name, fixed=_coerce(name, value))
+    valid = {"choices", "low", "high", "log", "step"}
+    if set(value) - valid:
+        raise ConfigError(
+            f"[space.{name}] has keys {sorted(set(value) - valid)}; valid: {sorted(valid)}"
+        )
+    if "choices" in value:
+        choices = tuple(value["choices"])
+        if not choices:
+            raise ConfigError(f"[space.{name}] choices must not be empty")
+        for c in choices:
+            _coerce(name, c)
+        return ParamSpec(name=name, choices=choices)
+    if "low" not in value or "high" not in value or not value["low"] < value["high"]:
+        raise ConfigError(f"[space.{name}] needs low < high (got {value!r}) or choices")
+    return ParamSpec(
+        name=name, low=value["low"], high=value["high"], log=bool(value.get("log", False)),
+        step=value.get("step"),
+    )
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check one fixed value or choice by building a Setting from it."""
+    try:
+        setting_from_params({name: value})
+    except ValueError as exc:
+        raise ConfigError(f"[space] {name} = {value!r}: {exc}") from None
+    return value
+
+
+def parse_band(text: str) -> tuple[float, float]:
+    """Parse ``"0.3-0.4"`` into ``(0.3, 0.4)``."""
+    try:
+        lo, hi = (float(x) for x in str(text).split("-"))
+    except ValueError:
+        raise ValueError(f"band {text!r} must look like '0.3-0.4' (lower-upper)") from None
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"band {text!r} must satisfy 0 <= lower < upper <= 1")
+    return lo, hi
+
+
+def setting_from_params(params: dict[str, Any]) -> Setting:
+    """Build a Setting from flat parameter values (Optuna params, anchors, fixed values)."""
+    kwargs = {k: v for k, v in params.items() if k not in ("band", "band_lower", "band_width")}
+    if "band" in params:
+        kwargs["band"] = parse_band(params["band"])
+    elif "band_lower" in params:
+        lo = float(params["band_lower"])
+        kwargs["band"] = (lo, min(1.0, lo + float(params.get("band_width", 0.1))))
+    return Setting(**kwargs)
+
+
+def sample(trial: optuna.Trial, space: dict[str, ParamSpec]) -> Setting:
+    """Sample a Setting, asking only for the parameters that apply to what was sampled so far."""
+    params: dict[str, Any] = {}
+
+    def take(name: str) -> None:
+        if name in space:
+            params[name] = space[name].suggest(trial)
+
+    take("source")
+    source = params.get("source", "nca")
+    for name in ("transfer", "lr", "warmup"):
+        take(name)
+    if source != "none":
+        take("nca_tokens")
+        take("ppt_lr")
+    if source == "dyck":
+        take("dyck_k")
+    if source == "nca":
+        for name in ("band", "band_lower", "band_width", "band_kind", "alphabet", "grid",
+                     "temperature", "identity_bias", "curriculum"):
+            take(name)
+        if params.get("curriculum", "constant") != "constant":
+            take("curriculum_stages")
+    return setting_from_params(params)
+
+
+def _check_choice(field: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{field} {value!r} is not one of {', '.join(valid)}")

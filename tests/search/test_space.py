@@ -1,0 +1,64 @@
+"""Search space: sampling, conditional parameters, band parsing."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from search.config import config_from_dict
+from search.space import Setting, parse_band, sample, setting_from_params
+
+
+def _space(table):
+    return config_from_dict({"study": {"name": "s", "domain": "code"}, "space": table}).space_map
+
+
+def test_parse_band():
+    assert parse_band("0.3-0.4") == (0.3, 0.4)
+    for bad in ("0.4-0.3", "0.5", "x-y", "0.5-1.5"):
+        with pytest.raises(ValueError, match="band"):
+            parse_band(bad)
+
+
+def test_conditional_parameters_only_when_they_apply():
+    space = _space({
+        "source": {"choices": ["nca", "none", "dyck"]},
+        "band": {"choices": ["0.2-0.3", "0.5-1.0"]},
+        "curriculum": {"choices": ["constant", "ascending"]},
+        "curriculum_stages": {"low": 2, "high": 4},
+        "dyck_k": {"low": 2, "high": 16},
+        "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+    })
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        setting = sample(trial, space)
+        params = set(trial.params)
+        seen.add(setting.source)
+        if setting.source != "nca":
+            assert not params & {"band", "curriculum", "curriculum_stages"}
+        if setting.source != "dyck":
+            assert "dyck_k" not in params
+        if setting.source == "nca" and setting.curriculum == "constant":
+            assert "curriculum_stages" not in params
+        study.tell(trial, 0.0)
+    assert seen == {"nca", "none", "dyck"}
+
+
+def test_band_lower_width_keeps_lower_below_upper():
+    space = _space({"band_lower": {"low": 0.0, "high": 0.95}, "band_width": {"low": 0.05, "high": 0.5}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(50):
+        trial = study.ask()
+        lo, hi = sample(trial, space).band
+        assert 0 <= lo < hi <= 1
+        study.tell(trial, 0.0)
+
+
+def test_setting_validation():
+    with pytest.raises(ValueError, match="alphabet"):
+        Setting(alphabet=1)
+    with pytest.raises(ValueError, match="curriculum"):
+        setting_from_params({"curriculum": "ascending", "curriculum_stages": 1})
+    assert setting_from_params({"band": "0.3-0.4"}).band == (0.3, 0.4)
