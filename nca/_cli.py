@@ -1,0 +1,67 @@
+"""Shared command-line plumbing: NCA flags, one-line errors, exit status 2 on bad values."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from nca.config import Band, NCAConfig
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_nca_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `NCAConfig` (defaults are the paper's)."""
+    d = NCAConfig()
+    parser.add_argument("--alphabet", type=int, default=d.alphabet,
+                        help=f"cell states n, 2..15 (default {d.alphabet})")
+    parser.add_argument("--grid", type=int, default=d.grid,
+                        help=f"grid side in cells, a multiple of --patch (default {d.grid})")
+    parser.add_argument("--temperature", type=float, default=d.temperature,
+                        help=f"update temperature, > 0 (default {d.temperature:g})")
+    parser.add_argument("--identity-bias", type=float, default=d.identity_bias,
+                        help=f"logit bonus for keeping a state (default {d.identity_bias:g})")
+    parser.add_argument("--burn-in", type=int, default=d.burn_in,
+                        help=f"steps before the first frame (default {d.burn_in})")
+    parser.add_argument("--dt", type=int, default=d.dt, help=f"steps between frames (default {d.dt})")
+    parser.add_argument("--patch", type=int, default=d.patch,
+                        help=f"patch side in cells per token (default {d.patch})")
+
+
+def nca_config_from_args(args: argparse.Namespace) -> NCAConfig:
+    """The NCAConfig the flags describe (raises ValueError naming a bad value)."""
+    return NCAConfig(alphabet=args.alphabet, grid=args.grid, temperature=args.temperature,
+                     identity_bias=args.identity_bias, burn_in=args.burn_in, dt=args.dt,
+                     patch=args.patch)
+
+
+def parse_band(text: str) -> Band:
+    """`LOWER:UPPER` (absolute) or `qLOWER:UPPER` (quantiles of the profile) as a Band."""
+    kind = "quantile" if text.startswith("q") else "absolute"
+    body = text[1:] if kind == "quantile" else text
+    try:
+        lower, upper = (float(x) for x in body.split(":"))
+    except ValueError:
+        raise ValueError(
+            f"band {text!r} is invalid; accepted: LOWER:UPPER (e.g. 0.5:1.0) or qLOWER:UPPER "
+            f"with 0 <= LOWER < UPPER <= 1"
+        ) from None
+    return Band(lower, upper, "quantile" if kind == "quantile" else "absolute")
+
+
+def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
+            argv: list[str] | None) -> int:
+    """Parse `argv` and call `run`; a ValueError becomes one line on stderr and status 2."""
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
