@@ -114,6 +114,14 @@ class ParamSpec:
     def searched(self) -> bool:
         return self.fixed is None
 
+    def contains(self, value: Any) -> bool:
+        """True when a searched parameter's distribution can record ``value`` (for anchors)."""
+        if self.choices is not None:
+            return value in self.choices
+        if self.low is None or self.high is None or isinstance(value, (str, bool)):
+            return False
+        return self.low <= value <= self.high
+
     def suggest(self, trial: optuna.Trial) -> Any:
         """Ask ``trial`` for this parameter (or return the fixed value)."""
         if self.fixed is not None:

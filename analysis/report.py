@@ -1,0 +1,219 @@
+"""The analysis report of one or more studies: CSVs, Markdown and HTML with figures.
+
+Run:
+    python -m analysis.report --storage runs/code.journal --out reports/code
+    python -m analysis.report --storage sqlite:///s.db --study code --study web --out r \\
+        --artifact-dir runs/artifacts
+
+Python:
+    >>> a = analyze("runs/code.journal")              # doctest: +SKIP
+    >>> a.settings.head()                             # doctest: +SKIP
+    >>> write_report(a, Path("reports/code"))         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from optuna.storages import BaseStorage
+
+from analysis import sections
+from analysis.document import Block, FigureBlock, render_html, render_markdown
+from analysis.frame import StudyRecord, load_studies, seeds_frame, trials_frame
+from analysis.paper import cross_domain_table
+from analysis.plots import FigureSkipped
+from analysis.stats import seed_noise, setting_stats
+from analysis.storage import StorageError
+
+__all__ = ["Analysis", "analyze", "main", "write_report"]
+
+log = logging.getLogger(__name__)
+_DPI = 110
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Analysis:
+    """Everything the report shows, as DataFrames (for notebooks) plus the study records."""
+
+    records: tuple[StudyRecord, ...]
+    """The studies read."""
+    trials: pd.DataFrame
+    """One row per trial (:func:`analysis.frame.trials_frame`)."""
+    seeds: pd.DataFrame
+    """One row per (setting, seed) (:func:`analysis.frame.seeds_frame`)."""
+    settings: pd.DataFrame
+    """One row per setting with statistics (:func:`analysis.stats.setting_stats`) and the
+    upstream diagnostic of its latest trial."""
+    noise: pd.DataFrame
+    """Seed noise per study (:func:`analysis.stats.seed_noise`)."""
+    cross_domain: pd.DataFrame
+    """One row per study next to the paper (:func:`analysis.paper.cross_domain_table`)."""
+
+
+def analyze(storage: str | os.PathLike[str] | BaseStorage,
+            study_names: Sequence[str] | None = None, *, alpha: float = 0.05) -> Analysis:
+    """Read the studies once and compute every table of the report.
+
+    Args:
+        storage: Journal file path, database URL or opened storage.
+        study_names: Studies to include (default: all in the storage).
+        alpha: Significance level of the verdicts.
+
+    Raises:
+        analysis.storage.StorageError: Unknown storage or study name (one-line message).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
+    records = load_studies(storage, study_names)
+    trials = trials_frame(records)
+    seeds = seeds_frame(records, trials=trials)
+    settings = _with_upstream(setting_stats(seeds, alpha), trials)
+    return Analysis(records=tuple(records), trials=trials, seeds=seeds, settings=settings,
+                    noise=seed_noise(seeds) if not seeds.empty else pd.DataFrame(),
+                    cross_domain=cross_domain_table(settings, alpha) if not settings.empty
+                    else pd.DataFrame())
+
+
+def _with_upstream(settings: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("upstream_learned", "upstream_val_loss", "upstream_unigram_loss")
+            if c in trials]
+    if settings.empty or not cols:
+        return settings
+    done = trials[trials["state"] == "COMPLETE"]
+    latest = done.sort_values("number").drop_duplicates(["study", "setting"], keep="last")
+    return settings.merge(latest[["study", "setting", *cols]], on=["study", "setting"],
+                          how="left")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "study"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _figure_saver(out_dir: Path) -> Callable[[str, str, Callable[[], Figure]], FigureBlock]:
+    """Returns ``save(name, caption, make)``: draws, writes figures/<name>.png, or notes a skip."""
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, caption: str, make: Callable[[], Figure]) -> FigureBlock:
+        try:
+            fig = make()
+        except FigureSkipped as e:
+            log.info("skipped figure %s: %s", name, e)
+            return FigureBlock(caption=caption, skipped=str(e))
+        rel = f"figures/{_slug(name)}.png"
+        target = out_dir / rel
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".png")
+        os.close(fd)
+        fig.savefig(tmp, dpi=_DPI)
+        os.replace(tmp, target)
+        return FigureBlock(caption=caption, path=rel)
+
+    return save
+
+
+def write_report(analysis: Analysis, out_dir: Path, *, artifact_store: Any | None = None,
+                 source: str = "", dashboard_hint: str | None = None,
+                 render_nca: bool = True) -> Path:
+    """Write trials.csv, seeds.csv, settings.csv, cross_domain.csv, figures/, report.md/html.
+
+    Args:
+        analysis: From :func:`analyze`.
+        out_dir: Output directory (created).
+        artifact_store: Where the trials' artifacts live (for the NCA contact sheet).
+        source: How the storage was named, shown in the report.
+        dashboard_hint: The optuna-dashboard command to show, if any.
+        render_nca: Render the best setting's trajectories with nca when no GIF artifact is
+            found (a few seconds per study).
+
+    Returns:
+        The path of report.md.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in [("trials", analysis.trials), ("seeds", analysis.seeds),
+                        ("settings", analysis.settings), ("cross_domain", analysis.cross_domain)]:
+        _atomic_write(out_dir / f"{name}.csv", frame.to_csv(index=False).encode())
+    save = _figure_saver(out_dir)
+    blocks: list[Block] = sections.overview(analysis, source, dashboard_hint, save)
+    for rec in analysis.records:
+        blocks += sections.study_section(analysis, rec, save, artifact_store, render_nca)
+    blocks += sections.method_notes()
+    md = render_markdown(blocks)
+    _atomic_write(out_dir / "report.md", md.encode())
+    page = render_html(blocks, out_dir, title="NCA pre-pre-training search report")
+    _atomic_write(out_dir / "report.html", page.encode())
+    return out_dir / "report.md"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis.report",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--storage", required=True,
+                   help="journal file path or database URL (sqlite:///x.db, postgresql://...)")
+    p.add_argument("--study", action="append", default=None, metavar="NAME",
+                   help="study to include; repeat for several (default: every study)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--artifact-dir", type=Path, default=None,
+                   help="FileSystemArtifactStore directory of the trials' artifacts")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--no-nca-render", action="store_true",
+                   help="without GIF artifacts, skip the trajectory sheet instead of rendering "
+                        "it with nca (a few seconds per study)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns 0, or 2 with a one-line error for bad input."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    store = None
+    if args.artifact_dir is not None:
+        if not args.artifact_dir.is_dir():
+            print(f"error: --artifact-dir {str(args.artifact_dir)!r} is not a directory",
+                  file=sys.stderr)
+            return 2
+        from optuna.artifacts import FileSystemArtifactStore
+        store = FileSystemArtifactStore(str(args.artifact_dir))
+    if not 0 < args.alpha < 1:
+        print(f"error: --alpha must be in (0, 1); got {args.alpha}", file=sys.stderr)
+        return 2
+    try:
+        analysis = analyze(args.storage, args.study, alpha=args.alpha)
+    except StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    hint = None
+    if args.artifact_dir is not None:
+        from analysis.dashboard import dashboard_command
+        hint = shlex.join(dashboard_command(args.storage, args.artifact_dir))
+    path = write_report(analysis, args.out, artifact_store=store, source=args.storage,
+                        dashboard_hint=hint, render_nca=not args.no_nca_render)
+    n = len(analysis.trials)
+    print(f"wrote {path} and {path.with_suffix('.html')} ({len(analysis.records)} studies, "
+          f"{n} trials)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

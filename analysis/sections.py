@@ -1,0 +1,194 @@
+"""The report's sections as document blocks (what is said, not how it is rendered)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis import plots
+from analysis.document import Block, FigureBlock, Heading, Para, Table
+from analysis.frame import StudyRecord
+from analysis.paper import PAPER, PAPER_MAX_SPEEDUP
+from analysis.stats import WILCOXON_MIN_N, best_setting
+from analysis.trajectories import plot_contact_sheet
+
+if TYPE_CHECKING:
+    from analysis.report import Analysis
+
+__all__ = ["method_notes", "overview", "study_section"]
+
+Saver = Callable[[str, str, Callable[[], Figure]], FigureBlock]
+_TOP_SEARCHED = 15
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
+
+
+def overview(a: Analysis, source: str, hint: str | None, save: Saver) -> list[Block]:
+    """Title, what was read, the cross-domain table with the paper, cross-study figures."""
+    studies = "; ".join(
+        f"`{r.name}` ({r.domain or 'domain not set'}, {r.preset or 'preset not set'}, "
+        f"{len(r.trials)} trials)" for r in a.records)
+    blocks: list[Block] = [Heading(text="NCA pre-pre-training search report"),
+                           Para(text=f"Storage `{source}`. Studies: {studies}.")]
+    if hint:
+        blocks.append(Para(text=f"Every trial with its artifacts in the dashboard: `{hint}`"))
+    blocks.append(Heading(text="Across domains, next to the paper", level=2))
+    paper = "; ".join(f"{d}: best band {p.best_band}, perplexity -{p.ppl_gain_pct}%"
+                      for d, p in PAPER.items())
+    blocks.append(Para(text=(
+        f"The paper (1.6B model, 164M NCA tokens) reports {paper}; speedups up to "
+        f"{PAPER_MAX_SPEEDUP}x. Ours: best band among the paper-band anchors (alphabet 10), and "
+        "the best setting among those run on at least two seeds, with its gain as % of scratch's "
+        "final loss [95% CI], as perplexity reduction, its paired test against scratch and "
+        "its speedup. `gain agrees` is yes only for a significant positive gain that survives "
+        "Holm's correction over the study's settings, since the best of many settings is "
+        "picked for looking good.")))
+    if a.cross_domain.empty:
+        blocks.append(Para(text="No completed trial records per-seed losses yet."))
+    else:
+        blocks.append(Table(frame=a.cross_domain))
+    blocks.append(save("gain_by_band", "Gain by complexity band per study",
+                       lambda: plots.plot_gain_by_band(a.settings)))
+    blocks.append(save("gain_by_alphabet", "Gain by alphabet size per study",
+                       lambda: plots.plot_gain_by_alphabet(a.settings)))
+    if not a.noise.empty:
+        blocks += [Heading(text="Seed noise", level=2), Para(text=(
+            "How far seeds alone move the numbers: the scratch baseline's final loss over seeds, "
+            "and the within-setting SD of per-seed gains pooled over settings run on several "
+            "seeds. With three seeds, a gain smaller than about twice the pooled SD is hard to "
+            "tell from noise.")), Table(frame=_fmt_noise(a.noise))]
+    return blocks
+
+
+def _fmt_noise(noise: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "study": noise["study"],
+        "scratch loss (mean ± sd)": [f"{m:.4f} ± {_fmt(s, '.4f')}" for m, s in
+                                     zip(noise["scratch_loss_mean"], noise["scratch_loss_sd"])],
+        "pooled gain sd (%)": [_fmt(v, ".3f") for v in noise["gain_sd_pooled"]],
+        "settings pooled": noise["settings_pooled"],
+    })
+
+
+def _fmt_settings(s: pd.DataFrame) -> pd.DataFrame:
+    gain = [f"{m:+.2f}" if n < 2 else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            for m, n, lo, hi in zip(s["gain_mean"], s["n_seeds"], s["ci_low"], s["ci_high"])]
+    out = pd.DataFrame({
+        "setting": s["label"], "trials": s["trials"], "band": s["band"],
+        "alphabet": [_fmt(v, ".0f") for v in s["alphabet"]], "seeds": s["n_seeds"],
+        "gain % [95% CI]": gain, "ppl gain %": [_fmt(v, "+.2f") for v in s["ppl_gain_mean"]],
+        "speedup": [f"{v:.2f}x" if pd.notna(v) else "not reached" for v in s["speedup_mean"]],
+        "test": s["test"], "p": [_fmt(v, ".3g") for v in s["p_value"]],
+        "p (Holm)": [_fmt(v, ".3g") for v in s["p_holm"]], "verdict": s["verdict"],
+    })
+    if "upstream_learned" in s:
+        out["NCA learned"] = s["upstream_learned"].map({True: "yes", False: "no"})
+    return out
+
+
+def _state_counts(rec: StudyRecord, trials: pd.DataFrame) -> str:
+    t = trials[trials["study"] == rec.name]
+    counts = t["state"].value_counts()
+    return ", ".join(f"{n} {state.lower()}" for state, n in counts.items())
+
+
+def _upstream_text(t: pd.DataFrame) -> str:
+    if "upstream_learned" not in t or t["upstream_learned"].isna().all():
+        return "No trial records the upstream diagnostic."
+    nca = t[t.get("source", pd.Series("nca", index=t.index)) != "scratch"]
+    learned = nca["upstream_learned"].dropna().astype(bool)
+    return (f"NCA stage learned (validation loss below the unigram loss) in {learned.sum()} of "
+            f"{len(learned)} trials; median NCA loss {nca['upstream_val_loss'].median():.2f} "
+            f"vs unigram {nca['upstream_unigram_loss'].median():.2f} nats.")
+
+
+def _param_text(spec: Any) -> str:
+    """``band in ['0.2-0.3', ...]``, ``lr in [1e-4, 1e-2] log`` or ``source = "nca"``."""
+    if not isinstance(spec, dict):
+        return str(spec)
+    name = spec.get("name", "?")
+    if spec.get("fixed") is not None:
+        return f"{name} = {json.dumps(spec['fixed'])}"
+    if spec.get("choices") is not None:
+        return f"{name} in {json.dumps(spec['choices'])}"
+    return f"{name} in [{spec.get('low')}, {spec.get('high')}]{' log' if spec.get('log') else ''}"
+
+
+def _config_paras(rec: StudyRecord) -> list[Block]:
+    """The study's notes and search space, from its resolved configuration."""
+    study = rec.config.get("study", {})
+    out: list[Block] = []
+    notes = study.get("notes") if isinstance(study, dict) else None
+    if notes:
+        out.append(Para(text=" ".join(str(notes).split())))
+    space = rec.config.get("space")
+    if isinstance(space, dict):  # {name: spec} as in the TOML
+        space = [{"name": k, **v} if isinstance(v, dict) else {"name": k, "fixed": v}
+                 for k, v in space.items()]
+    if isinstance(space, list) and space:
+        out.append(Para(text="Search space: " + "; ".join(f"`{_param_text(p)}`" for p in space)
+                    + "."))
+    return out
+
+
+def study_section(a: Analysis, rec: StudyRecord, save: Saver, store: Any | None,
+                  render_nca: bool = True) -> list[Block]:
+    """Counts, settings table, history, curves, importances, Pareto front, contact sheet."""
+    t = a.trials[(a.trials["study"] == rec.name) & (a.trials["state"] == "COMPLETE")]
+    s = a.settings[a.settings["study"] == rec.name] if not a.settings.empty else a.settings
+    objective = ", ".join(f"{m} ({d})" for m, d in zip(rec.metric_names, rec.directions))
+    blocks: list[Block] = [
+        Heading(text=f"Study `{rec.name}`: {rec.domain}, preset {rec.preset}", level=2),
+        *_config_paras(rec),
+        Para(text=f"Trials: {_state_counts(rec, a.trials)}. Objective: {objective}. "
+                  f"{_upstream_text(t)}")]
+    if s.empty:
+        return [*blocks, Para(text="No completed trial with per-seed losses.")]
+    anchor = ~s["label"].astype(str).str.startswith("#")
+    searched = s[~anchor]
+    shown = searched.head(_TOP_SEARCHED)  # already sorted by mean gain
+    blocks += [Heading(text="Settings", level=3), Para(text=(
+        f"Anchors ({int(anchor.sum())}), then the best {len(shown)} of {len(searched)} "
+        "searched settings by mean gain. All settings are in `settings.csv`, all trials in "
+        "`trials.csv`, every seed in `seeds.csv`.")),
+        Table(frame=_fmt_settings(pd.concat([s[anchor], shown])))]
+    best = best_setting(a.settings, rec.name)
+    name = rec.name
+    blocks += [
+        save(f"{name}_history", f"Optimisation history of {name}",
+             lambda: plots.plot_history(rec, a.trials)),
+        save(f"{name}_curves", f"Validation curves of {name}: scratch, paper, best",
+             lambda: plots.plot_curves(rec, a.settings, str(best["label"]))),
+        save(f"{name}_importances", f"Parameter importances (PED-ANOVA) of {name}",
+             lambda: plots.plot_importances(rec)),
+    ]
+    if rec.is_multi_objective:
+        blocks.append(save(f"{name}_pareto", f"Pareto front of {name}",
+                           lambda: plots.plot_pareto(rec, a.trials)))
+    same = a.trials[(a.trials["study"] == name) & (a.trials["setting"] == best["setting"])]
+    numbers = same.sort_values("number", ascending=False)["number"].tolist()
+    blocks.append(save(f"{name}_trajectories", f"NCA trajectories of the best setting of {name}",
+                       lambda: plot_contact_sheet(rec, best, numbers, store, render_nca)))
+    return blocks
+
+
+def method_notes() -> list[Block]:
+    """How the statistics were computed."""
+    return [Heading(text="How the statistics are computed", level=2), Para(text=(
+        "Per seed, gain = 100 * (scratch loss - loss) / scratch loss, with the scratch run of the "
+        "same seed (paired). Per setting: mean and 95% Student-t interval over seeds; a two-sided "
+        f"Wilcoxon signed-rank test when there are at least {WILCOXON_MIN_N} seeds, otherwise a "
+        "paired t-test (the exact signed-rank test cannot reach p < 0.05 with five pairs or "
+        "fewer). A gain is claimed (verdict `gain` or `harm`) only when p < alpha and the "
+        "interval excludes 0; otherwise the verdict is `not distinguishable from noise`. "
+        "`p (Holm)` adjusts for testing every setting of a study. Perplexity gain = "
+        "100 * (1 - exp(loss - scratch loss)), the quantity the paper reports. Speedup = "
+        "tokens scratch needs for its final loss / tokens the setting needs for it, averaged over "
+        "the seeds that reach it.")), ]

@@ -1,0 +1,256 @@
+"""Statistics over seeds: is a setting's gain over scratch real or seed noise?
+
+Every trial records, per seed, its final loss and the scratch baseline's final loss *of the same
+seed*, so the natural test is paired: it works on the per-seed gains
+``100 * (scratch - loss) / scratch`` and asks whether their centre is zero.
+
+- 95% interval: Student t over seeds, ``mean ± t(0.975, n-1) * sd / sqrt(n)``.
+- Test: Wilcoxon signed-rank (two-sided, exact for small n) when there are at least
+  :data:`WILCOXON_MIN_N` seeds; below that a paired t-test, because the exact signed-rank test on
+  n ≤ 5 pairs cannot reach p < 0.05 at all (its smallest two-sided p is ``2 / 2**n`` =
+  0.0625 at n = 5), so it could never call anything a gain.
+- Verdict: ``gain`` / ``harm`` only when p < alpha *and* the interval excludes 0; otherwise
+  ``not distinguishable from noise``. A single seed gets no test.
+- Holm's step-down adjustment across the settings of one study, since a search tests many.
+
+Example:
+    >>> r = paired_test([1.2, 0.8, 1.1])
+    >>> r.test, round(r.p_value, 4), r.verdict
+    ('paired t', 0.0133, 'gain')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special
+
+from analysis.frame import SCRATCH_SOURCES
+
+__all__ = [
+    "NOISE", "WILCOXON_MIN_N", "PairedTest", "best_setting", "holm", "mean_ci", "paired_test",
+    "seed_noise",
+    "setting_stats",
+]
+
+WILCOXON_MIN_N = 6
+"""Smallest number of seeds for which the signed-rank test is used instead of a paired t-test."""
+NOISE = "not distinguishable from noise"
+"""Verdict of a setting whose gain over scratch is not significant."""
+_SINGLE = "single seed (no test)"
+_CONSTANT = "not testable (identical per-seed gains)"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PairedTest:
+    """Summary of one setting's per-seed gains against scratch."""
+
+    n: int
+    """Number of seeds (pairs)."""
+    mean: float
+    """Mean gain, % of scratch loss (positive = better than scratch)."""
+    sd: float
+    """Sample standard deviation of the per-seed gains (NaN for one seed)."""
+    ci_low: float
+    """Lower end of the 95% t-interval of the mean (NaN for one seed)."""
+    ci_high: float
+    """Upper end of the 95% t-interval of the mean (NaN for one seed)."""
+    test: str
+    """``wilcoxon``, ``paired t`` or ``none``."""
+    statistic: float
+    """The test statistic (W or t; NaN when no test)."""
+    p_value: float
+    """Two-sided p-value (NaN when no test)."""
+    verdict: str
+    """``gain``, ``harm``, :data:`NOISE`, or why no test was possible."""
+
+
+def mean_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95
+            ) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t interval: ``(mean, low, high)``; NaN bounds for n < 2."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("mean_ci needs at least one value; got none")
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, float("nan"), float("nan")
+    half = special.stdtrit(x.size - 1, 0.5 + confidence / 2) * x.std(ddof=1) / np.sqrt(x.size)
+    return mean, mean - float(half), mean + float(half)
+
+
+def _verdict(mean: float, low: float, high: float, p: float, alpha: float) -> str:
+    if p < alpha and (low > 0 or high < 0):
+        return "gain" if mean > 0 else "harm"
+    return NOISE
+
+
+def paired_test(gains: Sequence[float] | np.ndarray, alpha: float = 0.05) -> PairedTest:
+    """Test per-seed gains (paired differences vs scratch of the same seeds) against zero.
+
+    Args:
+        gains: Per-seed gain %, i.e. ``100 * (scratch_i - loss_i) / scratch_i``.
+        alpha: Significance level for the verdict.
+
+    Returns:
+        The interval, the test used, its p-value and the verdict.
+    """
+    x = np.asarray(gains, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        raise ValueError("paired_test needs at least one finite gain; got none")
+    mean, low, high = mean_ci(x)
+    sd = float(x.std(ddof=1)) if x.size > 1 else float("nan")
+    if x.size == 1:
+        return PairedTest(n=1, mean=mean, sd=sd, ci_low=low, ci_high=high, test="none",
+                          statistic=float("nan"), p_value=float("nan"), verdict=_SINGLE)
+    if np.all(x == 0):
+        return PairedTest(n=x.size, mean=0.0, sd=0.0, ci_low=0.0, ci_high=0.0, test="none",
+                          statistic=0.0, p_value=1.0, verdict=NOISE)
+    if sd == 0:
+        return PairedTest(n=x.size, mean=mean, sd=sd, ci_low=low, ci_high=high, test="none",
+                          statistic=float("nan"), p_value=float("nan"), verdict=_CONSTANT)
+    if x.size >= WILCOXON_MIN_N:
+        from scipy.stats import wilcoxon  # scipy.stats takes seconds to import; rarely needed
+
+        res = wilcoxon(x)
+        test, statistic, p = "wilcoxon", float(res.statistic), float(res.pvalue)
+    else:
+        test, statistic, p = "paired t", *_t_test(mean, sd, x.size)
+    return PairedTest(n=int(x.size), mean=mean, sd=sd, ci_low=low, ci_high=high, test=test,
+                      statistic=statistic, p_value=p, verdict=_verdict(mean, low, high, p, alpha))
+
+
+def _t_test(mean: float, sd: float, n: int) -> tuple[float, float]:
+    """One-sample t statistic against 0 and its two-sided p-value (Student t, n - 1 dof)."""
+    t = mean / (sd / np.sqrt(n))
+    return float(t), float(2 * special.stdtr(n - 1, -abs(t)))
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values; NaN stays NaN and does not count as a test."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = order.size
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def setting_stats(seeds: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per setting with its seed statistics, test, p-values and verdict.
+
+    Rows whose ``source`` is ``none``/``scratch`` are left out: scratch is the reference every
+    gain is measured against, not a setting.
+
+    Args:
+        seeds: :func:`analysis.frame.seeds_frame` output.
+        alpha: Significance level for the verdict.
+
+    Returns:
+        Columns ``study, domain, setting, label, band, band_lower, band_upper, alphabet, source,
+        describe, trials, n_seeds, gain_mean, gain_sd, ci_low, ci_high, ppl_gain_mean,
+        speedup_mean, n_reached, test, statistic, p_value, p_holm, verdict``, sorted by study
+        then mean gain (best first).
+    """
+    d = seeds.dropna(subset=["gain_pct"])
+    if "source" in d:
+        d = d[~d["source"].isin(SCRATCH_SOURCES)]
+    if d.empty:
+        return pd.DataFrame()
+    g = d.groupby(["study", "setting"], sort=False)
+    out = g.agg(domain=("domain", "first"), label=("label", "first"), band=("band", "first"),
+                band_lower=("band_lower", "first"), band_upper=("band_upper", "first"),
+                alphabet=("alphabet", "first"), source=("source", "first"),
+                describe=("describe", "first"),
+                n_seeds=("gain_pct", "size"),
+                gain_mean=("gain_pct", "mean"), gain_sd=("gain_pct", "std"),
+                ppl_gain_mean=("ppl_gain_pct", "mean"), speedup_mean=("speedup", "mean"),
+                n_reached=("speedup", "count")).reset_index()
+    out.insert(out.columns.get_loc("n_seeds"), "trials", _trial_lists(d, out))
+    out = out.join(_tests(d, out, alpha))
+    out["p_holm"] = np.nan
+    for idx in out.groupby("study").groups.values():
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy())
+    out = out[[*out.columns.drop(["verdict"]), "verdict"]]
+    return out.sort_values(["study", "gain_mean"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _trial_lists(d: pd.DataFrame, out: pd.DataFrame) -> np.ndarray:
+    """Comma-separated trial numbers per setting, in ``out``'s row order (Python only for the
+    few settings that span several trials)."""
+    u = d[["study", "setting", "number"]].drop_duplicates().sort_values("number")
+    key = u["study"] + "\0" + u["setting"]
+    many = key.duplicated(keep=False)
+    text = dict(zip(key[~many], u["number"][~many].astype(str)))
+    for k, numbers in u["number"][many].astype(str).groupby(key[many]):
+        text[k] = ",".join(numbers)
+    return (out["study"] + "\0" + out["setting"]).map(text).to_numpy()
+
+
+def _tests(d: pd.DataFrame, out: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The t-interval and paired t-test vectorised over settings; exact tests per setting only
+    where they differ (n >= WILCOXON_MIN_N, or degenerate samples)."""
+    n = out["n_seeds"].to_numpy(dtype=np.float64)
+    mean, sd = out["gain_mean"].to_numpy(), out["gain_sd"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = sd / np.sqrt(n)
+        half = special.stdtrit(n - 1, 0.975) * se
+        t = mean / se
+        p = 2 * special.stdtr(n - 1, -np.abs(t))
+    res = pd.DataFrame({"ci_low": mean - half, "ci_high": mean + half, "test": "paired t",
+                        "statistic": t, "p_value": p}, index=out.index)
+    res["verdict"] = [_verdict(m, lo, hi, pv, alpha)
+                      for m, lo, hi, pv in zip(mean, res["ci_low"], res["ci_high"], p)]
+    exact = np.flatnonzero((n >= WILCOXON_MIN_N) | (n < 2) | ~(sd > 0))
+    if exact.size:
+        groups = d.groupby(["study", "setting"], sort=False)["gain_pct"]
+        for i in exact:
+            key = (out.at[i, "study"], out.at[i, "setting"])
+            r = paired_test(groups.get_group(key).to_numpy(), alpha)
+            res.loc[i] = [r.ci_low, r.ci_high, r.test, r.statistic, r.p_value, r.verdict]
+    return res
+
+
+def seed_noise(seeds: pd.DataFrame) -> pd.DataFrame:
+    """Per study: how much seeds alone move the numbers.
+
+    Returns:
+        Columns ``study, scratch_loss_mean, scratch_loss_sd`` (over distinct seeds),
+        ``gain_sd_pooled`` (within-setting SD of per-seed gains, pooled over settings with at
+        least two seeds) and ``settings_pooled``.
+    """
+    rows = []
+    for study, d in seeds.groupby("study", sort=True):
+        scratch = d.drop_duplicates("seed")["scratch_loss"].dropna()
+        multi = d.dropna(subset=["gain_pct"]).groupby("setting")["gain_pct"]
+        dof = multi.size() - 1
+        var = multi.var(ddof=1)
+        keep = dof > 0
+        pooled = float(np.sqrt((var[keep] * dof[keep]).sum() / dof[keep].sum())) if keep.any() \
+            else float("nan")
+        rows.append({"study": study, "scratch_loss_mean": scratch.mean(),
+                     "scratch_loss_sd": scratch.std(ddof=1), "gain_sd_pooled": pooled,
+                     "settings_pooled": int(keep.sum())})
+    return pd.DataFrame(rows)
+
+
+def best_setting(settings: pd.DataFrame, study: str) -> pd.Series:
+    """The study's setting with the highest mean gain among those run on at least two seeds
+    (any setting when none was).
+
+    Raises:
+        ValueError: If the study has no setting with a recorded gain.
+    """
+    s = settings[settings["study"] == study]
+    if s.empty:
+        raise ValueError(f"study {study!r} has no setting with a recorded gain")
+    multi = s[s["n_seeds"] >= 2]
+    pool = multi if not multi.empty else s
+    return pool.loc[pool["gain_mean"].idxmax()]

@@ -1,0 +1,248 @@
+"""Where domain text comes from: local files, Hugging Face datasets, the Python stdlib.
+
+A source yields `Document(id, text)`s. `split_of(doc)` decides train/val by a hash of the
+document id, so the split is fixed whatever order or subset is read; a directory that already
+holds `train.*` and `valid.*` (or `val.*`, `validation.*`) files keeps that split instead.
+
+Source strings accepted by `resolve_source`:
+
+- a path: a `.jsonl`/`.json` file (one JSON object per line with a text field), a `.parquet`
+  file (a text column), any other text file (documents = blocks between blank lines), or a
+  directory (each JSONL/Parquet inside contributes its records, every other UTF-8 file is one
+  document; hidden entries and `__pycache__` are skipped; `train.{jsonl,json,parquet,txt}`
+  next to `valid.*` is taken as a ready-made split);
+- `hf:NAME` or `hf:NAME:CONFIG`: a Hugging Face dataset, streamed, first `n_docs` documents
+  (needs the network and `pip install datasets`);
+- `stdlib`: the running interpreter's standard-library sources, tests excluded (code only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Document",
+    "HFSource",
+    "LocalSource",
+    "Source",
+    "SourceError",
+    "StdlibSource",
+    "resolve_source",
+    "split_of",
+]
+
+_VAL_NAMES = ("valid", "val", "validation")
+_STDLIB_SKIP = {"site-packages", "__pycache__", "test", "tests", "idle_test"}
+
+
+class SourceError(ValueError):
+    """A source that cannot be read (missing path, bad record, no network...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    id: str
+    """Stable identity (path, path:line, dataset:index): decides the split."""
+    text: str
+    """The document's text."""
+
+
+def split_of(doc_id: str, val_percent: int) -> str:
+    """'val' for about val_percent % of ids (by sha256), else 'train'."""
+    bucket = int(hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:8], 16) % 100
+    return "val" if bucket < val_percent else "train"
+
+
+class Source:
+    """Base class: `documents(split)` yields the documents of 'train' or 'val'."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the content, for cache keys."""
+        raise NotImplementedError
+
+    def documents(self, split: str, val_percent: int) -> Iterator[Document]:
+        for doc in self._all():
+            if split_of(doc.id, val_percent) == split:
+                yield doc
+
+    def _all(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+
+def _read_jsonl(path: Path, text_field: str, rel: str) -> Iterator[Document]:
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise SourceError(f"{str(path)!r} line {i + 1}: not JSON ({err.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise SourceError(f"{str(path)!r} line {i + 1}: no string field "
+                                  f"{text_field!r} (has {keys})")
+            yield Document(f"{rel}:{i}", record[text_field])
+
+
+def _read_parquet(path: Path, text_field: str, rel: str) -> Iterator[Document]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if text_field not in pf.schema_arrow.names:
+        raise SourceError(f"{str(path)!r}: no column {text_field!r} "
+                          f"(has {pf.schema_arrow.names})")
+    i = 0
+    for batch in pf.iter_batches(columns=[text_field], batch_size=1024):
+        for text in batch.column(0).to_pylist():
+            if text is not None:
+                yield Document(f"{rel}:{i}", text)
+            i += 1
+
+
+def _read_text_blocks(path: Path, rel: str) -> Iterator[Document]:
+    text = path.read_text(encoding="utf-8")
+    for i, block in enumerate(re.split(r"\n\s*\n", text)):
+        if block.strip():
+            yield Document(f"{rel}:{i}", block)
+
+
+def _is_split_file(path: Path) -> bool:
+    return path.suffix in (".jsonl", ".json", ".parquet", ".txt")
+
+
+class LocalSource(Source):
+    """Files on disk (see the module docstring for the layouts)."""
+
+    def __init__(self, path: str | Path, *, text_field: str = "text") -> None:
+        self.path = Path(path).expanduser().resolve()
+        if not self.path.exists():
+            raise SourceError(f"no such file or directory: {str(path)!r}")
+        self.text_field = text_field
+        self.fixed = self._fixed_splits() if self.path.is_dir() else None
+
+    def _fixed_splits(self) -> dict[str, Path] | None:
+        files = {p.stem: p for p in self.path.iterdir() if p.is_file() and _is_split_file(p)}
+        val = next((files[n] for n in _VAL_NAMES if n in files), None)
+        return {"train": files["train"], "val": val} if "train" in files and val else None
+
+    def _files(self) -> list[Path]:
+        if self.path.is_file():
+            return [self.path]
+        return sorted(p for p in self.path.rglob("*") if p.is_file() and not any(
+            part.startswith(".") or part == "__pycache__"
+            for part in p.relative_to(self.path).parts))
+
+    def fingerprint(self) -> dict[str, Any]:
+        files = list(self.fixed.values()) if self.fixed else self._files()
+        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+        return {"kind": "local", "path": str(self.path), "text_field": self.text_field,
+                "files": hashlib.sha256(json.dumps(stats).encode()).hexdigest()}
+
+    def documents(self, split: str, val_percent: int) -> Iterator[Document]:
+        if self.fixed is None:
+            yield from super().documents(split, val_percent)
+        else:
+            yield from self._read(self.fixed[split], self.fixed[split].name)
+
+    def _read(self, path: Path, rel: str) -> Iterator[Document]:
+        if path.suffix in (".jsonl", ".json"):
+            yield from _read_jsonl(path, self.text_field, rel)
+        elif path.suffix == ".parquet":
+            yield from _read_parquet(path, self.text_field, rel)
+        elif self.path.is_file():
+            yield from _read_text_blocks(path, rel)
+        else:
+            data = path.read_bytes()
+            if b"\0" not in data:
+                try:
+                    yield Document(rel, data.decode("utf-8"))
+                except UnicodeDecodeError:
+                    pass  # binary or non-UTF-8 files are not text documents
+
+    def _all(self) -> Iterator[Document]:
+        for path in self._files():
+            rel = path.name if self.path.is_file() else str(path.relative_to(self.path))
+            yield from self._read(path, rel)
+
+
+class HFSource(Source):
+    """A Hugging Face dataset through `datasets` in streaming mode: the first `n_docs` records.
+
+    `name` may also be a builder like "json" or "parquet" with `data_files` (works offline).
+    """
+
+    def __init__(self, name: str, *, config: str | None = None, data_files: str | None = None,
+                 text_field: str = "text", n_docs: int = 20_000, split: str = "train") -> None:
+        self.name, self.config, self.data_files = name, config, data_files
+        self.text_field, self.n_docs, self.split = text_field, n_docs, split
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "hf", "name": self.name, "config": self.config,
+                "data_files": self.data_files, "text_field": self.text_field,
+                "n_docs": self.n_docs, "split": self.split}
+
+    def _all(self) -> Iterator[Document]:
+        try:
+            import datasets
+        except ImportError:
+            raise SourceError(f"hf:{self.name} needs the `datasets` package: "
+                              "pip install 'ncasearch[hf]'") from None
+        try:
+            ds = datasets.load_dataset(self.name, self.config, data_files=self.data_files,
+                                       split=self.split, streaming=True)
+        except Exception as err:  # datasets raises many types for offline/missing data
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise SourceError(f"cannot load hf:{self.name} ({type(err).__name__}: {first}); "
+                              "without network pass a local path instead") from err
+        for i, record in enumerate(ds):
+            if i >= self.n_docs:
+                break
+            text = record.get(self.text_field)
+            if not isinstance(text, str):
+                raise SourceError(f"hf:{self.name} record {i}: no string field "
+                                  f"{self.text_field!r} (has {sorted(record)})")
+            yield Document(f"{self.name}:{i}", text)
+
+
+class StdlibSource(Source):
+    """The running interpreter's standard-library `.py` files, tests excluded; split by file."""
+
+    def __init__(self) -> None:
+        self.root = Path(sysconfig.get_paths()["stdlib"])
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "stdlib", "root": str(self.root), "version": sys.version}
+
+    def _all(self) -> Iterator[Document]:
+        for path in sorted(self.root.rglob("*.py")):
+            rel = path.relative_to(self.root)
+            if _STDLIB_SKIP.intersection(rel.parts):
+                continue
+            try:
+                yield Document(str(rel), path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError:
+                continue  # a few stdlib files are deliberately in other encodings
+
+
+def resolve_source(spec: str | Source, *, text_field: str = "text", n_docs: int = 20_000
+                   ) -> Source:
+    """Turn a source string (see module docstring) into a Source; Sources pass through."""
+    if isinstance(spec, Source):
+        return spec
+    if spec == "stdlib":
+        return StdlibSource()
+    if spec.startswith("hf:"):
+        name, _, config = spec[3:].partition(":")
+        if not name:
+            raise SourceError(f"{spec!r}: expected hf:NAME or hf:NAME:CONFIG")
+        return HFSource(name, config=config or None, text_field=text_field, n_docs=n_docs)
+    return LocalSource(spec, text_field=text_field)

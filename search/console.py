@@ -1,0 +1,67 @@
+"""What the CLI prints: one live line per finished trial and the closing summary table."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import TextIO
+
+import optuna
+from optuna.trial import TrialState
+
+
+def trial_line(t: optuna.trial.FrozenTrial, elapsed_s: float) -> str:
+    """``#3  anchor:paper  nca band=0.30-0.40 n=10 ...  loss 1.532  gain +0.4%  1.10x  COMPLETE  95s``."""
+    attrs = t.user_attrs
+    loss = _fmt(_mean(attrs.get("losses")), "{:.4f}")
+    gain = _fmt(attrs.get("gain_pct"), "{:+.2f}%")
+    speed = _fmt(attrs.get("speedup"), "{:.2f}x")
+    state = t.state.name
+    why = attrs.get("pruned_reason") or (attrs.get("fail_reason") if state == "FAIL" else "")
+    if "duplicate_of" in attrs:
+        why = f"same setting as #{attrs['duplicate_of']}: result reused"
+    tail = f"  ({why})" if why else ""
+    return (
+        f"#{t.number:<3d} {attrs.get('kind', 'search'):<18s} {attrs.get('describe', ''):<52s} "
+        f"loss {loss:>7s}  gain {gain:>7s}  speedup {speed:>6s}  {state:<8s} {elapsed_s:6.0f}s{tail}"
+    )
+
+
+def summary(study: optuna.Study, scratch_losses: list[float], out: TextIO) -> None:
+    """Scratch, the paper's setting and the best setting found, with mean and spread over seeds."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    rows = [("scratch", "no pre-pre-training", scratch_losses, None, None)]
+    paper = [t for t in done if t.user_attrs.get("kind") == "anchor:paper"]
+    if paper:
+        rows.append(_row("paper setting", paper[0]))
+    searched = [t for t in done if t.user_attrs.get("losses")]
+    if searched:
+        best = min(searched, key=lambda t: _mean(t.user_attrs["losses"]))
+        rows.append(_row(f"best (#{best.number})", best))
+    out.write(f"\n{'':16s} {'setting':<52s} {'loss mean ± sd':>18s} {'gain %':>8s} {'speedup':>8s}\n")
+    for name, desc, losses, gain, speed in rows:
+        spread = statistics.stdev(losses) if len(losses) > 1 else float("nan")
+        out.write(
+            f"{name:16s} {desc:<52s} {_mean(losses):>9.4f} ± {spread:<6.4f} "
+            f"{_fmt(gain, '{:+.2f}'):>8s} {_fmt(speed, '{:.2f}x'):>8s}\n"
+        )
+    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name in counts:
+            counts[t.state.name] += 1
+    out.write("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()) + "\n")
+
+
+def _row(name: str, t: optuna.trial.FrozenTrial) -> tuple:
+    a = t.user_attrs
+    return (name, a.get("describe", ""), a["losses"], a.get("gain_pct"), a.get("speedup"))
+
+
+def _mean(values: list[float] | None) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return pattern.format(value)

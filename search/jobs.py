@@ -1,0 +1,141 @@
+"""The job functions executors run, and what travels to and from them.
+
+``run_trial_job`` opens the study's storage from inside the worker (a local process or a Slurm
+job), so intermediate losses and user attributes reach Optuna as the trial runs and the pruner
+can stop it; the driver only tells the final state.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from search import artifacts, trial as trial_lib
+from search.config import PrunerSection
+from search.space import Setting
+from search.trial import TrialContext
+
+__all__ = ["TrialContext", "TrialPayload", "TrialResult", "run_trial_job", "run_baseline_job",
+           "baseline_cached", "make_pruner"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrialPayload:
+    """Everything a worker needs to run one trial and write to its study."""
+
+    storage: str
+    study_name: str
+    trial_id: int
+    setting: Setting
+    context: TrialContext
+    pruner: PrunerSection
+    objectives: tuple[str, ...]
+    work_dir: str = ""
+    """Where the trial keeps its resumable state (finished seeds, stage checkpoints)."""
+    artifact_dir: str = ""
+    """Optuna FileSystemArtifactStore root for the dashboard; empty = no artifacts."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrialResult:
+    """What the driver tells Optuna: ``complete`` with values, ``pruned`` or ``failed``."""
+
+    state: str
+    values: list[float] = field(default_factory=list)
+    reason: str = ""
+
+
+def make_pruner(section: PrunerSection, n_objectives: int = 1) -> optuna.pruners.BasePruner:
+    """The study's pruner; multi-objective studies cannot prune (Optuna has no such rule)."""
+    if section.name == "none" or n_objectives > 1:
+        return optuna.pruners.NopPruner()
+    if section.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=section.n_startup_trials, n_warmup_steps=section.n_warmup_steps
+        )
+    if section.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=section.min_resource, reduction_factor=section.reduction_factor
+        )
+    return optuna.pruners.WilcoxonPruner(
+        p_threshold=section.p_threshold, n_startup_steps=section.n_warmup_steps
+    )
+
+
+class _OptunaReporter:
+    """Connects the trial function to its Optuna trial inside a worker."""
+
+    def __init__(self, payload: TrialPayload) -> None:
+        from search.storage import open_storage
+
+        storage = open_storage(payload.storage)
+        pruner = make_pruner(payload.pruner, len(payload.objectives))
+        study = optuna.load_study(study_name=payload.study_name, storage=storage, pruner=pruner)
+        self._trial = optuna.Trial(study, payload.trial_id)
+        self._per_seed = payload.pruner.name == "wilcoxon"
+        self._artifacts = payload.artifact_dir
+
+    def upload(self, path: Path) -> None:
+        """Attach a file to the trial through Optuna's artifact store (seen by the dashboard)."""
+        if self._artifacts:
+            Path(self._artifacts).mkdir(parents=True, exist_ok=True)
+            store = optuna.artifacts.FileSystemArtifactStore(self._artifacts)
+            optuna.artifacts.upload_artifact(study_or_trial=self._trial, file_path=str(path),
+                                             artifact_store=store)
+
+    def report_curve(self, step: int, value: float) -> bool:
+        """Report a validation loss of the downstream stage; True when the trial should stop."""
+        if self._per_seed:
+            return False
+        self._trial.report(value, step)
+        return self._trial.should_prune()
+
+    def report_seed(self, seed_index: int, paired_delta: float) -> bool:
+        """Wilcoxon pruning compares per-seed results (trial minus scratch) as instances."""
+        if not self._per_seed:
+            return False
+        self._trial.report(paired_delta, seed_index)
+        return self._trial.should_prune()
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self._trial.set_user_attr(key, value)
+
+
+def run_trial_job(payload: TrialPayload) -> TrialResult:
+    """Run one trial; exceptions inside it become a ``failed`` result carrying the traceback."""
+    reporter = _OptunaReporter(payload)
+    try:
+        work_dir = Path(payload.work_dir) if payload.work_dir else None
+        outcome = trial_lib.run_trial(payload.setting, payload.context, reporter=reporter,
+                                      work_dir=work_dir)
+    except trial_lib.TrialPrunedError as exc:
+        reporter.set_attr("pruned_reason", str(exc))
+        return TrialResult(state="pruned", reason=str(exc))
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug in a trial fails that trial, not the study
+        text = traceback.format_exc()
+        reporter.set_attr("traceback", text[-4000:])
+        return TrialResult(state="failed", reason=f"{type(exc).__name__}: {exc}")
+    for key, value in outcome.attrs().items():
+        reporter.set_attr(key, value)
+    try:
+        artifacts.upload(outcome, payload.context, reporter.upload)
+    except (OSError, ValueError) as exc:  # pictures are a nicety; the measurement stands
+        reporter.set_attr("artifact_error", f"{type(exc).__name__}: {exc}")
+    return TrialResult(state="complete", values=[outcome.objective(o) for o in payload.objectives])
+
+
+def run_baseline_job(args: tuple[TrialContext, int]) -> float:
+    """Compute (or fetch) the scratch baseline of one seed; returns its final loss."""
+    context, seed = args
+    return trial_lib.scratch_baseline(context, seed).final_loss
+
+
+def baseline_cached(context: TrialContext, seed: int) -> bool:
+    """True when the scratch baseline of ``seed`` is already in the cache."""
+    return trial_lib.baseline_path(context, seed).is_file()

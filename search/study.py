@@ -1,0 +1,58 @@
+"""Creating or resuming the Optuna study of a StudyConfig."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+
+from search._fs import write_json_atomic
+from search._toml import ConfigError
+from search.config import StudyConfig
+from search.jobs import make_pruner
+from search.storage import open_storage
+from search.trial import TrialContext
+
+
+def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The study's sampler with every argument pinned (Optuna 5 changed TPE's defaults)."""
+    s = config.sampler
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=s.seed)
+    return optuna.samplers.TPESampler(
+        n_startup_trials=s.n_startup_trials, n_ei_candidates=s.n_ei_candidates, seed=s.seed,
+        multivariate=s.multivariate, group=s.group, constant_liar=s.constant_liar,
+    )
+
+
+def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:
+    """Create the study, or load it when it exists; save the resolved configuration with it."""
+    workers = config.study.workers if config.study.executor == "local" else 1
+    storage = open_storage(config.storage_url, workers=workers)
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=config.study.name, load_if_exists=True,
+            directions=config.study.directions, sampler=make_sampler(config),
+            pruner=make_pruner(config.pruner, len(config.study.objectives)),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"study {config.study.name!r}: {exc}") from None
+    resolved = json.loads(config.to_json())
+    resolved["context"] = context.to_dict()
+    study.set_user_attr("config", json.dumps(resolved, sort_keys=True))
+    study.set_user_attr("domain", config.study.domain)
+    study.set_user_attr("preset", context.preset)
+    study.set_user_attr("objectives", list(config.study.objectives))
+    _save_note(study, config)
+    write_json_atomic(config.run_dir / "config.json", resolved)
+    return study
+
+
+def _save_note(study: optuna.Study, config: StudyConfig) -> None:
+    """Study notes, shown by optuna-dashboard, say what the study is."""
+    text = config.study.notes or f"NCA pre-pre-training search for the {config.study.domain} domain."
+    try:
+        from optuna_dashboard import save_note
+    except ImportError:
+        return
+    save_note(study, f"# {config.study.name}\n\n{text}\n")

@@ -1,0 +1,66 @@
+"""Opening a storage for reading: journal files, SQLite, PostgreSQL, and clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from analysis.frame import load_studies
+from analysis.storage import StorageError, open_storage, resolve_study_names
+from analysis.synthetic import create_synthetic_study
+
+
+def test_journal_file_and_all_study_names(synthetic_journal):
+    storage = open_storage(synthetic_journal)
+    assert resolve_study_names(storage) == ["code", "math", "web", "code-mo"]
+    assert resolve_study_names(storage, ["web", "code", "web"]) == ["web", "code"]
+
+
+def test_sqlite_file_path_and_url(tmp_path):
+    db = tmp_path / "s.db"
+    create_synthetic_study(f"sqlite:///{db}", "code", domain="code", n_search=2)
+    for spec in (str(db), f"sqlite:///{db}"):
+        (rec,) = load_studies(spec)
+        assert rec.name == "code" and len(rec.trials) == 8
+
+
+@pytest.fixture
+def pg_driver() -> None:
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
+        pytest.skip("no PostgreSQL driver installed (psycopg or psycopg2)")
+
+
+def test_postgresql(pg_driver, postgres_url):
+    create_synthetic_study(postgres_url, "pg", domain="math", n_search=2)
+    (rec,) = load_studies(postgres_url, ["pg"])
+    assert rec.domain == "math" and len(rec.trials) == 8
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda d: str(d / "missing.journal"), "neither an existing journal file"),
+    (lambda d: f"sqlite:///{d / 'missing.db'}", "no such SQLite file"),
+    (lambda d: "nosuchdialect://host/db", "cannot open storage"),
+])
+def test_bad_storage_is_one_line_error(tmp_path, make, match):
+    spec = make(tmp_path)
+    with pytest.raises(StorageError, match=match) as info:
+        open_storage(spec)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "missing.db").exists(), "SQLite must not create the file"
+
+
+def test_file_that_is_not_a_journal(tmp_path):
+    bad = tmp_path / "bad.journal"
+    bad.write_text('{"op_code": 99, "worker_id": "x"}\n')
+    with pytest.raises(StorageError, match="not an Optuna journal"):
+        open_storage(bad)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    with pytest.raises(StorageError, match="holds no study"):
+        resolve_study_names(open_storage(text))
+
+
+def test_unknown_study_lists_valid_names(synthetic_journal):
+    with pytest.raises(StorageError, match=r"no study named 'nope'.*valid: \['code', 'math'"):
+        load_studies(synthetic_journal, ["code", "nope"])

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lm.checkpoint import save_checkpoint
+from lm.transfer import TransferConfig, transfer
+
+from .conftest import tiny_config, tiny_model
+
+BLOCK_TENSORS = ("attn_norm.weight", "attn.qkv.weight", "attn.out.weight", "mlp_norm.weight",
+                 "mlp.up.weight", "mlp.down.weight")
+
+
+def _names(layers=(0, 1), parts=BLOCK_TENSORS):
+    return {f"blocks.{i}.{p}" for i in layers for p in parts}
+
+
+def test_default_copies_everything_but_embedding_and_head():
+    source = tiny_model(vocab_size=10002 % 97 + 50)
+    model, report = transfer(source.state_dict(), 257)
+    assert model.config.vocab_size == 257 and model.lm_head.weight.shape == (257, 32)
+    assert set(report.reinitialized) == {"tok_emb.weight", "lm_head.weight"}
+    assert set(report.copied) == _names() | {"norm_f.weight"}
+    assert report.frozen == ()
+    src = dict(source.named_parameters())
+    for name, p in model.named_parameters():
+        assert p.requires_grad
+        if name in report.copied:
+            assert torch.equal(p, src[name])
+    assert len(report.copied) + len(report.reinitialized) == len(list(model.parameters()))
+
+
+def test_reinit_and_freeze_by_group_and_layer_range():
+    source = tiny_model()
+    cfg = TransferConfig(reinit=("attention",), reinit_layers=(1, 2), freeze=("mlp", "norm"))
+    model, report = transfer(source, 100, cfg)
+    attn1 = {"blocks.1.attn.qkv.weight", "blocks.1.attn.out.weight"}
+    assert set(report.reinitialized) == {"tok_emb.weight", "lm_head.weight"} | attn1
+    assert set(report.copied) == (_names() | {"norm_f.weight"}) - attn1
+    frozen = _names(parts=("mlp.up.weight", "mlp.down.weight", "attn_norm.weight",
+                           "mlp_norm.weight")) | {"norm_f.weight"}
+    assert set(report.frozen) == frozen
+    for name, p in model.named_parameters():
+        assert p.requires_grad == (name not in frozen)
+    assert not torch.equal(model.blocks[1].attn.qkv.weight, source.blocks[1].attn.qkv.weight)
+    assert torch.equal(model.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+
+
+def test_norm_group_with_a_layer_range_leaves_the_final_norm():
+    _, report = transfer(tiny_model(), 100, TransferConfig(reinit=("norm",), reinit_layers=(0, 1)))
+    assert set(report.reinitialized) == {"tok_emb.weight", "lm_head.weight",
+                                         "blocks.0.attn_norm.weight", "blocks.0.mlp_norm.weight"}
+
+
+def test_sources_accepted(tmp_path):
+    source = tiny_model()
+    sd = source.state_dict()
+    path = save_checkpoint(tmp_path / "ppt.pt", {"model": sd, "upstream": {"learned": True}})
+    for src in (source, sd, {"model": sd, "upstream": {}}, path, str(path)):
+        model, _report = transfer(src, 80)
+        assert torch.equal(model.blocks[1].mlp.up.weight, source.blocks[1].mlp.up.weight)
+    bare = {k: v for k, v in sd.items() if k != "_extra_state"}
+    with pytest.raises(ValueError, match="transfer source"):
+        transfer(bare, 80)
+    model, _ = transfer(bare, 80, source_config=tiny_config())
+    assert model.config.n_head == 2
+
+
+def test_shape_mismatch_and_missing_tensors_are_reported():
+    sd = tiny_model().state_dict()
+    wrong = dict(sd, **{"blocks.0.mlp.down.weight": torch.zeros(32, 65)})
+    with pytest.raises(ValueError, match=r"blocks.0.mlp.down.weight: source shape \(32, 65\)"):
+        transfer(wrong, 80)
+    missing = {k: v for k, v in sd.items() if k != "blocks.1.attn.out.weight"}
+    with pytest.raises(ValueError, match="missing.*blocks.1.attn.out.weight"):
+        transfer(missing, 80)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"reinit": ("attn",)}, "reinit"), ({"freeze": ["mlp"]}, "freeze"),
+    ({"reinit_layers": (2, 1)}, "reinit_layers"), ({"freeze_layers": (0,)}, "freeze_layers")])
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TransferConfig(**kwargs)
+
+
+def test_layer_range_beyond_the_model_is_refused():
+    with pytest.raises(ValueError, match="has 2 blocks"):
+        transfer(tiny_model(), 80, TransferConfig(freeze=("mlp",), freeze_layers=(1, 3)))

@@ -1,0 +1,61 @@
+"""Bad input to `python -m search.run`: exit 2, one line naming the value, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _run(tmp_path, *args):
+    cmd = [sys.executable, "-m", "search.run", "--run-dir", str(tmp_path / "run"),
+           "--cache-dir", str(tmp_path / "cache"), *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def _study_file(tmp_path, body):
+    path = tmp_path / "bad.toml"
+    path.write_text('[study]\nname = "bad"\ndomain = "code"\npreset = "tiny"\n' + body)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--domain", "chess"], "chess"),
+        (["--study", "no-such-study"], "no-such-study"),
+        (["--study", "smoke", "--preset", "huge"], "huge"),
+        (["--study", "smoke", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "unreachable"),
+        (["--study", "smoke", "--storage", "sqlite:///x.db", "--workers", "2"], "SQLite"),
+        (["--study", "smoke", "--storage", "ftp://host/x"], "ftp://"),
+        (["--study", "smoke", "--seeds", "a,b"], "--seeds"),
+        (["--domain", "math", "--preset", "tiny"], "math"),
+        (["--study", "smoke", "--data", "/no/such/corpus.jsonl"], "/no/such/corpus.jsonl"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):
+    result = _run(tmp_path, *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ('[space]\nband = "0.5-0.4"\n', "0.5-0.4"),
+        ('[space]\nalphabet = 16\n', "16"),
+        ('[space]\nalphabet = 1\n', "alphabet"),
+        ('[pruner]\nname = "psychic"\n', "psychic"),
+        ('[study.extra]\nx = 1\n', "extra"),
+    ],
+)
+def test_bad_study_file_exits_2(tmp_path, body, needle):
+    result = _run(tmp_path, "--study", _study_file(tmp_path, body))
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,144 @@
+"""The ask/tell driver: anchors, resume, retries of lost trials, failures, stale leases.
+
+The trial function is a cheap stand-in here (tests/search/_fakes.py); the real trial runs in
+tests/search/test_smoke_study.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.config import config_from_dict
+from search.driver import Driver
+from search.executors import InlineExecutor, LocalExecutor
+from search.study import open_study
+from search.trial import TrialContext
+from tests.search import _fakes
+
+
+def _config(tmp_path, n_trials=5, space=None, max_retries=2):
+    raw = {
+        "study": {"name": "t", "domain": "code", "n_trials": n_trials, "seeds": [0, 1],
+                  "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
+                  "max_retries": max_retries},
+        "sampler": {"name": "random", "seed": 0},
+        "space": space or {"band": {"choices": ["0.2-0.3", "0.5-1.0"]}, "alphabet": {"choices": [2, 4]}},
+        "anchors": [{"name": "paper", "params": {"band": "0.3-0.4", "alphabet": 10}}],
+    }
+    return config_from_dict(raw)
+
+
+def _context(cfg):
+    return TrialContext(domain="code", data="", tokenizer="byte", preset="tiny", nca_tokens=1,
+                        domain_tokens=1, seeds=(0, 1), cache_dir=str(cfg.cache_dir))
+
+
+def _drive(cfg, executor, workers=1):
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    context = _context(cfg)
+    study = open_study(cfg, context)
+    driver = Driver(config=cfg, study=study, executor=executor, context=context,
+                    max_in_flight=workers, trial_fn=_fakes.fake_trial,
+                    baseline_fn=_fakes.fake_baseline)
+    driver.run()
+    return study
+
+
+def _states(study):
+    return [t.state for t in study.get_trials(deepcopy=False)]
+
+
+def test_anchor_first_and_trial_count(tmp_path):
+    study = _drive(_config(tmp_path), InlineExecutor())
+    trials = study.get_trials()
+    assert len(trials) == 5 and all(s == TrialState.COMPLETE for s in _states(study))
+    assert trials[0].user_attrs["kind"] == "anchor:paper"
+    assert '"alphabet": 10' in trials[0].user_attrs["setting"]
+
+
+def test_resume_never_redoes_finished_trials(tmp_path):
+    cfg = _config(tmp_path, n_trials=3)
+    study = _drive(cfg, InlineExecutor())
+    first = [(t.number, t.datetime_complete) for t in study.get_trials()]
+    study = _drive(cfg, InlineExecutor())
+    assert [(t.number, t.datetime_complete) for t in study.get_trials()] == first
+    study = _drive(_config(tmp_path, n_trials=5), InlineExecutor())
+    assert len(study.get_trials()) == 5 and len({t.number for t in study.get_trials()}) == 5
+
+
+def test_failing_trial_fails_once_and_counts(tmp_path):
+    cfg = _config(tmp_path, n_trials=3, space={"transfer": "freeze-all"})
+    study = _drive(cfg, InlineExecutor())
+    assert _states(study) == [TrialState.FAIL] * 3
+    assert all("broken on purpose" in t.user_attrs["fail_reason"] for t in study.get_trials())
+    assert not any(t.user_attrs.get("retried") for t in study.get_trials())
+
+
+def test_killed_worker_is_retried_without_loss_or_duplicate(tmp_path):
+    cfg = _config(tmp_path, n_trials=4)
+    (cfg.cache_dir).mkdir(parents=True)
+    (cfg.cache_dir / "kill-once.armed").touch()
+    study = _drive(cfg, LocalExecutor(tmp_path / "workers"), workers=2)
+    trials = study.get_trials()
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(lost) == 1 and lost[0].user_attrs["retried"]
+    assert "SIGKILL" in lost[0].user_attrs["fail_reason"]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 4
+    retry = [t for t in done if t.user_attrs.get("retry_of") == lost[0].number]
+    assert len(retry) == 1 and retry[0].user_attrs["setting"] == lost[0].user_attrs["setting"]
+
+
+def test_stale_running_trial_is_failed_and_retried(tmp_path):
+    cfg = _config(tmp_path, n_trials=2)
+    context = _context(cfg)
+    study = open_study(cfg, context)
+    trial = study.ask()
+    trial.set_user_attr("setting", '{"alphabet": 4, "band": [0.2, 0.3]}')
+    study._storage.set_trial_system_attr(trial._trial_id, "lease_until", time.time() - 1)
+    driver = Driver(config=cfg, study=study, executor=InlineExecutor(), context=context,
+                    trial_fn=_fakes.fake_trial, baseline_fn=_fakes.fake_baseline)
+    driver.recover_stale()
+    frozen = study.get_trials()[0]
+    assert frozen.state == TrialState.FAIL and "driver stopped" in frozen.user_attrs["fail_reason"]
+    waiting = study.get_trials(states=(TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs["retry_of"] == 0
+
+
+def test_retry_cap(tmp_path):
+    cfg = _config(tmp_path, n_trials=1, max_retries=0)
+    context = _context(cfg)
+    study = open_study(cfg, context)
+    trial = study.ask()
+    trial.set_user_attr("setting", "{}")
+    driver = Driver(config=cfg, study=study, executor=InlineExecutor(), context=context,
+                    trial_fn=_fakes.fake_trial, baseline_fn=_fakes.fake_baseline)
+    driver.recover_stale()
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    assert driver.finished_count() == 1
+
+
+def test_live_lease_of_a_dead_local_driver_is_recovered_at_once(tmp_path):
+    import socket
+    import subprocess
+
+    cfg = _config(tmp_path, n_trials=2)
+    context = _context(cfg)
+    study = open_study(cfg, context)
+    asked = study.ask()  # a driver died between ask() and recording the setting
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    storage = study._storage
+    storage.set_trial_system_attr(asked._trial_id, "lease_until", time.time() + 600)
+    storage.set_trial_system_attr(asked._trial_id, "lease_holder", f"{socket.gethostname()}:{dead.pid}")
+    driver = Driver(config=cfg, study=study, executor=InlineExecutor(), context=context,
+                    trial_fn=_fakes.fake_trial, baseline_fn=_fakes.fake_baseline)
+    driver.run()
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["never_started"]
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
+    assert not study.get_trials(states=(TrialState.RUNNING,))

@@ -1,0 +1,126 @@
+"""`--executor slurm` on the real local Slurm: a smoke study with jobs in flight, a driver
+killed and restarted, and a trial that is preempted, requeued and resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.config import load_study_config
+from search.jobs import TrialPayload, run_trial_job
+from search.slurm import SlurmExecutor
+from search.space import Setting
+from search.storage import open_storage
+from search.study import open_study
+from search.trial import make_context
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+_SLURM = """
+[slurm]
+gpus_per_node = 0
+cpus_per_task = 1
+mem_gb = 1
+timeout_min = 11
+max_in_flight = 3
+"""
+
+
+def _study_file(tmp_path: Path, n_trials: int) -> Path:
+    text = (REPO / "studies" / "smoke.toml").read_text()
+    text = text.replace("n_trials = 4", f"n_trials = {n_trials}") + _SLURM
+    path = tmp_path / "slurm_smoke.toml"
+    path.write_text(text)
+    return path
+
+
+def _cmd(tmp_path: Path, study: Path) -> list[str]:
+    return [sys.executable, "-m", "search.run", "--study", str(study), "--executor", "slurm",
+            "--run-dir", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]
+
+
+def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = open_storage(str(tmp_path / "run" / "journal.log"), create=False)
+    return optuna.load_study(study_name="smoke", storage=storage).get_trials()
+
+
+def test_smoke_study_through_slurm_with_jobs_in_flight(local_slurm, tmp_path):
+    result = subprocess.run(_cmd(tmp_path, _study_file(tmp_path, 4)), cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = _trials(tmp_path)
+    assert len([t for t in trials if t.state.is_finished()]) == 4
+    ran = [t for t in trials if "job_slurm_job_id" in t.user_attrs]
+    assert ran and len({t.user_attrs["job_slurm_job_id"] for t in ran}) == len(ran)
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in ran)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "no two trial jobs overlapped"
+    # Finished jobs leave their logs but not their pickles.
+    folder = Path(ran[0].user_attrs["job_slurm_folder"])
+    assert not list(folder.glob("*_result.pkl")) and list(folder.glob("*.out"))
+
+
+def test_killed_driver_restarts_and_reattaches(local_slurm, tmp_path):
+    study = _study_file(tmp_path, 4)
+    proc = subprocess.Popen(_cmd(tmp_path, study), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if (tmp_path / "run" / "journal.log").is_file() and any(
+                t.state == TrialState.RUNNING and "job_slurm_job_id" in t.user_attrs
+                for t in _trials(tmp_path)):
+            break
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    result = subprocess.run(_cmd(tmp_path, study), cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reattached" in result.stdout
+    trials = _trials(tmp_path)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    summary = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    assert len(finished) == 4, (summary, result.stdout)
+    assert not [t for t in trials if t.state == TrialState.RUNNING], summary
+    settings = [t.user_attrs["setting"] for t in trials if t.user_attrs.get("kind") == "anchor:paper"]
+    assert len(settings) == 1, "the anchor ran twice"
+
+
+def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
+    config = load_study_config(str(_study_file(tmp_path, 1)), {"study": {
+        "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
+        "seeds": [0, 1, 2]}})
+    context = make_context(config)
+    study = open_study(config, context)
+    trial = study.ask()
+    work = tmp_path / "run" / "trials" / "00000"
+    payload = TrialPayload(storage=config.storage_url, study_name="smoke", trial_id=trial._trial_id,
+                           setting=Setting(band=(0.2, 0.3), alphabet=2), context=context,
+                           pruner=config.pruner, objectives=("loss",), work_dir=str(work))
+    job = SlurmExecutor(config).submit(run_trial_job, payload)
+    first_seed = work / "seed0.json"
+    deadline = time.time() + 300
+    while not first_seed.exists():
+        assert time.time() < deadline and not job.done(), "seed 0 never finished"
+        time.sleep(0.2)
+    stamp = first_seed.stat().st_mtime_ns
+    job._job._interrupt()  # preemption: the warning signal, then requeue
+    deadline = time.time() + 300
+    while not job.done():
+        assert time.time() < deadline, "requeued trial did not finish"
+        time.sleep(0.5)
+    out = job.outcome()
+    assert out.ok and out.value.state == "complete", out
+    assert first_seed.stat().st_mtime_ns == stamp, "seed 0 was recomputed after the requeue"
+    states = subprocess.run(["sacct", "-j", str(job.info["slurm_job_id"]), "-D", "-n", "-X",
+                             "-o", "State"], capture_output=True, text=True).stdout.split()
+    assert "REQUEUED" in states[0], states
