@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from search.space import Setting
 from search.trial import TrialContext, TrialOutcome

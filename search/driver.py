@@ -17,9 +17,10 @@ import json
 import os
 import socket
 import time
-from pathlib import Path
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -86,14 +87,7 @@ class Driver:
 
     def finished_count(self) -> int:
         """Trials that count towards n_trials: complete, pruned, or failed for good."""
-        count = 0
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                count += 1
-            elif t.state == TrialState.FAIL and not (
-                    t.user_attrs.get("retried") or t.user_attrs.get("never_started")):
-                count += 1
-        return count
+        return sum(_counts(t) for t in self.study.get_trials(deepcopy=False))
 
     def enqueue_anchors(self) -> None:
         """Enqueue the study's anchors once, before anything the sampler proposes."""
@@ -276,6 +270,13 @@ class Driver:
     def _say(self, text: str) -> None:
         if self.events.on_message:
             self.events.on_message(text)
+
+
+def _counts(t: optuna.trial.FrozenTrial) -> bool:
+    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    lost = t.user_attrs.get("retried") or t.user_attrs.get("never_started")
+    return t.state == TrialState.FAIL and not lost
 
 
 _HOLDER = f"{socket.gethostname()}:{os.getpid()}"

@@ -15,9 +15,10 @@ import pickle
 import signal
 import tempfile
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

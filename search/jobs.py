@@ -8,19 +8,27 @@ can stop it; the driver only tells the final state.
 from __future__ import annotations
 
 import traceback
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
 
-from search import artifacts, trial as trial_lib
+from search import artifacts
+from search import trial as trial_lib
 from search.config import PrunerSection
 from search.space import Setting
 from search.trial import TrialContext
 
-__all__ = ["TrialContext", "TrialPayload", "TrialResult", "run_trial_job", "run_baseline_job",
-           "baseline_cached", "make_pruner"]
+__all__ = [
+    "TrialContext",
+    "TrialPayload",
+    "TrialResult",
+    "baseline_cached",
+    "make_pruner",
+    "run_baseline_job",
+    "run_trial_job",
+]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

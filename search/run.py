@@ -18,12 +18,14 @@ from typing import Any
 
 import optuna
 
+from search import console
+from search import study as study_lib
+from search import trial as trial_lib
 from search._toml import ConfigError
 from search.config import EXECUTORS, StudyConfig, load_study_config
 from search.driver import Driver, DriverEvents
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
 from search.storage import check_storage
-from search import console, study as study_lib, trial as trial_lib
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

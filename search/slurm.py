@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import submitit
 from submitit.core.utils import FailedJobError, UncompletedJobError

@@ -8,6 +8,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from sqlalchemy.exc import SQLAlchemyError
 
 from search._toml import ConfigError
 
@@ -37,7 +38,7 @@ def open_storage(storage: str, *, workers: int = 1, create: bool = True) -> optu
             storage = "postgresql+psycopg://" + storage[len("postgresql://"):]
         try:
             return optuna.storages.RDBStorage(storage, engine_kwargs=_engine_kwargs(storage))
-        except Exception as exc:  # sqlalchemy raises many driver-specific types
+        except (SQLAlchemyError, ImportError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"storage {storage!r} is unreachable: {first}") from None
     if "://" in storage:

@@ -11,18 +11,27 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import torch
 
-import lm
 import nca
+from lm.checkpoint import load_checkpoint, save_checkpoint
+from lm.corpora import load_domain
+from lm.diagnose import diagnose
+from lm.presets import build_model, get_preset
+from lm.scores import score as lm_score
+from lm.trainer import train as lm_train
+from lm.transfer import TransferConfig
+from lm.transfer import transfer as lm_transfer
 from search._fs import write_json_atomic
 from search.space import Setting
 
@@ -76,7 +85,7 @@ def make_context(config: Any) -> TrialContext:
     if name == "auto":
         name = "gpu-proxy" if torch.cuda.is_available() else "cpu-proxy"
     try:
-        preset = lm.get_preset(name)
+        preset = get_preset(name)
     except ValueError as exc:
         raise SetupError(str(exc)) from None
     context = TrialContext(
@@ -198,7 +207,7 @@ def _run_seed(setting: Setting, context: TrialContext, corpus: Any, seed: int, i
         curve, upstream, stats, tokens = baseline.curve, None, {}, context.domain_tokens
     else:
         state, upstream, stats, ppt_tokens = _pretrained(setting, context, seed)
-        model, _ = lm.transfer(state, corpus.vocab_size, _transfer_config(setting, seed))
+        model, _ = lm_transfer(state, corpus.vocab_size, _transfer_config(setting, seed))
         n_points = context_evals(context)
 
         def callback(tokens_seen: int, val_loss: float) -> None:
@@ -207,11 +216,11 @@ def _run_seed(setting: Setting, context: TrialContext, corpus: Any, seed: int, i
                 raise TrialPrunedError(f"pruned at {tokens_seen} downstream tokens of seed {seed}")
 
         cfg = _domain_config(context, corpus, seed, setting)
-        curve = lm.train(model, corpus.train, corpus.val, cfg, device=context.device,
+        curve = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
                          callback=callback, checkpoint_path=checkpoint,
                          checkpoint_every_tokens=cfg.eval_every_tokens).curve
         tokens = ppt_tokens + context.domain_tokens
-    scores = lm.score(curve, baseline.curve, corpus.bytes_per_token)
+    scores = lm_score(curve, baseline.curve, corpus.bytes_per_token)
     return SeedResult(
         seed=seed, loss=scores.final_loss, scratch_loss=baseline.final_loss, bpb=scores.bpb,
         gain_pct=scores.gain_pct, speedup=scores.speedup, curve=list(curve),
@@ -221,7 +230,7 @@ def _run_seed(setting: Setting, context: TrialContext, corpus: Any, seed: int, i
 
 def context_evals(context: TrialContext) -> int:
     """Evaluation points of the domain stage (the one at 0 tokens included)."""
-    return lm.get_preset(context.preset).evals_per_stage + 1
+    return get_preset(context.preset).evals_per_stage + 1
 
 
 # -- the scratch baseline ------------------------------------------------------------------------
@@ -240,9 +249,9 @@ def scratch_baseline(context: TrialContext, seed: int) -> Baseline:
     with _locked(path):
         if not path.is_file():
             corpus = _corpus(context)
-            model = lm.build_model(context.preset, corpus.vocab_size, seed=seed)
+            model = build_model(context.preset, corpus.vocab_size, seed=seed)
             cfg = _domain_config(context, corpus, seed, Setting(source="none"))
-            result = lm.train(model, corpus.train, corpus.val, cfg, device=context.device)
+            result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device)
             write_json_atomic(path, {"curve": result.curve, "final_loss": result.final_val_loss})
         data = json.loads(path.read_text())
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
@@ -254,7 +263,7 @@ def scratch_baseline(context: TrialContext, seed: int) -> Baseline:
 def _pretrained(setting: Setting, context: TrialContext, seed: int
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
     """The pre-pre-trained weights for ``setting`` and ``seed``, from the cache when possible."""
-    preset = lm.get_preset(context.preset)
+    preset = get_preset(context.preset)
     tokens = setting.nca_tokens or context.nca_tokens
     try:
         built = nca.build(_data_spec(setting, context), tokens, cache_dir=Path(context.cache_dir),
@@ -267,17 +276,17 @@ def _pretrained(setting: Setting, context: TrialContext, seed: int
     path = Path(context.cache_dir) / "ppt" / f"{key}.pt"
     with _locked(path):
         if not path.is_file():
-            model = lm.build_model(preset, built.train.vocab_size, seed=seed)
+            model = build_model(preset, built.train.vocab_size, seed=seed)
             cfg = preset.train_config("nca", seq_len=built.train.seq_len, seed=seed,
                                       total_tokens=tokens, lr=lr)
             partial = path.with_suffix(".partial.pt")  # resumable if this job is preempted
-            lm.train(model, built.train, built.val, cfg, device=context.device,
+            lm_train(model, built.train, built.val, cfg, device=context.device,
                      checkpoint_path=partial, checkpoint_every_tokens=cfg.eval_every_tokens)
-            diag = lm.diagnose(model, built.train, built.val, device=context.device)
-            lm.save_checkpoint(path, {"model": model.state_dict(),
+            diag = diagnose(model, built.train, built.val, device=context.device)
+            save_checkpoint(path, {"model": model.state_dict(),
                                       "upstream": dataclasses.asdict(diag)})
             partial.unlink()
-        saved = lm.load_checkpoint(path)
+        saved = load_checkpoint(path)
     stats = {k: built.manifest.get(k) for k in ("complexity_mean", "acceptance_rate")}
     return saved["model"], saved["upstream"], stats, tokens
 
@@ -298,7 +307,7 @@ def _data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:
         return nca.DataSpec(curriculum=nca.Curriculum.constant(cfg, nca.Band(lo, hi, kind=setting.band_kind)))
     k = setting.curriculum_stages
     edges = [lo + (hi - lo) * i / k for i in range(k + 1)]
-    bands = [nca.Band(a, b, kind=setting.band_kind) for a, b in zip(edges, edges[1:])]
+    bands = [nca.Band(a, b, kind=setting.band_kind) for a, b in itertools.pairwise(edges)]
     family = getattr(nca.Curriculum, setting.curriculum)
     return nca.DataSpec(curriculum=family(cfg, bands))
 
@@ -315,11 +324,11 @@ _TRANSFERS: dict[str, dict[str, Any]] = {
 
 
 def _transfer_config(setting: Setting, seed: int) -> Any:
-    return lm.TransferConfig(seed=seed, **_TRANSFERS[setting.transfer])
+    return TransferConfig(seed=seed, **_TRANSFERS[setting.transfer])
 
 
 def _domain_config(context: TrialContext, corpus: Any, seed: int, setting: Setting) -> Any:
-    preset = lm.get_preset(context.preset)
+    preset = get_preset(context.preset)
     overrides: dict[str, Any] = {"total_tokens": context.domain_tokens}
     if setting.lr:
         overrides["lr"] = setting.lr
@@ -330,10 +339,10 @@ def _domain_config(context: TrialContext, corpus: Any, seed: int, setting: Setti
 
 def _corpus(context: TrialContext) -> Any:
     try:
-        return lm.load_domain(context.domain, source=context.data or None,
+        return load_domain(context.domain, source=context.data or None,
                               tokenizer=context.tokenizer,
                               cache_dir=Path(context.cache_dir) / "corpora",
-                              seq_len=lm.get_preset(context.preset).seq_len)
+                              seq_len=get_preset(context.preset).seq_len)
     except (ValueError, FileNotFoundError) as exc:
         raise SetupError(str(exc).strip().splitlines()[0]) from None
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import time
 
-import optuna
-import pytest
 from optuna.trial import TrialState
 
 from search.config import config_from_dict

@@ -142,7 +142,7 @@ def test_pruner_stops_a_hopeless_trial(tmp_path):
                            setting=Setting(band=(0.2, 0.3), alphabet=2), context=context,
                            pruner=config.pruner, objectives=("loss",))
     result = run_trial_job(payload)
-    assert result.state == "pruned" and "pruned at" in result.reason
+    assert result.state == "pruned" and "pruned at" in result.reason, result
 
 
 def test_unreachable_band_is_pruned_with_reason(tmp_path):
@@ -155,7 +155,7 @@ def test_unreachable_band_is_pruned_with_reason(tmp_path):
                            setting=Setting(band=(0.5, 1.0), alphabet=2), context=context,
                            pruner=config.pruner, objectives=("loss",))
     result = run_trial_job(payload)
-    assert result.state == "pruned" and "alphabet" in result.reason
+    assert result.state == "pruned" and "alphabet" in result.reason, result
 
 
 def test_smoke_study_on_postgresql(tmp_path, postgres_url):
