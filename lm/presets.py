@@ -125,12 +125,14 @@ class Preset:
             raise ValueError(f"{unknown} are not TrainConfig fields; valid: {sorted(valid)}")
         return TrainConfig(**{**fields, **overrides})
 
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset(name="tiny", description="tests and smoke runs: a whole trial in seconds",
                n_layer=2, n_embd=32, n_head=2, mlp_hidden=128, seq_len=65,
-               batch_tokens=512, micro_batch_tokens=512, nca_batch_tokens=512, lr=3e-3, nca_lr=3e-3,
+               batch_tokens=512, micro_batch_tokens=512, nca_batch_tokens=512, lr=3e-3,
+               nca_lr=3e-3,
                nca_tokens=8_192, domain_tokens=16_384, evals_per_stage=4,
                eval_sequences=32, nca_eval_sequences=8),
         Preset(name="cpu-proxy",

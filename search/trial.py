@@ -340,9 +340,8 @@ def _domain_config(context: TrialContext, corpus: Any, seed: int, setting: Setti
 def _corpus(context: TrialContext) -> Any:
     try:
         return load_domain(context.domain, source=context.data or None,
-                              tokenizer=context.tokenizer,
-                              cache_dir=Path(context.cache_dir) / "corpora",
-                              seq_len=get_preset(context.preset).seq_len)
+                           tokenizer=context.tokenizer, cache_dir=Path(context.cache_dir),
+                           seq_len=get_preset(context.preset).seq_len)
     except (ValueError, FileNotFoundError) as exc:
         raise SetupError(str(exc).strip().splitlines()[0]) from None
 
