@@ -81,7 +81,7 @@ class TrainConfig:
     seed: int = 0
     """Seed of the batch order."""
     autocast: Literal["auto", "bf16", "off"] = "auto"
-    """'auto' = bf16 on CUDA and on CPUs with avx512_bf16/AMX, else fp32; 'bf16'; 'off'."""
+    """'auto' = bf16 on CUDA and on CPUs with AMX, else fp32 (see lm.batches); 'bf16'; 'off'."""
     compile: bool = False
     """Wrap the model in torch.compile (does not change the trajectory's definition)."""
     diverge_factor: float = 3.0

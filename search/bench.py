@@ -38,7 +38,7 @@ def _study(root: Path, name: str, preset: str, n_trials: int, pruner: str) -> di
                   "run_dir": str(root / name), "cache_dir": str(root / "cache")},
         "sampler": {"name": "random", "seed": 0},
         "pruner": {"name": pruner, "n_startup_trials": 3, "n_warmup_steps": 2},
-        "space": {"band": {"choices": ["0.2-0.3", "0.5-1.0"]}, "alphabet": 4,
+        "space": {"band": {"choices": ["0.2-0.3", "0.3-0.4"]}, "alphabet": 4,
                   "lr": {"choices": [1e-3, 3e-3, 1e-2]},
                   "transfer": {"choices": ["full", "attention-only"]}},
     }

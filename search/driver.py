@@ -76,9 +76,9 @@ class Driver:
         self.ensure_baselines()
         try:
             while self._fill() or self._inflight:
-                self._collect()
+                if not self._collect():
+                    time.sleep(_POLL_S)  # nothing finished: wait before polling again
                 self._renew_leases()
-                time.sleep(_POLL_S)
         except KeyboardInterrupt:
             self._interrupt()
             raise
@@ -188,10 +188,13 @@ class Driver:
                 return True
         return False
 
-    def _collect(self) -> None:
+    def _collect(self) -> bool:
+        """Tell the results of finished jobs; True when any finished."""
+        collected = False
         for number, item in list(self._inflight.items()):
             if not item.job.done():
                 continue
+            collected = True
             del self._inflight[number]
             out = item.job.outcome()
             if out.ok:
@@ -200,6 +203,7 @@ class Driver:
                 frozen = self.study._storage.get_trial(item.trial._trial_id)
                 self._fail_and_retry(frozen, f"lost: {out.reason}", count_attempt=True)
                 self._announce(item.trial._trial_id, item.started)
+        return collected
 
     def _tell(self, item: _InFlight, result: jobs.TrialResult) -> None:
         trial = item.trial

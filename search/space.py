@@ -87,15 +87,14 @@ class Setting:
         """A short human line: what matters for this setting."""
         if self.source == "none":
             return "scratch"
+        lrs = "".join(f" {name}={value:.1e}" for name, value in
+                      (("ppt_lr", self.ppt_lr), ("lr", self.lr)) if value)
+        tail = f" tok={self.nca_tokens or 'preset'}{lrs} xfer={self.transfer}"
         if self.source != "nca":
-            extra = f" k={self.dyck_k}" if self.source == "dyck" else ""
-            return f"{self.source}{extra} tok={self.nca_tokens or 'preset'} xfer={self.transfer}"
+            return f"{self.source}{f' k={self.dyck_k}' if self.source == 'dyck' else ''}{tail}"
         q = "q" if self.band_kind == "quantile" else ""
         cur = "" if self.curriculum == "constant" else f" {self.curriculum}x{self.curriculum_stages}"
-        return (
-            f"nca {q}band={self.band[0]:.2f}-{self.band[1]:.2f} n={self.alphabet}{cur}"
-            f" tok={self.nca_tokens or 'preset'} xfer={self.transfer}"
-        )
+        return f"nca {q}band={self.band[0]:.2f}-{self.band[1]:.2f} n={self.alphabet}{cur}{tail}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -16,6 +16,7 @@ from lm.trainer import (
     _lr_at,
     batch_indices,
     evaluate,
+    resolve_autocast,
     train,
 )
 
@@ -163,3 +164,14 @@ def test_datasets_that_do_not_fit_the_model_are_refused(counting):
     train_ds, val_ds = counting
     with pytest.raises(ValueError, match="vocab_size"):
         train(tiny_model(vocab_size=32), train_ds, val_ds, _cfg())
+
+
+def test_auto_precision_is_bf16_only_where_it_is_faster(monkeypatch):
+    import lm.batches
+
+    assert resolve_autocast("off", "cpu") is None
+    assert resolve_autocast("bf16", "cpu") is torch.bfloat16
+    monkeypatch.setattr(lm.batches, "_cpu_has_amx_bf16", lambda: False)
+    assert resolve_autocast("auto", "cpu") is None
+    monkeypatch.setattr(lm.batches, "_cpu_has_amx_bf16", lambda: True)
+    assert resolve_autocast("auto", "cpu") is torch.bfloat16
