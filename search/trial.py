@@ -208,7 +208,7 @@ def _run_seed(setting: Setting, context: TrialContext, corpus: Any, seed: int, i
     else:
         state, upstream, stats, ppt_tokens = _pretrained(setting, context, seed)
         model, _ = lm_transfer(state, corpus.vocab_size, _transfer_config(setting, seed))
-        n_points = context_evals(context)
+        n_points = _domain_evals(context)
 
         def callback(tokens_seen: int, val_loss: float) -> None:
             k = min(n_points - 1, round(tokens_seen / max(1, context.domain_tokens) * (n_points - 1)))
@@ -228,7 +228,7 @@ def _run_seed(setting: Setting, context: TrialContext, corpus: Any, seed: int, i
     )
 
 
-def context_evals(context: TrialContext) -> int:
+def _domain_evals(context: TrialContext) -> int:
     """Evaluation points of the domain stage (the one at 0 tokens included)."""
     return get_preset(context.preset).evals_per_stage + 1
 
