@@ -163,6 +163,7 @@ class Driver:
                 pruner=self.config.pruner, objectives=self.config.study.objectives,
                 work_dir=str(self._work_dir(trial)),
                 artifact_dir=str(self.config.run_dir / "artifacts"),
+                prunable=not trial.user_attrs["kind"].startswith("anchor"),
             )
             started = time.time()
             job = self.executor.submit(self.trial_fn, payload)

@@ -46,6 +46,9 @@ class TrialPayload:
     """Where the trial keeps its resumable state (finished seeds, stage checkpoints)."""
     artifact_dir: str = ""
     """Optuna FileSystemArtifactStore root for the dashboard; empty = no artifacts."""
+    prunable: bool = True
+    """False for anchors: reference points report their curves (the pruner's median uses them)
+    but always run every seed to the end."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -85,6 +88,7 @@ class _OptunaReporter:
         study = optuna.load_study(study_name=payload.study_name, storage=storage, pruner=pruner)
         self._trial = optuna.Trial(study, payload.trial_id)
         self._per_seed = payload.pruner.name == "wilcoxon"
+        self._prunable = payload.prunable
         self._artifacts = payload.artifact_dir
 
     def upload(self, path: Path) -> None:
@@ -100,14 +104,14 @@ class _OptunaReporter:
         if self._per_seed:
             return False
         self._trial.report(value, step)
-        return self._trial.should_prune()
+        return self._prunable and self._trial.should_prune()
 
     def report_seed(self, seed_index: int, paired_delta: float) -> bool:
         """Wilcoxon pruning compares per-seed results (trial minus scratch) as instances."""
         if not self._per_seed:
             return False
         self._trial.report(paired_delta, seed_index)
-        return self._trial.should_prune()
+        return self._prunable and self._trial.should_prune()
 
     def set_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)

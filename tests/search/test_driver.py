@@ -140,3 +140,19 @@ def test_live_lease_of_a_dead_local_driver_is_recovered_at_once(tmp_path):
     assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["never_started"]
     assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 2
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_anchors_are_submitted_unprunable(tmp_path):
+    cfg = _config(tmp_path, n_trials=3)
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    context = _context(cfg)
+    seen = []
+
+    def trial_fn(payload):
+        seen.append((payload.setting.alphabet, payload.prunable))
+        return _fakes.fake_trial(payload)
+
+    Driver(config=cfg, study=open_study(cfg, context), executor=InlineExecutor(), context=context,
+           trial_fn=trial_fn, baseline_fn=_fakes.fake_baseline).run()
+    assert seen[0] == (10, False)  # the paper anchor
+    assert [p for _, p in seen[1:]] == [True, True]
