@@ -21,7 +21,7 @@ _EXPORTS = {
     "SCRATCH_SOURCES": "frame", "StudyRecord": "frame", "band_label": "frame",
     "load_studies": "frame", "seeds_frame": "frame", "trials_frame": "frame",
     "PAPER": "paper", "PAPER_MAX_SPEEDUP": "paper", "PaperFinding": "paper",
-    "cross_domain_table": "paper",
+    "band_anchors": "paper", "cross_domain_table": "paper",
     "Analysis": "report", "analyze": "report", "write_report": "report",
     "NOISE": "stats", "WILCOXON_MIN_N": "stats", "PairedTest": "stats", "best_setting": "stats",
     "holm": "stats", "mean_ci": "stats", "paired_test": "stats", "seed_noise": "stats",
@@ -30,7 +30,7 @@ _EXPORTS = {
 }
 __all__ = [
     "NOISE", "PAPER", "PAPER_MAX_SPEEDUP", "SCRATCH_SOURCES", "WILCOXON_MIN_N", "Analysis",
-    "PairedTest", "PaperFinding", "StorageError", "StudyRecord", "analyze", "band_label",
+    "PairedTest", "PaperFinding", "StorageError", "StudyRecord", "analyze", "band_anchors", "band_label",
     "best_setting", "cross_domain_table", "dashboard_command", "holm", "load_studies", "mean_ci",
     "open_storage", "paired_test", "resolve_study_names", "seed_noise", "seeds_frame",
     "setting_stats", "trials_frame", "write_report",

@@ -18,7 +18,8 @@ import pandas as pd
 
 from analysis.stats import best_setting
 
-__all__ = ["PAPER", "PAPER_BAND_LABELS", "PAPER_MAX_SPEEDUP", "PaperFinding", "cross_domain_table"]
+__all__ = ["PAPER", "PAPER_BAND_LABELS", "PAPER_MAX_SPEEDUP", "PaperFinding", "band_anchors",
+           "cross_domain_table"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,9 +50,11 @@ PAPER_BAND_LABELS = ("20-30%", "30-40%", "40-50%", "50%+")
 """The paper's four bands as :func:`analysis.frame.band_label` names them."""
 
 
-def _band_anchors(s: pd.DataFrame) -> pd.DataFrame:
-    """Anchor settings (named, not ``#n``) at one of the paper's bands with alphabet 10."""
-    named = ~s["label"].astype(str).str.startswith("#")
+def band_anchors(s: pd.DataFrame) -> pd.DataFrame:
+    """The paper-band anchors: anchors named ``paper`` or ``band-*`` at one of the paper's bands
+    with alphabet 10. Other anchors at those bands (one knob changed) are not band references."""
+    label = s["label"].astype(str)
+    named = label.str.contains(r"(?:^|= )(?:paper|band-)", regex=True)
     return s[named & s["band"].isin(PAPER_BAND_LABELS) & (s["alphabet"] == 10)]
 
 
@@ -62,7 +65,7 @@ def _fmt_gain(row: pd.Series) -> str:
 
 
 def _band_cells(s: pd.DataFrame, paper: PaperFinding | None) -> dict[str, str]:
-    anchors = _band_anchors(s).sort_values("gain_mean", ascending=False)
+    anchors = band_anchors(s).sort_values("gain_mean", ascending=False)
     if anchors.empty:
         return {"band ranking (anchors)": "no band anchors", "best band": "n.a.",
                 "band agrees": "n.a."}

@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage
 
 from analysis import sections
 from analysis.document import Block, FigureBlock, render_html, render_markdown
-from analysis.frame import StudyRecord, load_studies, seeds_frame, trials_frame
+from analysis.frame import StudyRecord, _records, load_studies, seeds_frame, trials_frame
 from analysis.paper import cross_domain_table
 from analysis.plots import FigureSkipped
 from analysis.stats import seed_noise, setting_stats
@@ -62,12 +62,13 @@ class Analysis:
     """One row per study next to the paper (:func:`analysis.paper.cross_domain_table`)."""
 
 
-def analyze(storage: str | os.PathLike[str] | BaseStorage,
+def analyze(storage: str | os.PathLike[str] | BaseStorage | Sequence[StudyRecord],
             study_names: Sequence[str] | None = None, *, alpha: float = 0.05) -> Analysis:
     """Read the studies once and compute every table of the report.
 
     Args:
-        storage: Journal file path, database URL or opened storage.
+        storage: Journal file path, database URL, opened storage, or studies already read
+            (:func:`analysis.frame.load_studies`, e.g. from several storages).
         study_names: Studies to include (default: all in the storage).
         alpha: Significance level of the verdicts.
 
@@ -76,7 +77,7 @@ def analyze(storage: str | os.PathLike[str] | BaseStorage,
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
-    records = load_studies(storage, study_names)
+    records = _records(storage, study_names)
     trials = trials_frame(records)
     seeds = seeds_frame(records, trials=trials)
     settings = _with_upstream(setting_stats(seeds, alpha), trials)
@@ -169,8 +170,9 @@ def write_report(analysis: Analysis, out_dir: Path, *, artifact_store: Any | Non
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis.report",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--storage", required=True,
-                   help="journal file path or database URL (sqlite:///x.db, postgresql://...)")
+    p.add_argument("--storage", required=True, action="append",
+                   help="journal file path or database URL (sqlite:///x.db, postgresql://...); "
+                        "repeat to report studies from several storages together")
     p.add_argument("--study", action="append", default=None, metavar="NAME",
                    help="study to include; repeat for several (default: every study)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -199,20 +201,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --alpha must be in (0, 1); got {args.alpha}", file=sys.stderr)
         return 2
     try:
-        analysis = analyze(args.storage, args.study, alpha=args.alpha)
+        analysis = analyze(_read_storages(args.storage, args.study), alpha=args.alpha)
     except StorageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     hint = None
     if args.artifact_dir is not None:
         from analysis.dashboard import dashboard_command
-        hint = shlex.join(dashboard_command(args.storage, args.artifact_dir))
-    path = write_report(analysis, args.out, artifact_store=store, source=args.storage,
+        hint = shlex.join(dashboard_command(args.storage[0], args.artifact_dir))
+    path = write_report(analysis, args.out, artifact_store=store, source=", ".join(args.storage),
                         dashboard_hint=hint, render_nca=not args.no_nca_render)
     n = len(analysis.trials)
     print(f"wrote {path} and {path.with_suffix('.html')} ({len(analysis.records)} studies, "
           f"{n} trials)")
     return 0
+
+
+def _read_storages(storages: Sequence[str], names: Sequence[str] | None) -> list[StudyRecord]:
+    """The named studies (default: all) across ``storages``; a name found nowhere is an error."""
+    records = [r for s in storages for r in load_studies(s)]
+    if names is None:
+        return records
+    missing = sorted(set(names) - {r.name for r in records})
+    if missing:
+        found = ", ".join(sorted(r.name for r in records)) or "none"
+        raise StorageError(f"no study named {missing[0]!r} in {', '.join(storages)}; found: {found}")
+    return [r for r in records if r.name in set(names)]
 
 
 if __name__ == "__main__":

@@ -74,6 +74,19 @@ def test_sqlite_storage_and_study_selection(tmp_path):
     assert set(pd.read_csv(out / "trials.csv")["study"]) == {"b"}
 
 
+def test_studies_from_several_storages_report_together(tmp_path):
+    storages = []
+    for name in ("code", "web"):
+        db = tmp_path / f"{name}.db"
+        create_synthetic_study(f"sqlite:///{db}", name, domain=name, n_search=3)
+        storages += ["--storage", f"sqlite:///{db}"]
+    out = tmp_path / "out"
+    assert main([*storages, "--out", str(out), "--no-nca-render"]) == 0
+    assert sorted(pd.read_csv(out / "cross_domain.csv")["study"]) == ["code", "web"]
+    assert main([*storages, "--study", "web", "--out", str(tmp_path / "w"), "--no-nca-render"]) == 0
+    assert set(pd.read_csv(tmp_path / "w" / "trials.csv")["study"]) == {"web"}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--storage", "{tmp}/nope.journal"], "neither an existing journal file"),
     (["--storage", "{journal}", "--study", "nope"], "no study named 'nope'"),
