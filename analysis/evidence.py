@@ -9,6 +9,7 @@ under ``--out``:
 - ``settings.csv``: every evaluated setting of every domain (anchors and sampled), with its gain,
   CI, paired test, Holm-corrected p, verdict and the upstream-learned diagnostic;
 - ``cross_domain.csv``: best band and best setting per domain next to the paper;
+- ``knobs.csv``: each single-knob anchor against the band 30-40% anchor, paired by seed;
 - ``fidelity.csv``: the four bands' gains at both model sizes, and their Spearman correlation;
 - ``summary.md``: those tables, with the seed noise of each domain.
 
@@ -31,9 +32,11 @@ from analysis.document import Block, Heading, Para, Table, render_markdown
 from analysis.frame import StudyRecord, load_studies
 from analysis.paper import PAPER_BAND_LABELS, band_anchors
 from analysis.report import Analysis, _atomic_write, analyze, write_report
+from analysis.stats import paired_test
 from analysis.storage import StorageError
 
-__all__ = ["DOMAINS", "fidelity_table", "main", "settings_table", "spearman_by_domain"]
+__all__ = ["DOMAINS", "fidelity_table", "knob_effects", "main", "settings_table",
+           "spearman_by_domain"]
 
 DOMAINS = ("code", "math", "web")
 
@@ -47,6 +50,32 @@ def settings_table(a: Analysis) -> pd.DataFrame:
             "upstream_val_loss", "upstream_unigram_loss", "upstream_learned"]
     s = s.sort_values(["domain", "anchor", "gain_mean"], ascending=[True, False, False])
     return s[[c for c in cols if c in s]].reset_index(drop=True)
+
+
+def knob_effects(seeds: pd.DataFrame, base: str = "band-30-40", alpha: float = 0.05
+                 ) -> pd.DataFrame:
+    """Each single-knob anchor against the anchor it varies, paired by seed, per domain.
+
+    ``delta`` is the knob anchor's gain minus the base anchor's gain on the same seed (both in %
+    of that seed's scratch loss), so a positive delta means the knob removed some of the harm.
+    """
+    rows = []
+    named = seeds[~seeds["label"].astype(str).str.startswith("#")]
+    bands = set(band_anchors(named)["label"])
+    for domain, d in named.groupby("domain", sort=True):
+        ref = d[d["label"].str.contains(base, regex=False)].set_index("seed")["gain_pct"]
+        if ref.empty:
+            continue
+        for label, k in d[~d["label"].isin(bands)].groupby("label", sort=False):
+            delta = (k.set_index("seed")["gain_pct"] - ref).dropna()
+            if delta.empty:
+                continue
+            t = paired_test(delta.to_numpy(), alpha)
+            rows.append({"domain": domain, "knob": label, "vs": base, "n": t.n,
+                         "gain": k["gain_pct"].mean(), "delta": t.mean, "ci_low": t.ci_low,
+                         "ci_high": t.ci_high, "p": t.p_value,
+                         "verdict": t.verdict.replace("gain", "helps").replace("harm", "hurts")})
+    return pd.DataFrame(rows)
 
 
 def fidelity_table(small: Analysis, large: Analysis) -> pd.DataFrame:
@@ -93,8 +122,8 @@ def _read(run_dir: Path, kind: str, domains: Sequence[str]) -> list[StudyRecord]
     return records
 
 
-def _summary(big: Analysis, settings: pd.DataFrame, fidelity: pd.DataFrame,
-             rho: pd.DataFrame, command: str) -> list[Block]:
+def _summary(big: Analysis, settings: pd.DataFrame, knobs: pd.DataFrame,
+             fidelity: pd.DataFrame, rho: pd.DataFrame, command: str) -> list[Block]:
     noise = big.noise.round(4)
     return [
         Heading(text="Evidence: NCA pre-pre-training at proxy scale"),
@@ -105,6 +134,10 @@ def _summary(big: Analysis, settings: pd.DataFrame, fidelity: pd.DataFrame,
         Table(frame=big.cross_domain),
         Heading(text="Every setting (anchors first, then sampled)", level=2),
         Table(frame=settings.round(4)),
+        Heading(text="Single knobs against the band 30-40% anchor (paired by seed)", level=2),
+        Para(text="`delta`: the knob's gain minus the base anchor's gain on the same seed, in "
+                  "points of %; positive means the knob removed harm."),
+        Table(frame=knobs.round(4)),
         Heading(text="Seed noise", level=2),
         Para(text="Scratch loss over seeds, and the within-setting SD of per-seed gains (pooled)."),
         Table(frame=noise),
@@ -143,14 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                      source=str(args.run_dir / record.name / "journal.log"))
     big, tiny = analyze(large), analyze(small)
     settings = settings_table(big)
+    knobs = knob_effects(big.seeds)
     fidelity = fidelity_table(tiny, big)
     rho = spearman_by_domain(fidelity)
     for name, frame in [("settings", settings), ("cross_domain", big.cross_domain),
-                        ("fidelity", fidelity)]:
+                        ("knobs", knobs), ("fidelity", fidelity)]:
         _atomic_write(args.out / f"{name}.csv", frame.to_csv(index=False).encode())
     command = "python -m analysis.evidence " + " ".join(
         ["--run-dir", str(args.run_dir), "--out", str(args.out)])
-    text = render_markdown(_summary(big, settings, fidelity, rho, command))
+    text = render_markdown(_summary(big, settings, knobs, fidelity, rho, command))
     _atomic_write(args.out / "summary.md", text.encode())
     print(f"wrote {args.out / 'summary.md'} and {len(large)} domain reports")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.evidence import main, spearman_by_domain
+from analysis.evidence import knob_effects, main, spearman_by_domain
 from analysis.paper import band_anchors
 from analysis.synthetic import create_synthetic_study
 from tests.analysis.conftest import journal_storage
@@ -59,3 +59,19 @@ def test_missing_study_exits_2_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no journal at") and "evidence-code" in err and "\n" not in err
     assert not out.exists()
+
+
+def test_knob_effects_pair_seeds_against_the_base_anchor():
+    rows = []
+    for seed, (base, knob) in enumerate([(-20.0, -10.0), (-22.0, -11.0), (-18.0, -9.5)]):
+        rows += [{"domain": "code", "label": "band-30-40", "band": "30-40%", "alphabet": 10,
+                  "seed": seed, "gain_pct": base},
+                 {"domain": "code", "label": "nca-quarter", "band": "30-40%", "alphabet": 10,
+                  "seed": seed, "gain_pct": knob},
+                 {"domain": "code", "label": "#5", "band": "20-30%", "alphabet": 2,
+                  "seed": seed, "gain_pct": 0.0}]
+    table = knob_effects(pd.DataFrame(rows))
+    assert list(table["knob"]) == ["nca-quarter"], "sampled trials and band anchors are not knobs"
+    row = table.iloc[0]
+    assert row["delta"] == pytest.approx(9.833333) and row["n"] == 3
+    assert row["verdict"] == "helps" and row["p"] < 0.05
