@@ -86,8 +86,13 @@ class Driver:
     # -- study bookkeeping -------------------------------------------------------------------
 
     def finished_count(self) -> int:
-        """Trials that count towards n_trials: complete, pruned, or failed for good."""
+        """Trials that count towards n_trials: complete, pruned (unless infeasible), or failed
+        for good."""
         return sum(_counts(t) for t in self.study.get_trials(deepcopy=False))
+
+    def infeasible_count(self) -> int:
+        """Trials whose setting could not be realised; they cost nothing and do not count."""
+        return sum(_infeasible(t) for t in self.study.get_trials(deepcopy=False))
 
     def enqueue_anchors(self) -> None:
         """Enqueue the study's anchors once, before anything the sampler proposes."""
@@ -148,6 +153,10 @@ class Driver:
         target = self.config.study.n_trials
         while len(self._inflight) < self.max_in_flight:
             if self.finished_count() + len(self._inflight) >= target:
+                return False
+            if self.infeasible_count() >= target:
+                self._say(f"stopped sampling: {target} proposed settings could not be realised "
+                          "(bands their alphabet cannot reach); narrow the space")
                 return False
             trial = self.study.ask()
             setting = _setting_for(trial, self.config)
@@ -279,9 +288,13 @@ class Driver:
 
 def _counts(t: optuna.trial.FrozenTrial) -> bool:
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return True
+        return not _infeasible(t)
     lost = t.user_attrs.get("retried") or t.user_attrs.get("never_started")
     return t.state == TrialState.FAIL and not lost
+
+
+def _infeasible(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state == TrialState.PRUNED and bool(t.user_attrs.get("infeasible"))
 
 
 _HOLDER = f"{socket.gethostname()}:{os.getpid()}"

@@ -126,6 +126,8 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
                                       work_dir=work_dir)
     except trial_lib.TrialPrunedError as exc:
         reporter.set_attr("pruned_reason", str(exc))
+        if isinstance(exc, trial_lib.InfeasibleSettingError):
+            reporter.set_attr("infeasible", True)
         return TrialResult(state="pruned", reason=str(exc))
     except KeyboardInterrupt:
         raise

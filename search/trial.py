@@ -43,6 +43,11 @@ class TrialPrunedError(Exception):
     """The trial stops early: the pruner said so, or its setting cannot be realised."""
 
 
+class InfeasibleSettingError(TrialPrunedError):
+    """The setting cannot be realised (a band its alphabet cannot reach): no compute was spent,
+    so the driver does not count it towards the study's trials."""
+
+
 class SetupError(ValueError):
     """The study cannot start: unknown preset, missing corpus. One line for the user."""
 
@@ -179,7 +184,8 @@ def run_trial(setting: Setting, context: TrialContext, reporter: Reporter | None
             progress, so a requeued or retried trial resumes instead of starting over.
 
     Raises:
-        TrialPrunedError: the pruner stopped it, or the band cannot be realised.
+        TrialPrunedError: the pruner stopped it.
+        InfeasibleSettingError: the setting cannot be realised.
     """
     start = time.time()
     corpus = _corpus(context)
@@ -269,7 +275,7 @@ def _pretrained(setting: Setting, context: TrialContext, seed: int
         built = nca.build(_data_spec(setting, context), tokens, cache_dir=Path(context.cache_dir),
                           seed=seed, seq_len=preset.seq_len - 1)
     except nca.BandUnreachableError as exc:
-        raise TrialPrunedError(str(exc)) from None
+        raise InfeasibleSettingError(str(exc)) from None
     lr = setting.ppt_lr or preset.nca_lr
     key = _key({"data": built.key, "preset": context.preset, "lr": lr, "tokens": tokens,
                 "seed": seed, "device": context.device, "version": CODE_VERSION})
@@ -298,7 +304,7 @@ def _data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:
         # The natural-text control reads the domain's own training text when it is a file.
         path = Path(context.data) if context.data else None
         if path is None or not path.is_file():
-            raise TrialPrunedError("the text control needs --data pointing at a corpus file")
+            raise InfeasibleSettingError("the text control needs --data pointing at a corpus file")
         return nca.DataSpec(source="text", text_path=path)
     cfg = nca.NCAConfig(alphabet=setting.alphabet, grid=setting.grid,
                         temperature=setting.temperature, identity_bias=setting.identity_bias)

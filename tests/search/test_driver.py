@@ -11,7 +11,7 @@ import time
 from optuna.trial import TrialState
 
 from search.config import config_from_dict
-from search.driver import Driver
+from search.driver import Driver, DriverEvents
 from search.executors import InlineExecutor, LocalExecutor
 from search.study import open_study
 from search.trial import TrialContext
@@ -156,3 +156,41 @@ def test_anchors_are_submitted_unprunable(tmp_path):
            trial_fn=trial_fn, baseline_fn=_fakes.fake_baseline).run()
     assert seen[0] == (10, False)  # the paper anchor
     assert [p for _, p in seen[1:]] == [True, True]
+
+
+def _infeasible_below(limit):
+    """A trial job that reports alphabets below ``limit`` as infeasible, like an unreachable band."""
+    def trial_fn(payload):
+        from search.jobs import TrialResult
+        from search.storage import open_storage
+
+        if payload.setting.alphabet < limit:
+            open_storage(payload.storage).set_trial_user_attr(payload.trial_id, "infeasible", True)
+            return TrialResult(state="pruned", reason="band unreachable")
+        return _fakes.fake_trial(payload)
+    return trial_fn
+
+
+def _drive_with(cfg, trial_fn):
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    context = _context(cfg)
+    messages = []
+    study = open_study(cfg, context)
+    Driver(config=cfg, study=study, executor=InlineExecutor(), context=context, trial_fn=trial_fn,
+           baseline_fn=_fakes.fake_baseline,
+           events=DriverEvents(on_message=messages.append)).run()
+    return study, messages
+
+
+def test_infeasible_settings_do_not_count_towards_the_study(tmp_path):
+    study, _ = _drive_with(_config(tmp_path, n_trials=4), _infeasible_below(4))
+    trials = study.get_trials()
+    infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
+    assert infeasible and all(t.state == TrialState.PRUNED for t in infeasible)
+    assert len(trials) - len(infeasible) == 4
+
+
+def test_sampling_stops_when_nothing_proposed_can_be_realised(tmp_path):
+    study, messages = _drive_with(_config(tmp_path, n_trials=3), _infeasible_below(99))
+    assert sum(bool(t.user_attrs.get("infeasible")) for t in study.get_trials()) == 3
+    assert any("could not be realised" in m for m in messages)

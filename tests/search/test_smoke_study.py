@@ -156,6 +156,7 @@ def test_unreachable_band_is_pruned_with_reason(tmp_path):
                            pruner=config.pruner, objectives=("loss",))
     result = run_trial_job(payload)
     assert result.state == "pruned" and "alphabet" in result.reason, result
+    assert study.trials[trial.number].user_attrs["infeasible"] is True, "not counted by the driver"
 
 
 def test_smoke_study_on_postgresql(tmp_path, postgres_url):
