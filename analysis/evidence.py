@@ -32,7 +32,7 @@ from analysis.document import Block, Heading, Para, Table, render_markdown
 from analysis.frame import StudyRecord, load_studies
 from analysis.paper import PAPER_BAND_LABELS, band_anchors
 from analysis.report import Analysis, _atomic_write, analyze, write_report
-from analysis.stats import paired_test
+from analysis.stats import NOISE, holm, paired_test
 from analysis.storage import StorageError
 
 __all__ = ["DOMAINS", "fidelity_table", "knob_effects", "main", "settings_table",
@@ -58,6 +58,8 @@ def knob_effects(seeds: pd.DataFrame, base: str = "band-30-40", alpha: float = 0
 
     ``delta`` is the knob anchor's gain minus the base anchor's gain on the same seed (both in %
     of that seed's scratch loss), so a positive delta means the knob removed some of the harm.
+    ``p_holm`` corrects the paired tests for the number of knobs tried in the domain, and the
+    verdict uses it.
     """
     rows = []
     named = seeds[~seeds["label"].astype(str).str.startswith("#")]
@@ -73,9 +75,18 @@ def knob_effects(seeds: pd.DataFrame, base: str = "band-30-40", alpha: float = 0
             t = paired_test(delta.to_numpy(), alpha)
             rows.append({"domain": domain, "knob": label, "vs": base, "n": t.n,
                          "gain": k["gain_pct"].mean(), "delta": t.mean, "ci_low": t.ci_low,
-                         "ci_high": t.ci_high, "p": t.p_value,
-                         "verdict": t.verdict.replace("gain", "helps").replace("harm", "hurts")})
-    return pd.DataFrame(rows)
+                         "ci_high": t.ci_high, "p": t.p_value})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    # Several knobs per domain: a verdict must survive the correction for picking among them.
+    table["p_holm"] = np.nan
+    for _, idx in table.groupby("domain").groups.items():
+        table.loc[idx, "p_holm"] = holm(table.loc[idx, "p"].to_numpy())
+    significant = table["p_holm"] < alpha
+    table["verdict"] = np.where(significant & (table["delta"] > 0), "helps",
+                                np.where(significant & (table["delta"] < 0), "hurts", NOISE))
+    return table
 
 
 def fidelity_table(small: Analysis, large: Analysis) -> pd.DataFrame:

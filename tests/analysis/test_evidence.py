@@ -74,4 +74,4 @@ def test_knob_effects_pair_seeds_against_the_base_anchor():
     assert list(table["knob"]) == ["nca-quarter"], "sampled trials and band anchors are not knobs"
     row = table.iloc[0]
     assert row["delta"] == pytest.approx(9.833333) and row["n"] == 3
-    assert row["verdict"] == "helps" and row["p"] < 0.05
+    assert row["verdict"] == "helps" and row["p"] < 0.05 and row["p_holm"] == row["p"]
