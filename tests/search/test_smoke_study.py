@@ -53,10 +53,10 @@ def test_smoke_study_completes(smoke_run):
     assert result.returncode == 0, result.stdout + result.stderr
     study = _load(tmp_path)
     trials = study.get_trials()
-    assert len(trials) == 4
     assert trials[0].user_attrs["kind"] == "anchor:paper"
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    # The smoke space holds bands alphabets 2 and 4 cannot reach: those do not count.
+    assert len([t for t in trials if not t.user_attrs.get("infeasible")]) == 4
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert done, "no trial completed"
     attrs = done[0].user_attrs
@@ -94,7 +94,7 @@ def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(tmp_path):
     assert result.returncode == 0, result.stderr
     trials = _load(tmp_path).get_trials()
     counted = [t for t in trials if t.state != TrialState.FAIL or not t.user_attrs.get("retried")]
-    assert len(counted) == 3 and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len([t for t in counted if not t.user_attrs.get("infeasible")]) == 3 and not [t for t in trials if t.state == TrialState.RUNNING]
 
 
 def test_kill_9_worker_is_recovered(tmp_path):
@@ -110,7 +110,7 @@ def test_kill_9_worker_is_recovered(tmp_path):
     retries = [t for t in trials if t.user_attrs.get("retry_of") == lost[0].number]
     assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == 3
+    assert len([t for t in finished if not t.user_attrs.get("infeasible")]) == 3
     assert len({t.number for t in trials}) == len(trials)
 
 
@@ -164,4 +164,5 @@ def test_smoke_study_on_postgresql(tmp_path, postgres_url):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="smoke", storage=postgres_url)
-    assert len([t for t in study.trials if t.state.is_finished()]) == 2
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len([t for t in finished if not t.user_attrs.get("infeasible")]) == 2

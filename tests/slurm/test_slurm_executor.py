@@ -58,7 +58,8 @@ def test_smoke_study_through_slurm_with_jobs_in_flight(local_slurm, tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     trials = _trials(tmp_path)
-    assert len([t for t in trials if t.state.is_finished()]) == 4
+    assert all(t.state.is_finished() for t in trials)
+    assert len([t for t in trials if not t.user_attrs.get("infeasible")]) == 4
     ran = [t for t in trials if "job_slurm_job_id" in t.user_attrs]
     assert ran and len({t.user_attrs["job_slurm_job_id"] for t in ran}) == len(ran)
     spans = sorted((t.datetime_start, t.datetime_complete) for t in ran)
@@ -87,7 +88,8 @@ def test_killed_driver_restarts_and_reattaches(local_slurm, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reattached" in result.stdout
     trials = _trials(tmp_path)
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                and not t.user_attrs.get("infeasible")]
     summary = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
     assert len(finished) == 4, (summary, result.stdout)
     assert not [t for t in trials if t.state == TrialState.RUNNING], summary
