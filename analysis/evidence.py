@@ -36,7 +36,7 @@ from analysis.stats import NOISE, holm, paired_test
 from analysis.storage import StorageError
 
 __all__ = ["DOMAINS", "fidelity_table", "knob_effects", "main", "settings_table",
-           "spearman_by_domain"]
+           "spearman_by_domain", "trials_table"]
 
 DOMAINS = ("code", "math", "web")
 
@@ -50,6 +50,20 @@ def settings_table(a: Analysis) -> pd.DataFrame:
             "upstream_val_loss", "upstream_unigram_loss", "upstream_learned"]
     s = s.sort_values(["domain", "anchor", "gain_mean"], ascending=[True, False, False])
     return s[[c for c in cols if c in s]].reset_index(drop=True)
+
+
+def trials_table(a: Analysis) -> pd.DataFrame:
+    """Every trial of every study, finished or not, with why it stopped: nothing is left out."""
+    t = a.trials.copy()
+    note = pd.Series("", index=t.index, dtype=object)
+    for col in ("fail_reason", "pruned_reason"):
+        if col in t:
+            note = note.where(t[col].isna() | (note != ""), t[col].astype(str).str[:90])
+    if "retried" in t:
+        note = note.where(~t["retried"].fillna(False).astype(bool), note + " (retried)")
+    t["note"] = note
+    cols = ["domain", "number", "kind", "describe", "state", "gain_pct", "duration_s", "note"]
+    return t[[c for c in cols if c in t]].sort_values(["domain", "number"]).reset_index(drop=True)
 
 
 def knob_effects(seeds: pd.DataFrame, base: str = "band-30-40", alpha: float = 0.05
@@ -133,7 +147,7 @@ def _read(run_dir: Path, kind: str, domains: Sequence[str]) -> list[StudyRecord]
     return records
 
 
-def _summary(big: Analysis, settings: pd.DataFrame, knobs: pd.DataFrame,
+def _summary(big: Analysis, trials: pd.DataFrame, settings: pd.DataFrame, knobs: pd.DataFrame,
              fidelity: pd.DataFrame, rho: pd.DataFrame, command: str) -> list[Block]:
     noise = big.noise.round(4)
     return [
@@ -145,6 +159,10 @@ def _summary(big: Analysis, settings: pd.DataFrame, knobs: pd.DataFrame,
         Table(frame=big.cross_domain),
         Heading(text="Every setting (anchors first, then sampled)", level=2),
         Table(frame=settings.round(4)),
+        Heading(text="Every trial", level=2),
+        Para(text="Anchors, sampled trials, pruned and infeasible proposals, and attempts lost "
+                  "to a stopped driver (retried in the same work folder)."),
+        Table(frame=trials.round(2)),
         Heading(text="Single knobs against the band 30-40% anchor (paired by seed)", level=2),
         Para(text="`delta`: the knob's gain minus the base anchor's gain on the same seed, in "
                   "points of %; positive means the knob removed harm."),
@@ -195,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _atomic_write(args.out / f"{name}.csv", frame.to_csv(index=False).encode())
     command = "python -m analysis.evidence " + " ".join(
         ["--run-dir", str(args.run_dir), "--out", str(args.out)])
-    text = render_markdown(_summary(big, settings, knobs, fidelity, rho, command))
+    text = render_markdown(_summary(big, trials_table(big), settings, knobs, fidelity, rho, command))
     _atomic_write(args.out / "summary.md", text.encode())
     print(f"wrote {args.out / 'summary.md'} and {len(large)} domain reports")
     return 0

@@ -34,6 +34,8 @@ def test_writes_reports_tables_and_fidelity(run_dir, tmp_path):
     # four bands (the paper anchor shares one) and four sampled settings; scratch has no gain
     assert settings.groupby("domain").size().to_dict() == {"code": 8, "math": 8, "web": 8}
     summary = (out / "summary.md").read_text()
+    every_trial = summary.split("## Every trial")[1].split("## ")[0]
+    assert every_trial.count("| code |") == len(pd.read_csv(out / "code" / "trials.csv"))
     assert "python -m analysis.evidence --run-dir" in summary and "| all | 12 |" in summary
 
 
