@@ -73,23 +73,30 @@ def knob_effects(seeds: pd.DataFrame, base: str = "band-30-40", alpha: float = 0
     ``delta`` is the knob anchor's gain minus the base anchor's gain on the same seed (both in %
     of that seed's scratch loss), so a positive delta means the knob removed some of the harm.
     ``p_holm`` corrects the paired tests for the number of knobs tried in the domain, and the
-    verdict uses it.
+    verdict uses it. With several domains, rows ``all`` pool each knob's seed pairs over them
+    (the same seed shares its NCA checkpoint across domains, so those pairs are not fully
+    independent: read ``all`` as a summary, the per-domain rows as the tests).
     """
-    rows = []
     named = seeds[~seeds["label"].astype(str).str.startswith("#")]
     bands = set(band_anchors(named)["label"])
+    deltas = {}  # (domain, knob) -> per-seed delta, and the knob's mean gain
     for domain, d in named.groupby("domain", sort=True):
         ref = d[d["label"].str.contains(base, regex=False)].set_index("seed")["gain_pct"]
-        if ref.empty:
-            continue
         for label, k in d[~d["label"].isin(bands)].groupby("label", sort=False):
             delta = (k.set_index("seed")["gain_pct"] - ref).dropna()
-            if delta.empty:
-                continue
-            t = paired_test(delta.to_numpy(), alpha)
-            rows.append({"domain": domain, "knob": label, "vs": base, "n": t.n,
-                         "gain": k["gain_pct"].mean(), "delta": t.mean, "ci_low": t.ci_low,
-                         "ci_high": t.ci_high, "p": t.p_value})
+            if not delta.empty:
+                deltas[(domain, label)] = (delta.to_numpy(), k["gain_pct"].mean())
+    if len({d for d, _ in deltas}) > 1:
+        for knob in dict.fromkeys(k for _, k in deltas):
+            parts = [v for (_, k), v in deltas.items() if k == knob]
+            deltas[("all", knob)] = (np.concatenate([p[0] for p in parts]),
+                                     float(np.mean([p[1] for p in parts])))
+    rows = []
+    for (domain, label), (delta, gain) in deltas.items():
+        t = paired_test(delta, alpha)
+        rows.append({"domain": domain, "knob": label, "vs": base, "n": t.n, "gain": gain,
+                     "delta": t.mean, "ci_low": t.ci_low, "ci_high": t.ci_high,
+                     "p": t.p_value})
     table = pd.DataFrame(rows)
     if table.empty:
         return table

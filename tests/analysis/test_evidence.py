@@ -77,3 +77,7 @@ def test_knob_effects_pair_seeds_against_the_base_anchor():
     row = table.iloc[0]
     assert row["delta"] == pytest.approx(9.833333) and row["n"] == 3
     assert row["verdict"] == "helps" and row["p"] < 0.05 and row["p_holm"] == row["p"]
+
+    other = pd.DataFrame(rows).assign(domain="web")
+    pooled = knob_effects(pd.concat([pd.DataFrame(rows), other])).set_index("domain")
+    assert pooled.loc["all", "n"] == 6 and pooled.loc["all", "delta"] == pytest.approx(9.833333)
