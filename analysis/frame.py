@@ -33,7 +33,8 @@ __all__ = ["SCRATCH_SOURCES", "StudyRecord", "band_label", "load_studies", "seed
            "setting_text", "trials_frame"]
 
 _PER_SEED_KEYS = ("seeds", "losses", "scratch_losses", "gains_pct", "speedups", "curves",
-                  "scratch_curves")
+                  "scratch_curves", "net_effects_pct", "best_scratch_losses",
+                  "best_scratch_recipes", "scratch_losses_by_recipe", "probes")
 # Attribute names that collide with derived columns (``band`` is the label, ``setting`` the id).
 _RENAMED = {"band": "band_attr", "speedup": "speedup_mean", "setting": "setting_json"}
 SCRATCH_SOURCES = ("none", "scratch")
@@ -297,7 +298,8 @@ def seeds_frame(source: Source, study_names: Sequence[str] | None = None,
                         **dict(zip(_TRIAL_KEYS, info[(rec.name, t.number)]))}
                 rows.extend(_seed_rows(t.user_attrs, base))
     columns = ["study", "domain", "number", *_TRIAL_KEYS, "seed", "loss", "scratch_loss",
-               "gain_pct", "ppl_gain_pct", "speedup"]
+               "gain_pct", "ppl_gain_pct", "speedup", "best_scratch_loss", "best_scratch_recipe",
+               "net_gain_pct", *_PROBE_COLUMNS]
     frame = pd.DataFrame.from_records(rows, columns=columns)
     frame = frame.sort_values(["study", "number"], kind="stable")
     frame = frame.drop_duplicates(["study", "setting", "seed"], keep="last")
@@ -305,10 +307,16 @@ def seeds_frame(source: Source, study_names: Sequence[str] | None = None,
 
 
 _TRIAL_KEYS = ("setting", "label", "kind", "describe", "source", "band", "band_lower",
-               "band_upper", "alphabet")
+               "band_upper", "alphabet", "recipe_name", "domain_tokens", "nca_tokens")
+_PROBE_FIELDS = ("residual_rms", "mean_direction_share", "token_r2", "grad_norm_embedding",
+                 "grad_norm_blocks")
+_PROBE_COLUMNS = (*(f"{arm}_{f}" for arm in ("nca", "scratch") for f in _PROBE_FIELDS),
+                  "unigram_loss", "tokens_to_unigram", "scratch_tokens_to_unigram")
 
 
 def _seed_rows(a: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-seed rows. Records before the net effect existed had one scratch recipe, so there the
+    best scratch is the matched one and the net effect equals the NCA effect."""
     losses = a.get("losses")
     if not isinstance(losses, (list, tuple)) or not losses:
         return []
@@ -317,12 +325,30 @@ def _seed_rows(a: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
     scratch = _per_seed(a.get("scratch_losses"), n)
     gains = _per_seed(a.get("gains_pct"), n)
     speedups = _per_seed(a.get("speedups"), n)
+    best = _per_seed(a.get("best_scratch_losses"), n)
+    best_recipe = _per_seed(a.get("best_scratch_recipes"), n)
+    nets = _per_seed(a.get("net_effects_pct"), n)
+    probes = _per_seed(a.get("probes"), n)
     rows = []
     for i in range(n):
         loss, sc, gain = losses[i], scratch[i], gains[i]
         if gain is None and loss is not None and sc:
             gain = 100.0 * (sc - loss) / sc
         ppl = 100.0 * (1.0 - math.exp(loss - sc)) if loss is not None and sc is not None else None
+        legacy = "net_effects_pct" not in a
         rows.append({**base, "seed": seeds[i], "loss": loss, "scratch_loss": sc,
-                     "gain_pct": gain, "ppl_gain_pct": ppl, "speedup": speedups[i]})
+                     "gain_pct": gain, "ppl_gain_pct": ppl, "speedup": speedups[i],
+                     "best_scratch_loss": sc if legacy else best[i],
+                     "best_scratch_recipe": "matched" if legacy else best_recipe[i],
+                     "net_gain_pct": gain if legacy else nets[i], **_probe_row(probes[i])})
     return rows
+
+
+def _probe_row(probe: Any) -> dict[str, Any]:
+    if not isinstance(probe, dict):
+        return {}
+    row = {f"{arm}_{f}": (probe.get(arm) or {}).get(f) for arm in ("nca", "scratch")
+           for f in _PROBE_FIELDS}
+    row.update({k: probe.get(k) for k in
+                ("unigram_loss", "tokens_to_unigram", "scratch_tokens_to_unigram")})
+    return row

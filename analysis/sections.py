@@ -88,6 +88,11 @@ def _fmt_settings(s: pd.DataFrame) -> pd.DataFrame:
         "test": s["test"], "p": [_fmt(v, ".3g") for v in s["p_value"]],
         "p (Holm)": [_fmt(v, ".3g") for v in s["p_holm"]], "verdict": s["verdict"],
     })
+    if "net_mean" in s:  # vs the best scratch recipe; "gain" is vs scratch of the same recipe
+        out.insert(out.columns.get_loc("ppl gain %"), "net effect % [95% CI]", [
+            f"{m:+.2f}" if n < 2 else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, n, lo, hi in
+            zip(s["net_mean"], s["n_seeds"], s["net_ci_low"], s["net_ci_high"])])
+        out["net verdict"] = s["net_verdict"]
     if "upstream_learned" in s:
         out["NCA learned"] = s["upstream_learned"].map({True: "yes", False: "no"})
     return out

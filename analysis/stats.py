@@ -156,8 +156,10 @@ def setting_stats(seeds: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     Returns:
         Columns ``study, domain, setting, label, band, band_lower, band_upper, alphabet, source,
         describe, trials, n_seeds, gain_mean, gain_sd, ci_low, ci_high, ppl_gain_mean,
-        speedup_mean, n_reached, test, statistic, p_value, p_holm, verdict``, sorted by study
-        then mean gain (best first).
+        speedup_mean, n_reached, test, statistic, p_value, p_holm, verdict`` (the NCA effect:
+        vs scratch with the same recipe) and, when the seeds carry it, ``net_mean, net_ci_low,
+        net_ci_high, net_p_value, net_p_holm, net_verdict`` (the net effect: vs the best scratch
+        recipe), sorted by study then mean gain (best first).
     """
     d = seeds.dropna(subset=["gain_pct"])
     if "source" in d:
@@ -174,11 +176,17 @@ def setting_stats(seeds: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
                 ppl_gain_mean=("ppl_gain_pct", "mean"), speedup_mean=("speedup", "mean"),
                 n_reached=("speedup", "count")).reset_index()
     out.insert(out.columns.get_loc("n_seeds"), "trials", _trial_lists(d, out))
-    out = out.join(_tests(d, out, alpha))
+    out = out.join(_tests(d, out, alpha).drop(columns="mean"))
     out["p_holm"] = np.nan
     for idx in out.groupby("study").groups.values():
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy())
     out = out[[*out.columns.drop(["verdict"]), "verdict"]]
+    net = _net_columns(d, out, alpha)
+    if not net.empty or len(net.columns):
+        out = out.join(net)
+        out.insert(out.columns.get_loc("net_verdict"), "net_p_holm", np.nan)
+        for idx in out.groupby("study").groups.values():
+            out.loc[idx, "net_p_holm"] = holm(out.loc[idx, "net_p_value"].to_numpy())
     return out.sort_values(["study", "gain_mean"], ascending=[True, False]).reset_index(drop=True)
 
 
@@ -194,28 +202,40 @@ def _trial_lists(d: pd.DataFrame, out: pd.DataFrame) -> np.ndarray:
     return (out["study"] + "\0" + out["setting"]).map(text).to_numpy()
 
 
-def _tests(d: pd.DataFrame, out: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """The t-interval and paired t-test vectorised over settings; exact tests per setting only
-    where they differ (n >= WILCOXON_MIN_N, or degenerate samples)."""
-    n = out["n_seeds"].to_numpy(dtype=np.float64)
-    mean, sd = out["gain_mean"].to_numpy(), out["gain_sd"].to_numpy()
+def _tests(d: pd.DataFrame, out: pd.DataFrame, alpha: float, column: str = "gain_pct"
+           ) -> pd.DataFrame:
+    """The t-interval and paired t-test of ``column`` vectorised over settings; exact tests per
+    setting only where they differ (n >= WILCOXON_MIN_N, or degenerate samples)."""
+    keys = pd.MultiIndex.from_arrays([out["study"], out["setting"]])
+    groups = d.dropna(subset=[column]).groupby(["study", "setting"], sort=False)[column]
+    agg = groups.agg(["size", "mean", "std"]).reindex(keys)
+    n = agg["size"].to_numpy(dtype=np.float64)
+    mean, sd = agg["mean"].to_numpy(dtype=np.float64), agg["std"].to_numpy(dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         se = sd / np.sqrt(n)
         half = special.stdtrit(n - 1, 0.975) * se
         t = mean / se
         p = 2 * special.stdtr(n - 1, -np.abs(t))
-    res = pd.DataFrame({"ci_low": mean - half, "ci_high": mean + half, "test": "paired t",
-                        "statistic": t, "p_value": p}, index=out.index)
+    res = pd.DataFrame({"mean": mean, "ci_low": mean - half, "ci_high": mean + half,
+                        "test": "paired t", "statistic": t, "p_value": p}, index=out.index)
     res["verdict"] = [_verdict(m, lo, hi, pv, alpha)
                       for m, lo, hi, pv in zip(mean, res["ci_low"], res["ci_high"], p)]
-    exact = np.flatnonzero((n >= WILCOXON_MIN_N) | (n < 2) | ~(sd > 0))
-    if exact.size:
-        groups = d.groupby(["study", "setting"], sort=False)["gain_pct"]
-        for i in exact:
-            key = (out.at[i, "study"], out.at[i, "setting"])
-            r = paired_test(groups.get_group(key).to_numpy(), alpha)
-            res.loc[i] = [r.ci_low, r.ci_high, r.test, r.statistic, r.p_value, r.verdict]
+    exact = np.flatnonzero(((n >= WILCOXON_MIN_N) | (n < 2) | ~(sd > 0)) & (n > 0))
+    for i in exact:
+        r = paired_test(groups.get_group(tuple(keys[i])).to_numpy(), alpha)
+        res.loc[out.index[i]] = [r.mean, r.ci_low, r.ci_high, r.test, r.statistic, r.p_value,
+                                 r.verdict]
     return res
+
+
+def _net_columns(d: pd.DataFrame, out: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The net effect (vs the best scratch recipe) of each setting: mean, interval, p, verdict."""
+    if "net_gain_pct" not in d:
+        return pd.DataFrame(index=out.index)
+    res = _tests(d, out, alpha, column="net_gain_pct")
+    return pd.DataFrame({"net_mean": res["mean"], "net_ci_low": res["ci_low"],
+                         "net_ci_high": res["ci_high"], "net_p_value": res["p_value"],
+                         "net_verdict": res["verdict"]}, index=out.index)
 
 
 def seed_noise(seeds: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from lm.batches import autocast_context, resolve_autocast, to_device_xy
 from lm.data import SequenceDataset
 
-__all__ = ["UpstreamDiagnostic", "diagnose", "unigram_counts"]
+__all__ = ["UpstreamDiagnostic", "diagnose", "unigram_counts", "unigram_loss"]
 
 _COUNT_CHUNK = 1024
 
@@ -59,6 +59,15 @@ def unigram_counts(ds: SequenceDataset, max_sequences: int | None = None) -> np.
         tokens, mask = ds.get(np.arange(start, min(n, start + _COUNT_CHUNK)))
         counts += np.bincount(tokens[:, 1:][mask[:, 1:]], minlength=ds.vocab_size)
     return counts
+
+
+def unigram_loss(train_ds: SequenceDataset, val_ds: SequenceDataset,
+                 max_sequences: int | None = 65_536) -> float:
+    """Loss (nats/token) on `val_ds`'s targets of the add-one smoothed train unigram: what a
+    model reaches by learning token frequencies and nothing else."""
+    counts = unigram_counts(train_ds, max_sequences) + 1
+    val = unigram_counts(val_ds, max_sequences)
+    return float(-(val * np.log(counts / counts.sum())).sum() / max(1, val.sum()))
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 
 from lm.model import ModelConfig, Transformer
+from lm.recipe import RECIPES
 from lm.trainer import TrainConfig
 
 __all__ = ["PRESETS", "Preset", "build_model", "get_preset"]
@@ -43,6 +44,9 @@ class Preset:
     """SwiGLU hidden width (the paper's models: 4 * n_embd)."""
     seq_len: int
     """Tokens per text training sequence L (the model attends over L - 1)."""
+    nca_seq_len: int
+    """Model context of the NCA stage, in tokens; sequences hold whole frames (38 tokens each
+    for grid 12), so 1024 is the paper's 27 frames and 493 is 13."""
     batch_tokens: int
     """Input tokens per optimiser step; sequences per step = batch_tokens // (L - 1)."""
     micro_batch_tokens: int
@@ -71,6 +75,9 @@ class Preset:
     """Validation sequences per evaluation of the NCA stage."""
     autocast: Literal["auto", "bf16", "off"] = "auto"
     """Mixed precision: see TrainConfig.autocast."""
+    recipe: str = "paper"
+    """Default training recipe (lm.recipe): the paper's, so a trial measures NCA data rather
+    than a recipe of our own making."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -80,6 +87,8 @@ class Preset:
         if self.micro_batch_tokens > max(self.batch_tokens, self.nca_batch_tokens):
             raise ValueError(f"Preset.micro_batch_tokens={self.micro_batch_tokens} > "
                              f"batch_tokens={self.batch_tokens}")
+        if self.recipe not in RECIPES:
+            raise ValueError(f"Preset.recipe={self.recipe!r}: valid: {', '.join(RECIPES)}")
         self.model_config(vocab_size=2)  # validates the shape
 
     def model_config(self, vocab_size: int, max_seq_len: int = 4096) -> ModelConfig:
@@ -130,7 +139,7 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset(name="tiny", description="tests and smoke runs: a whole trial in seconds",
-               n_layer=2, n_embd=32, n_head=2, mlp_hidden=128, seq_len=65,
+               n_layer=2, n_embd=32, n_head=2, mlp_hidden=128, seq_len=65, nca_seq_len=64,
                batch_tokens=512, micro_batch_tokens=512, nca_batch_tokens=512, lr=3e-3,
                nca_lr=3e-3,
                nca_tokens=8_192, domain_tokens=16_384, evals_per_stage=4,
@@ -141,18 +150,20 @@ PRESETS: dict[str, Preset] = {
         # scratch baselines (58 s per seed) are cached.
         Preset(name="cpu-proxy",
                description="default study on 2 CPU cores: a 2-seed trial in about 3 minutes",
-               n_layer=4, n_embd=128, n_head=4, mlp_hidden=512, seq_len=257,
+               n_layer=4, n_embd=128, n_head=4, mlp_hidden=512, seq_len=257, nca_seq_len=493,
                batch_tokens=8_192, micro_batch_tokens=8_192, nca_batch_tokens=2_048, lr=2e-3,
                nca_lr=2e-3, nca_tokens=131_072, domain_tokens=819_200, evals_per_stage=10,
                eval_sequences=128, nca_eval_sequences=32),
         Preset(name="gpu-proxy", description="one GPU: ~113M parameters (GPT-2 small shape)",
                n_layer=12, n_embd=768, n_head=12, mlp_hidden=3072, seq_len=1025,
+               nca_seq_len=1024,
                batch_tokens=262_144, micro_batch_tokens=32_768, nca_batch_tokens=262_144,
                lr=6e-4, nca_lr=6e-4,
                nca_tokens=100_000_000, domain_tokens=500_000_000, evals_per_stage=20,
                eval_sequences=512, nca_eval_sequences=128),
         Preset(name="paper-1.6b", description="the paper's model: 24 layers, width 2048",
                n_layer=24, n_embd=2048, n_head=32, mlp_hidden=8192, seq_len=1025,
+               nca_seq_len=1024,
                batch_tokens=524_288, micro_batch_tokens=16_384, nca_batch_tokens=524_288,
                lr=3e-4, nca_lr=3e-4,
                nca_tokens=160_000_000, domain_tokens=2_000_000_000, evals_per_stage=20,

@@ -64,6 +64,9 @@ class TrainConfig:
     """Final learning rate of the cosine decay, as a fraction of lr, in [0, 1]."""
     warmup_frac: float = 0.05
     """Fraction of the steps spent in linear warmup, in [0, 1)."""
+    schedule: Literal["cosine", "warmup-only"] = "cosine"
+    """``cosine``: warmup, then cosine decay to min_lr; ``warmup-only``: linear warmup over all
+    steps, ending at lr (a checkpoint taken mid-schedule, as the paper transfers its NCA model)."""
     weight_decay: float = 0.1
     """AdamW decoupled weight decay on matrices (not on norms), >= 0."""
     beta1: float = 0.9
@@ -105,6 +108,9 @@ class TrainConfig:
             raise ValueError("TrainConfig: weight_decay and grad_clip must be >= 0, "
                              f"diverge_factor > 1 (got {self.weight_decay}, {self.grad_clip}, "
                              f"{self.diverge_factor})")
+        if self.schedule not in ("cosine", "warmup-only"):
+            raise ValueError(f"TrainConfig.schedule={self.schedule!r}: "
+                             "valid: 'cosine', 'warmup-only'")
         if self.autocast not in ("auto", "bf16", "off"):
             raise ValueError(f"TrainConfig.autocast={self.autocast!r}: "
                              "valid: 'auto', 'bf16', 'off'")
@@ -192,6 +198,9 @@ def evaluate(model: torch.nn.Module, ds: SequenceDataset, *, n_sequences: int | 
 
 
 def _lr_at(step: int, max_steps: int, cfg: TrainConfig) -> float:
+    # 0) warmup-only: one linear ramp over the whole run, the last step at lr
+    if cfg.schedule == "warmup-only":
+        return cfg.lr * (step + 1) / max_steps
     warmup = int(cfg.warmup_frac * max_steps)
     # 1) linear warmup from lr / warmup to lr
     if step < warmup:

@@ -24,6 +24,7 @@ import torch
 
 from lm.checkpoint import load_checkpoint
 from lm.model import ModelConfig, Transformer
+from lm.recipe import EMBED_INITS, init_new_embeddings
 
 __all__ = ["GROUPS", "TransferConfig", "TransferReport", "transfer"]
 
@@ -46,8 +47,13 @@ class TransferConfig:
     """Blocks [start, stop) that `freeze` applies to; None = all blocks (+ final norm)."""
     seed: int = 0
     """Seed of the fresh embedding, head and re-initialised tensors."""
+    embed_init: str = "scaled"
+    """How the new embedding and head are drawn: see lm.recipe.init_new_embeddings."""
 
     def __post_init__(self) -> None:
+        if self.embed_init not in EMBED_INITS:
+            raise ValueError(f"TransferConfig.embed_init={self.embed_init!r}: expected one of "
+                             f"{', '.join(map(repr, EMBED_INITS))}")
         for name in ("reinit", "freeze"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not set(value) <= set(GROUPS):
@@ -152,6 +158,7 @@ def transfer(source: Any, target_vocab_size: int, cfg: TransferConfig = Transfer
                              "blocks")
     target_cfg = dataclasses.replace(src_cfg, vocab_size=target_vocab_size)
     model = Transformer(target_cfg, generator=torch.Generator().manual_seed(cfg.seed))
+    init_new_embeddings(model, cfg.embed_init, cfg.seed)
     params = dict(model.named_parameters())
     tensors = {k for k in state if k != "_extra_state"}
     missing, unexpected = sorted(set(params) - tensors), sorted(tensors - set(params))

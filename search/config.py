@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lm.recipe import RECIPES
 from search._toml import ConfigError, check_keys, from_table
 from search.space import ParamSpec, parse_space, setting_from_params
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 DOMAINS = ("code", "math", "web")
 EXECUTORS = ("inline", "local", "slurm")
-OBJECTIVES = {"loss": "minimize", "gain": "maximize", "speedup": "maximize", "compute": "minimize"}
-SAMPLERS = ("tpe", "random")
+OBJECTIVES = {"loss": "minimize", "gain": "maximize", "nca-effect": "maximize",
+              "net-effect": "maximize", "speedup": "maximize", "compute": "minimize"}
+"""``gain`` is the NCA effect under its older name (vs the scratch run of the same recipe)."""
+SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 
 
@@ -45,8 +48,12 @@ class StudySection:
     """Finished trials (complete, pruned or failed for good) the study aims for, anchors included."""
     seeds: tuple[int, ...] = (0, 1)
     """Training seeds each setting is evaluated with; scores pair with scratch of the same seed."""
-    objectives: tuple[str, ...] = ("loss",)
-    """loss (mean final val loss), gain, speedup, compute; two or more = multi-objective."""
+    objectives: tuple[str, ...] = ("net-effect",)
+    """net-effect (% lower loss than the best scratch recipe, same seed and budget), nca-effect
+    (% vs scratch with the same downstream recipe), loss (mean final val loss), speedup,
+    compute; two or more = multi-objective."""
+    recipe: str = ""
+    """Training recipe of every trial (``paper``, ``proxy``); empty = the preset's default."""
     notes: str = ""
     """What this study is for (shown in the dashboard)."""
     storage: str = ""
@@ -69,6 +76,8 @@ class StudySection:
             raise ConfigError(f"domain {self.domain!r} is not one of {', '.join(DOMAINS)}")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.recipe and self.recipe not in RECIPES:
+            raise ConfigError(f"recipe {self.recipe!r} is not one of {', '.join(RECIPES)}")
         if self.tokenizer not in ("byte", "bpe"):
             raise ConfigError(f"tokenizer {self.tokenizer!r} is not one of byte, bpe")
         bad = [o for o in self.objectives if o not in OBJECTIVES]
@@ -94,11 +103,17 @@ class BudgetSection:
     nca_tokens: int = 0
     """Default pre-pre-training tokens (a searched ``nca_tokens`` overrides it)."""
     domain_tokens: int = 0
-    """Downstream training tokens, the same for every trial and for scratch."""
+    """Downstream training tokens of every trial and its scratch runs (a setting may override)."""
+    nca_fraction: float = 0.0
+    """NCA budget as a fraction of the domain budget, in (0, 1] (the paper: 0.013-0.039);
+    0 = use nca_tokens."""
 
     def __post_init__(self) -> None:
         if self.nca_tokens < 0 or self.domain_tokens < 0:
             raise ConfigError("[budget] token counts must be >= 0 (0 = preset default)")
+        if not (self.nca_fraction == 0 or 0 < self.nca_fraction <= 1):
+            raise ConfigError(f"[budget] nca_fraction {self.nca_fraction!r} must be in (0, 1] "
+                              "(0 = use nca_tokens)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -190,6 +205,17 @@ class StudyConfig:
     slurm: SlurmSection = field(default_factory=SlurmSection)
     space: tuple[ParamSpec, ...] = ()
     anchors: tuple[Anchor, ...] = ()
+
+    def __post_init__(self) -> None:
+        ranges = [p.name for p in self.space if p.searched and p.choices is None]
+        if self.sampler.name == "grid" and ranges:
+            raise ConfigError(f"[sampler] grid needs choices for every searched parameter; "
+                              f"{', '.join(ranges)} are ranges")
+
+    @property
+    def grid(self) -> dict[str, list[Any]]:
+        """The searched parameters' choices (the grid sampler's search space)."""
+        return {p.name: list(p.choices or ()) for p in self.space if p.searched}
 
     @property
     def space_map(self) -> dict[str, ParamSpec]:

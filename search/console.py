@@ -11,10 +11,13 @@ from optuna.trial import TrialState
 
 
 def trial_line(t: optuna.trial.FrozenTrial, elapsed_s: float) -> str:
-    """``#3  anchor:paper  nca band=0.30-0.40 n=10 ...  loss 1.532  gain +0.4%  1.10x  COMPLETE  95s``."""
+    """``#3  anchor:paper  nca band=... loss 1.532  nca +0.4%  net -1.2%  1.10x  COMPLETE  95s``:
+    the NCA effect is against scratch with the same recipe, the net effect against the best
+    scratch recipe."""
     attrs = t.user_attrs
     loss = _fmt(_mean(attrs.get("losses")), "{:.4f}")
     gain = _fmt(attrs.get("gain_pct"), "{:+.2f}%")
+    net = _fmt(attrs.get("net_effect_pct"), "{:+.2f}%")
     speed = _fmt(attrs.get("speedup"), "{:.2f}x")
     state = t.state.name
     why = attrs.get("pruned_reason") or (attrs.get("fail_reason") if state == "FAIL" else "")
@@ -23,28 +26,36 @@ def trial_line(t: optuna.trial.FrozenTrial, elapsed_s: float) -> str:
     tail = f"  ({why})" if why else ""
     return (
         f"#{t.number:<3d} {attrs.get('kind', 'search'):<18s} {attrs.get('describe', ''):<52s} "
-        f"loss {loss:>7s}  gain {gain:>7s}  speedup {speed:>6s}  {state:<8s} {elapsed_s:6.0f}s{tail}"
+        f"loss {loss:>7s}  nca {gain:>7s}  net {net:>7s}  speedup {speed:>6s}  {state:<8s} "
+        f"{elapsed_s:6.0f}s{tail}"
     )
 
 
 def summary(study: optuna.Study, scratch_losses: list[float], out: TextIO) -> None:
     """Scratch, the paper's setting and the best setting found, with mean and spread over seeds."""
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    rows = [("scratch", "no pre-pre-training", scratch_losses, None, None)]
+    rows = [("scratch", "no pre-pre-training", scratch_losses, None, None, None)]
     paper = [t for t in done if t.user_attrs.get("kind") == "anchor:paper"]
     if paper:
         rows.append(_row("paper setting", paper[0]))
     searched = [t for t in done if t.user_attrs.get("losses")]
     if searched:
-        best = min(searched, key=lambda t: _mean(t.user_attrs["losses"]))
+        # settings may differ in budget, so losses need not compare: rank by the net effect
+        if all(t.user_attrs.get("net_effect_pct") is not None for t in searched):
+            best = max(searched, key=lambda t: t.user_attrs["net_effect_pct"])
+        else:
+            best = min(searched, key=lambda t: _mean(t.user_attrs["losses"]))
         rows.append(_row(f"best (#{best.number})", best))
-    out.write(f"\n{'':16s} {'setting':<52s} {'loss mean ± sd':>18s} {'gain %':>8s} {'speedup':>8s}\n")
-    for name, desc, losses, gain, speed in rows:
+    out.write(f"\n{'':16s} {'setting':<52s} {'loss mean ± sd':>18s} {'NCA eff %':>9s} "
+              f"{'net eff %':>9s} {'speedup':>8s}\n")
+    for name, desc, losses, gain, net, speed in rows:
         spread = statistics.stdev(losses) if len(losses) > 1 else float("nan")
         out.write(
             f"{name:16s} {desc:<52s} {_mean(losses):>9.4f} ± {spread:<6.4f} "
-            f"{_fmt(gain, '{:+.2f}'):>8s} {_fmt(speed, '{:.2f}x'):>8s}\n"
+            f"{_fmt(gain, '{:+.2f}'):>9s} {_fmt(net, '{:+.2f}'):>9s} {_fmt(speed, '{:.2f}x'):>8s}\n"
         )
+    out.write("NCA effect: vs scratch with the same recipe and seed; net effect: vs the best "
+              "scratch recipe (paper, proxy or matched) at the same budget and seed.\n")
     counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     for t in study.get_trials(deepcopy=False):
         if t.state.name in counts:
@@ -54,7 +65,8 @@ def summary(study: optuna.Study, scratch_losses: list[float], out: TextIO) -> No
 
 def _row(name: str, t: optuna.trial.FrozenTrial) -> tuple:
     a = t.user_attrs
-    return (name, a.get("describe", ""), a["losses"], a.get("gain_pct"), a.get("speedup"))
+    return (name, a.get("describe", ""), a["losses"], a.get("gain_pct"), a.get("net_effect_pct"),
+            a.get("speedup"))
 
 
 def _mean(values: list[float] | None) -> float | None:

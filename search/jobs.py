@@ -88,6 +88,7 @@ class _OptunaReporter:
         study = optuna.load_study(study_name=payload.study_name, storage=storage, pruner=pruner)
         self._trial = optuna.Trial(study, payload.trial_id)
         self._per_seed = payload.pruner.name == "wilcoxon"
+        self._objective = payload.objectives[0]
         self._prunable = payload.prunable
         self._artifacts = payload.artifact_dir
 
@@ -99,18 +100,22 @@ class _OptunaReporter:
             optuna.artifacts.upload_artifact(study_or_trial=self._trial, file_path=str(path),
                                              artifact_store=store)
 
-    def report_curve(self, step: int, value: float) -> bool:
-        """Report a validation loss of the downstream stage; True when the trial should stop."""
+    def report_curve(self, step: int, point: trial_lib.CurvePoint) -> bool:
+        """Report a validation point of the downstream stage, as the study's first objective
+        scores trials (a loss, or a % effect); True when the trial should stop."""
         if self._per_seed:
             return False
-        self._trial.report(value, step)
+        self._trial.report(point.value(self._objective), step)
         return self._prunable and self._trial.should_prune()
 
-    def report_seed(self, seed_index: int, paired_delta: float) -> bool:
-        """Wilcoxon pruning compares per-seed results (trial minus scratch) as instances."""
+    def report_seed(self, seed_index: int, point: trial_lib.CurvePoint) -> bool:
+        """Wilcoxon pruning compares per-seed results as instances: the paired loss difference
+        (trial minus scratch) for a loss objective, the seed's % effect for an effect one."""
         if not self._per_seed:
             return False
-        self._trial.report(paired_delta, seed_index)
+        value = (point.loss - point.scratch_loss if self._objective == "loss"
+                 else point.value(self._objective))
+        self._trial.report(value, seed_index)
         return self._prunable and self._trial.should_prune()
 
     def set_attr(self, key: str, value: Any) -> None:
@@ -145,11 +150,15 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
 
 
 def run_baseline_job(args: tuple[TrialContext, int]) -> float:
-    """Compute (or fetch) the scratch baseline of one seed; returns its final loss."""
+    """Compute (or fetch) the scratch runs of one seed at the study's default setting (the
+    matched recipe and every named one); returns the matched run's final loss."""
     context, seed = args
-    return trial_lib.scratch_baseline(context, seed).final_loss
+    losses = {run.label: trial_lib.scratch_baseline(context, run, seed).final_loss
+              for run in trial_lib.study_scratch_runs(context)}
+    return losses["matched"]
 
 
 def baseline_cached(context: TrialContext, seed: int) -> bool:
-    """True when the scratch baseline of ``seed`` is already in the cache."""
-    return trial_lib.baseline_path(context, seed).is_file()
+    """True when every scratch run of ``seed`` at the study's default setting is cached."""
+    return all(trial_lib.baseline_path(context, run, seed).is_file()
+               for run in trial_lib.study_scratch_runs(context))

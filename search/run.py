@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         executor.shutdown()
-    scratch = [trial_lib.scratch_baseline(context, s).final_loss for s in config.study.seeds]
+    matched = trial_lib.study_scratch_runs(context)[0]
+    scratch = [trial_lib.scratch_baseline(context, matched, s).final_loss
+               for s in config.study.seeds]
     console.summary(study, scratch, sys.stdout)
     _print_where(config)
     return 0

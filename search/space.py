@@ -10,9 +10,11 @@ for Dyck data.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lm.recipe import EMBED_INITS, NCA_SCHEDULES, RECIPES
 from search._toml import ConfigError
 
 if TYPE_CHECKING:
@@ -61,6 +63,18 @@ class Setting:
     """Downstream warmup as a fraction of the budget; negative means the preset's default."""
     transfer: str = "full"
     """Transfer strategy, one of TRANSFERS."""
+    recipe: str = ""
+    """Training recipe (lm.recipe: ``paper`` or ``proxy``); empty means the study's."""
+    embed_init: str = ""
+    """New embedding and head init (``reference`` or ``scaled``); empty means the recipe's."""
+    nca_schedule: str = ""
+    """NCA-stage schedule (``warmup-only`` or ``cosine``); empty means the recipe's."""
+    nca_lr_ratio: float = 0.0
+    """NCA-stage peak lr / downstream peak lr; 0 means the recipe's."""
+    nca_fraction: float = 0.0
+    """NCA budget as a fraction of the domain budget, in (0, 1]; 0 means the study's."""
+    domain_tokens: int = 0
+    """Downstream (and scratch) budget in tokens; 0 means the study's."""
 
     def __post_init__(self) -> None:
         _check_choice("source", self.source, SOURCES)
@@ -82,6 +96,23 @@ class Setting:
             raise ValueError(f"curriculum {self.curriculum!r} needs curriculum_stages >= 2")
         if self.warmup > 1:
             raise ValueError(f"warmup {self.warmup!r} must be a fraction <= 1")
+        _check_choice("recipe", self.recipe, ("",) + RECIPES)
+        _check_choice("embed_init", self.embed_init, ("",) + EMBED_INITS)
+        _check_choice("nca_schedule", self.nca_schedule, ("",) + NCA_SCHEDULES)
+        if not (math.isfinite(self.nca_lr_ratio) and self.nca_lr_ratio >= 0):
+            raise ValueError(f"nca_lr_ratio {self.nca_lr_ratio!r} must be a finite number >= 0 "
+                             "(0 = the recipe's)")
+        if not (self.nca_fraction == 0 or 0 < self.nca_fraction <= 1):
+            raise ValueError(f"nca_fraction {self.nca_fraction!r} must be in (0, 1] "
+                             "(0 = the study's)")
+        if self.domain_tokens < 0:
+            raise ValueError(f"domain_tokens {self.domain_tokens!r} must be >= 0 (0 = the study's)")
+
+    def _recipe_text(self) -> str:
+        parts = [f"{name}={value}" for name, value in (
+            ("recipe", self.recipe), ("init", self.embed_init), ("sched", self.nca_schedule),
+            ("nca_lr_x", self.nca_lr_ratio), ("dom", self.domain_tokens)) if value]
+        return "".join(f" {p}" for p in parts)
 
     def describe(self) -> str:
         """A short human line: what matters for this setting."""
@@ -89,7 +120,9 @@ class Setting:
             return "scratch"
         lrs = "".join(f" {name}={value:.1e}" for name, value in
                       (("ppt_lr", self.ppt_lr), ("lr", self.lr)) if value)
-        tail = f" tok={self.nca_tokens or 'preset'}{lrs} xfer={self.transfer}"
+        budget = (f"{self.nca_fraction:.0%}" if self.nca_fraction and not self.nca_tokens
+                  else self.nca_tokens or "study")
+        tail = f" tok={budget}{lrs} xfer={self.transfer}{self._recipe_text()}"
         if self.source != "nca":
             return f"{self.source}{f' k={self.dyck_k}' if self.source == 'dyck' else ''}{tail}"
         q = "q" if self.band_kind == "quantile" else ""
@@ -217,11 +250,11 @@ def sample(trial: optuna.Trial, space: dict[str, ParamSpec]) -> Setting:
 
     take("source")
     source = params.get("source", "nca")
-    for name in ("transfer", "lr", "warmup"):
+    for name in ("recipe", "embed_init", "domain_tokens", "transfer", "lr", "warmup"):
         take(name)
     if source != "none":
-        take("nca_tokens")
-        take("ppt_lr")
+        for name in ("nca_tokens", "nca_fraction", "ppt_lr", "nca_lr_ratio", "nca_schedule"):
+            take(name)
     if source == "dyck":
         take("dyck_k")
     if source == "nca":

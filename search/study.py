@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import optuna
 
@@ -19,10 +20,22 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
     s = config.sampler
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=s.seed)
+    if s.name == "grid":
+        return _GridSampler(config.grid, seed=s.seed)
     return optuna.samplers.TPESampler(
         n_startup_trials=s.n_startup_trials, n_ei_candidates=s.n_ei_candidates, seed=s.seed,
         multivariate=s.multivariate, group=s.group, constant_liar=s.constant_liar,
     )
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its stop: ``after_trial`` calls ``study.stop()`` once the
+    grid is covered, which raises outside ``study.optimize``; our ask/tell driver stops at the
+    study's n_trials instead (set it to the grid's size)."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                    state: optuna.trial.TrialState, values: Sequence[float] | None) -> None:
+        return None
 
 
 def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:
@@ -43,6 +56,7 @@ def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:
     study.set_user_attr("domain", config.study.domain)
     study.set_user_attr("preset", context.preset)
     study.set_user_attr("objectives", list(config.study.objectives))
+    study.set_metric_names(list(config.study.objectives))  # the dashboard labels values by them
     _save_note(study, config)
     write_json_atomic(config.run_dir / "config.json", resolved)
     return study

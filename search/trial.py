@@ -1,9 +1,17 @@
 """The one trial function every executor runs (in process, in a local worker, as a Slurm job).
 
 For each seed: build or fetch the pre-pre-training data (cached by ``nca``), pre-pre-train or
-fetch the cached checkpoint (keyed by everything that affects it, so trials differing only in
-downstream knobs share it), transfer, train on the domain, and score against the scratch
-baseline of the same seed (computed once per domain, preset, budget and seed, and cached).
+fetch the cached checkpoint, transfer, train on the domain, and score against scratch runs of the
+same seed and budget (each computed once and cached, keyed by content: see ``search.plan``):
+
+- the **NCA effect**: % lower final loss than scratch with the *same* downstream recipe (init,
+  lr, warmup, anneal, weight decay), which isolates what the NCA stage did;
+- the **net effect**: % lower final loss than the *best* scratch run among the matched one and
+  every named recipe's (``paper``, ``proxy``), which is the gain a user can bank.
+
+Each seed also records a transfer probe (``lm.probe``: residual stream and gradients at the
+first downstream step, NCA arm and scratch) and how many downstream tokens each arm needed to
+beat the unigram loss.
 """
 
 from __future__ import annotations
@@ -14,29 +22,45 @@ import hashlib
 import itertools
 import json
 import statistics
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 import nca
 from lm.checkpoint import load_checkpoint, save_checkpoint
-from lm.corpora import load_domain
-from lm.diagnose import diagnose
+from lm.corpora import DomainCorpus, load_domain
+from lm.diagnose import diagnose, unigram_loss
+from lm.model import Transformer
 from lm.presets import build_model, get_preset
+from lm.probe import probe
+from lm.recipe import init_new_embeddings
 from lm.scores import score as lm_score
+from lm.scores import tokens_to_reach
 from lm.trainer import train as lm_train
 from lm.transfer import TransferConfig
 from lm.transfer import transfer as lm_transfer
 from search._fs import write_json_atomic
+from search.plan import (
+    Plan,
+    ScratchRun,
+    config_dict,
+    content_key,
+    lm_source_key,
+    resolve,
+    scratch_runs,
+)
 from search.space import Setting
 
-CODE_VERSION = "search-trial/1"
-"""Bump when a change here alters trial results, so cached checkpoints and baselines are not reused."""
+RECORD_VERSION = 2
+"""Version of the trial record (user attributes); 2 added recipes, NCA/net effects, probes."""
 
 
 class TrialPrunedError(Exception):
@@ -55,14 +79,33 @@ class SetupError(ValueError):
 class Reporter(Protocol):
     """How a trial talks to its Optuna trial (see ``search.jobs``); optional."""
 
-    def report_curve(self, step: int, value: float) -> bool: ...
-    def report_seed(self, seed_index: int, paired_delta: float) -> bool: ...
+    def report_curve(self, step: int, point: CurvePoint) -> bool: ...
+    def report_seed(self, seed_index: int, point: CurvePoint) -> bool: ...
     def set_attr(self, key: str, value: Any) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class CurvePoint:
+    """A validation loss of the NCA arm next to its scratch runs' at the same token count."""
+
+    loss: float
+    scratch_loss: float
+    """The matched scratch run's."""
+    best_scratch_loss: float
+    """The lowest among the scratch runs'."""
+
+    def value(self, objective: str) -> float:
+        """The point as the objective ``objective`` scores a whole trial (loss or % effect)."""
+        if objective in ("gain", "nca-effect"):
+            return (self.scratch_loss - self.loss) / self.scratch_loss * 100.0
+        if objective == "net-effect":
+            return (self.best_scratch_loss - self.loss) / self.best_scratch_loss * 100.0
+        return self.loss
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class TrialContext:
-    """What every trial of a study shares: domain, data, preset, budgets, seeds, caches."""
+    """What every trial of a study shares: domain, data, preset, recipe, budgets, seeds, caches."""
 
     domain: str
     data: str
@@ -70,6 +113,10 @@ class TrialContext:
     preset: str
     nca_tokens: int
     """Default pre-pre-training tokens (a Setting's nonzero nca_tokens overrides it)."""
+    recipe: str = "paper"
+    """The study's recipe (a Setting's ``recipe`` overrides it)."""
+    nca_fraction: float = 0.0
+    """Default NCA budget as a fraction of the domain budget; 0 = use nca_tokens."""
     domain_tokens: int
     seeds: tuple[int, ...]
     cache_dir: str
@@ -80,7 +127,7 @@ class TrialContext:
 
 
 def make_context(config: Any) -> TrialContext:
-    """Resolve the study's preset, budgets and device; check the corpus can be read.
+    """Resolve the study's preset, recipe, budgets and device; check the corpus can be read.
 
     Raises:
         SetupError: unknown preset or unreadable domain data.
@@ -95,7 +142,9 @@ def make_context(config: Any) -> TrialContext:
         raise SetupError(str(exc)) from None
     context = TrialContext(
         domain=s.domain, data=s.data, tokenizer=s.tokenizer, preset=name,
+        recipe=s.recipe or preset.recipe,
         nca_tokens=config.budget.nca_tokens or preset.nca_tokens,
+        nca_fraction=config.budget.nca_fraction,
         domain_tokens=config.budget.domain_tokens or preset.domain_tokens,
         seeds=tuple(s.seeds), cache_dir=str(config.cache_dir),
         device="cuda" if torch.cuda.is_available() else "cpu",
@@ -114,19 +163,33 @@ class Baseline:
 
 @dataclass(kw_only=True, slots=True)
 class SeedResult:
-    """One seed of one setting, paired with the scratch run of the same seed."""
+    """One seed of one setting, paired with the scratch runs of the same seed and budget."""
 
     seed: int
     loss: float
     scratch_loss: float
+    """The matched scratch run's final loss (same downstream recipe)."""
     bpb: float
     gain_pct: float
+    """NCA effect: % lower loss than the matched scratch run."""
     speedup: float | None
     curve: list[tuple[int, float]]
     scratch_curve: list[tuple[int, float]]
+    best_scratch_loss: float = float("nan")
+    """The lowest final loss among the scratch runs (matched and every named recipe)."""
+    best_scratch_recipe: str = ""
+    """Which scratch run that was (``matched``, ``paper``, ``proxy``)."""
+    net_gain_pct: float = float("nan")
+    """Net effect: % lower loss than the best scratch run."""
+    scratch_losses: dict[str, float] = field(default_factory=dict)
+    """Final loss of each scratch run by label."""
     upstream: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
+    """Transfer probe: ``nca`` and ``scratch`` ResidualProbe dicts, tokens to the unigram loss."""
     data_stats: dict[str, Any] = field(default_factory=dict)
     tokens: int = 0
+    key: str = ""
+    """What was computed (setting, study, seed): a resumed seed is reused only if it matches."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -134,6 +197,7 @@ class TrialOutcome:
     """All seeds of one trial, and the user attributes it records (docs/interfaces.md §4)."""
 
     setting: Setting
+    plan: Plan
     seeds: list[SeedResult]
     wall_s: float
     device: str
@@ -141,8 +205,10 @@ class TrialOutcome:
     def objective(self, name: str) -> float:
         if name == "loss":
             return statistics.fmean(r.loss for r in self.seeds)
-        if name == "gain":
+        if name in ("gain", "nca-effect"):
             return statistics.fmean(r.gain_pct for r in self.seeds)
+        if name == "net-effect":
+            return statistics.fmean(r.net_gain_pct for r in self.seeds)
         if name == "speedup":
             return statistics.fmean(r.speedup or 0.0 for r in self.seeds)
         return float(statistics.fmean(r.tokens for r in self.seeds))
@@ -157,15 +223,23 @@ class TrialOutcome:
             "scratch_losses": [x.scratch_loss for x in r],
             "bpb": statistics.fmean(x.bpb for x in r),
             "gains_pct": [x.gain_pct for x in r], "gain_pct": statistics.fmean(x.gain_pct for x in r),
+            "nca_effect_pct": statistics.fmean(x.gain_pct for x in r),
+            "net_effects_pct": [x.net_gain_pct for x in r],
+            "net_effect_pct": statistics.fmean(x.net_gain_pct for x in r),
+            "best_scratch_losses": [x.best_scratch_loss for x in r],
+            "best_scratch_recipes": [x.best_scratch_recipe for x in r],
+            "scratch_losses_by_recipe": [x.scratch_losses for x in r],
             "speedups": speedups, "speedup": statistics.fmean(reached) if reached else None,
             "curves": [[list(p) for p in x.curve] for x in r],
             "scratch_curves": [[list(p) for p in x.scratch_curve] for x in r],
             "band": list(self.setting.band), "alphabet": self.setting.alphabet,
             "source": self.setting.source,
+            "recipe": dataclasses.asdict(self.plan.recipe),
+            "nca_tokens": self.plan.nca_tokens, "domain_tokens": self.plan.domain_tokens,
             "complexity_mean": stats.get("complexity_mean"),
             "acceptance_rate": stats.get("acceptance_rate"),
-            "upstream": r[0].upstream, "tokens": r[0].tokens,
-            "wall_s": self.wall_s, "device": self.device, "code_version": CODE_VERSION,
+            "upstream": r[0].upstream, "probes": [x.probe for x in r], "tokens": r[0].tokens,
+            "wall_s": self.wall_s, "device": self.device, "record_version": RECORD_VERSION,
         }
 
 
@@ -188,116 +262,209 @@ def run_trial(setting: Setting, context: TrialContext, reporter: Reporter | None
         InfeasibleSettingError: the setting cannot be realised.
     """
     start = time.time()
+    plan = resolve(setting, context)
     corpus = _corpus(context)
     results = []
     for index, seed in enumerate(context.seeds):
+        key = seed_key(setting, context, seed)
         done_path = work_dir / f"seed{seed}.json" if work_dir else None
-        if done_path and done_path.is_file():
-            results.append(SeedResult(**json.loads(done_path.read_text())))
+        done = _finished_seed(done_path, key) if done_path else None
+        if done is not None:
+            results.append(done)
             continue
-        baseline = scratch_baseline(context, seed)
+        scratch = {run.label: scratch_baseline(context, run, seed) for run in
+                   scratch_runs(plan, context)}
         ckpt = work_dir / f"seed{seed}.pt" if work_dir else None
-        result = _run_seed(setting, context, corpus, seed, index, baseline, reporter, ckpt)
+        result = _run_seed(setting, plan, context, corpus, seed, index, scratch, reporter, ckpt)
+        result.key = key
         if done_path:
             write_json_atomic(done_path, dataclasses.asdict(result))
         results.append(result)
-        if reporter and reporter.report_seed(index, result.loss - result.scratch_loss):
+        point = CurvePoint(loss=result.loss, scratch_loss=result.scratch_loss,
+                           best_scratch_loss=result.best_scratch_loss)
+        if reporter and reporter.report_seed(index, point):
             raise TrialPrunedError(f"pruned after seed {seed} (paired test vs scratch)")
-    return TrialOutcome(setting=setting, seeds=results, wall_s=time.time() - start,
+    return TrialOutcome(setting=setting, plan=plan, seeds=results, wall_s=time.time() - start,
                         device=context.device)
 
 
-def _run_seed(setting: Setting, context: TrialContext, corpus: Any, seed: int, index: int,
-              baseline: Baseline, reporter: Reporter | None, checkpoint: Path | None) -> SeedResult:
+def seed_key(setting: Setting, context: TrialContext, seed: int) -> str:
+    """Identity of one seed's work: a finished seed found in a work folder must carry it."""
+    study = {k: v for k, v in context.to_dict().items() if k not in ("cache_dir", "seeds")}
+    return content_key({"setting": dataclasses.asdict(setting), "study": study, "seed": seed,
+                        "record": RECORD_VERSION})
+
+
+def _finished_seed(path: Path, key: str) -> SeedResult | None:
+    """The finished seed saved at ``path`` if it is this work; other work is set aside."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        result = SeedResult(**data)
+    except (ValueError, TypeError) as exc:
+        _set_aside(path, f"unreadable ({type(exc).__name__})")
+        return None
+    if result.key != key:
+        _set_aside(path, "it belongs to another setting or study")
+        path.with_suffix(".pt").unlink(missing_ok=True)
+        return None
+    result.curve = [tuple(p) for p in result.curve]  # type: ignore[misc]
+    result.scratch_curve = [tuple(p) for p in result.scratch_curve]  # type: ignore[misc]
+    return result
+
+
+def _set_aside(path: Path, why: str) -> Path:
+    """Move a damaged or foreign cache entry out of the way (kept for inspection), saying so."""
+    aside = path.with_name(f"{path.name}.set-aside-{int(time.time() * 1000)}")
+    path.replace(aside)
+    print(f"[search] {path}: {why}; moved to {aside.name} and recomputing", file=sys.stderr,
+          flush=True)
+    return aside
+
+
+def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: DomainCorpus,
+              seed: int, index: int, scratch: dict[str, Baseline], reporter: Reporter | None,
+              checkpoint: Path | None) -> SeedResult:
+    matched = scratch["matched"]
+    best_label = min(scratch, key=lambda label: scratch[label].final_loss)
+    best = scratch[best_label]
+    preset = get_preset(context.preset)
     if setting.source == "none":
-        curve, upstream, stats, tokens = baseline.curve, None, {}, context.domain_tokens
+        curve, upstream, stats, tokens, probes = matched.curve, None, {}, plan.domain_tokens, None
     else:
-        state, upstream, stats, ppt_tokens = _pretrained(setting, context, seed)
-        model, _ = lm_transfer(state, corpus.vocab_size, _transfer_config(setting, seed))
-        n_points = _domain_evals(context)
+        state, upstream, stats, ppt_tokens = _pretrained(setting, plan, context, seed)
+        model, _ = lm_transfer(state, corpus.vocab_size, TransferConfig(
+            seed=seed, embed_init=plan.recipe.embed_init, **_TRANSFERS[setting.transfer]))
+        probes = {"nca": probe(model, corpus.train, device=context.device).as_dict(),
+                  "scratch": probe(_scratch_model(context, corpus, plan, seed), corpus.train,
+                                   device=context.device).as_dict()}
+        n_points = preset.evals_per_stage + 1
 
         def callback(tokens_seen: int, val_loss: float) -> None:
-            k = min(n_points - 1, round(tokens_seen / max(1, context.domain_tokens) * (n_points - 1)))
-            if reporter and reporter.report_curve(index * n_points + k, val_loss):
+            k = min(n_points - 1, round(tokens_seen / max(1, plan.domain_tokens) * (n_points - 1)))
+            point = CurvePoint(loss=val_loss, scratch_loss=_at(matched.curve, k, val_loss),
+                               best_scratch_loss=_at(best.curve, k, val_loss))
+            if reporter and reporter.report_curve(index * n_points + k, point):
                 raise TrialPrunedError(f"pruned at {tokens_seen} downstream tokens of seed {seed}")
 
-        cfg = _domain_config(context, corpus, seed, setting)
+        cfg = plan.domain_config(preset, seed, corpus.train.seq_len)
         curve = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
                          callback=callback, checkpoint_path=checkpoint,
                          checkpoint_every_tokens=cfg.eval_every_tokens).curve
-        tokens = ppt_tokens + context.domain_tokens
-    scores = lm_score(curve, baseline.curve, corpus.bytes_per_token)
+        tokens = ppt_tokens + plan.domain_tokens
+        unigram = _unigram_loss(context)
+        probes.update(unigram_loss=unigram, tokens_to_unigram=tokens_to_reach(curve, unigram),
+                      scratch_tokens_to_unigram=tokens_to_reach(matched.curve, unigram))
+    scores = lm_score(curve, matched.curve, corpus.bytes_per_token)
     return SeedResult(
-        seed=seed, loss=scores.final_loss, scratch_loss=baseline.final_loss, bpb=scores.bpb,
+        seed=seed, loss=scores.final_loss, scratch_loss=matched.final_loss, bpb=scores.bpb,
         gain_pct=scores.gain_pct, speedup=scores.speedup, curve=list(curve),
-        scratch_curve=list(baseline.curve), upstream=upstream, data_stats=stats, tokens=tokens,
+        scratch_curve=list(matched.curve), best_scratch_loss=best.final_loss,
+        best_scratch_recipe=best_label,
+        net_gain_pct=(best.final_loss - scores.final_loss) / best.final_loss * 100.0,
+        scratch_losses={label: b.final_loss for label, b in scratch.items()},
+        upstream=upstream, probe=probes, data_stats=stats, tokens=tokens,
     )
 
 
-def _domain_evals(context: TrialContext) -> int:
-    """Evaluation points of the domain stage (the one at 0 tokens included)."""
-    return get_preset(context.preset).evals_per_stage + 1
+def _at(curve: list[tuple[int, float]], k: int, default: float) -> float:
+    return curve[k][1] if k < len(curve) else default
 
 
-# -- the scratch baseline ------------------------------------------------------------------------
+# -- scratch baselines ---------------------------------------------------------------------------
 
 
-def baseline_path(context: TrialContext, seed: int) -> Path:
-    key = _key({"domain": context.domain, "data": context.data, "tokenizer": context.tokenizer,
-                "preset": context.preset, "tokens": context.domain_tokens, "seed": seed,
-                "device": context.device, "version": CODE_VERSION})
+def baseline_path(context: TrialContext, run: ScratchRun, seed: int) -> Path:
+    """Where the scratch run ``run`` of ``seed`` is cached: keyed by everything it depends on."""
+    preset = get_preset(context.preset)
+    corpus = _corpus(context)
+    cfg = run.plan.domain_config(preset, seed, corpus.train.seq_len)
+    key = content_key({
+        "train": config_dict(cfg), "embed_init": run.plan.recipe.embed_init,
+        "model": dataclasses.asdict(preset.model_config(corpus.vocab_size)),
+        "corpus": _corpus_content_key(context), "device": context.device, "lm": lm_source_key(),
+    })
     return Path(context.cache_dir) / "baselines" / f"{context.domain}-{key}.json"
 
 
-def scratch_baseline(context: TrialContext, seed: int) -> Baseline:
-    """The scratch run of ``seed``: computed once, then read from the cache."""
-    path = baseline_path(context, seed)
+def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int) -> Baseline:
+    """The scratch run ``run`` of ``seed``: computed once, then read from the cache."""
+    path = baseline_path(context, run, seed)
     with _locked(path):
-        if not path.is_file():
+        data = _read_baseline(path)
+        if data is None:
             corpus = _corpus(context)
-            model = build_model(context.preset, corpus.vocab_size, seed=seed)
-            cfg = _domain_config(context, corpus, seed, Setting(source="none"))
+            preset = get_preset(context.preset)
+            model = _scratch_model(context, corpus, run.plan, seed)
+            cfg = run.plan.domain_config(preset, seed, corpus.train.seq_len)
             result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device)
-            write_json_atomic(path, {"curve": result.curve, "final_loss": result.final_val_loss})
-        data = json.loads(path.read_text())
+            data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss}
+            write_json_atomic(path, data)
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
+
+
+def _read_baseline(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        ok = data["key"] == path.stem and data["final_loss"] == data["curve"][-1][1]
+    except (ValueError, KeyError, IndexError, TypeError):
+        ok = False
+    if not ok:
+        _set_aside(path, "damaged scratch baseline")
+        return None
+    return dict(data)
+
+
+def study_scratch_runs(context: TrialContext) -> list[ScratchRun]:
+    """The scratch runs of the study's default setting (computed before any trial)."""
+    return scratch_runs(resolve(Setting(), context), context)
+
+
+def _scratch_model(context: TrialContext, corpus: DomainCorpus, plan: Plan, seed: int
+                   ) -> Transformer:
+    model = build_model(context.preset, corpus.vocab_size, seed=seed)
+    init_new_embeddings(model, plan.recipe.embed_init, seed)
+    return model
 
 
 # -- pre-pre-training ----------------------------------------------------------------------------
 
 
-def _pretrained(setting: Setting, context: TrialContext, seed: int
+def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
     """The pre-pre-trained weights for ``setting`` and ``seed``, from the cache when possible."""
     preset = get_preset(context.preset)
-    tokens = setting.nca_tokens or context.nca_tokens
+    tokens = plan.nca_tokens
     try:
-        built = nca.build(_data_spec(setting, context), tokens, cache_dir=Path(context.cache_dir),
-                          seed=seed, seq_len=preset.seq_len - 1)
+        built = nca.build(data_spec(setting, context), tokens, cache_dir=Path(context.cache_dir),
+                          seed=seed, seq_len=preset.nca_seq_len)
     except nca.BandUnreachableError as exc:
         raise InfeasibleSettingError(str(exc)) from None
-    lr = setting.ppt_lr or preset.nca_lr
-    key = _key({"data": built.key, "preset": context.preset, "lr": lr, "tokens": tokens,
-                "seed": seed, "device": context.device, "version": CODE_VERSION})
+    cfg = plan.nca_config(preset, seed, built.train.seq_len)
+    key = content_key({"data": built.key, "train": config_dict(cfg),
+                       "model": dataclasses.asdict(preset.model_config(built.train.vocab_size)),
+                       "device": context.device, "lm": lm_source_key()})
     path = Path(context.cache_dir) / "ppt" / f"{key}.pt"
     with _locked(path):
         if not path.is_file():
             model = build_model(preset, built.train.vocab_size, seed=seed)
-            cfg = preset.train_config("nca", seq_len=built.train.seq_len, seed=seed,
-                                      total_tokens=tokens, lr=lr)
             partial = path.with_suffix(".partial.pt")  # resumable if this job is preempted
             lm_train(model, built.train, built.val, cfg, device=context.device,
                      checkpoint_path=partial, checkpoint_every_tokens=cfg.eval_every_tokens)
             diag = diagnose(model, built.train, built.val, device=context.device)
             save_checkpoint(path, {"model": model.state_dict(),
-                                      "upstream": dataclasses.asdict(diag)})
+                                   "upstream": dataclasses.asdict(diag)})
             partial.unlink()
         saved = load_checkpoint(path)
     stats = {k: built.manifest.get(k) for k in ("complexity_mean", "acceptance_rate")}
     return saved["model"], saved["upstream"], stats, tokens
 
 
-def _data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:
+def data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:
+    """The NCA (or control) data a setting pre-pre-trains on."""
     if setting.source == "dyck":
         return nca.DataSpec(source="dyck", dyck_k=setting.dyck_k)
     if setting.source == "text":
@@ -329,21 +496,7 @@ _TRANSFERS: dict[str, dict[str, Any]] = {
 }
 
 
-def _transfer_config(setting: Setting, seed: int) -> Any:
-    return TransferConfig(seed=seed, **_TRANSFERS[setting.transfer])
-
-
-def _domain_config(context: TrialContext, corpus: Any, seed: int, setting: Setting) -> Any:
-    preset = get_preset(context.preset)
-    overrides: dict[str, Any] = {"total_tokens": context.domain_tokens}
-    if setting.lr:
-        overrides["lr"] = setting.lr
-    if setting.warmup >= 0:
-        overrides["warmup_frac"] = setting.warmup
-    return preset.train_config("domain", seq_len=corpus.train.seq_len, seed=seed, **overrides)
-
-
-def _corpus(context: TrialContext) -> Any:
+def _corpus(context: TrialContext) -> DomainCorpus:
     try:
         return load_domain(context.domain, source=context.data or None,
                            tokenizer=context.tokenizer, cache_dir=Path(context.cache_dir),
@@ -352,11 +505,22 @@ def _corpus(context: TrialContext) -> Any:
         raise SetupError(str(exc).strip().splitlines()[0]) from None
 
 
+@cache
+def _corpus_content_key(context: TrialContext) -> str:
+    """Hash of the corpus' tokens (train and val), not of where they came from."""
+    corpus = _corpus(context)
+    digests = [hashlib.sha256(np.ascontiguousarray(ds.stream).tobytes()).hexdigest()
+               for ds in (corpus.train, corpus.val)]
+    return content_key({"vocab": corpus.vocab_size, "tokens": digests})
+
+
+@cache
+def _unigram_loss(context: TrialContext) -> float:
+    corpus = _corpus(context)
+    return unigram_loss(corpus.train, corpus.val)
+
+
 # -- cache helpers -------------------------------------------------------------------------------
-
-
-def _key(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]
 
 
 @contextmanager

@@ -52,6 +52,14 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):
         ('[space]\nalphabet = 1\n', "alphabet"),
         ('[pruner]\nname = "psychic"\n', "psychic"),
         ('[study.extra]\nx = 1\n', "extra"),
+        ('recipe = "mine"\n', "paper, proxy"),
+        ('[space]\nrecipe = "mine"\n', "paper, proxy"),
+        ('[space]\nembed_init = "xavier"\n', "reference, scaled"),
+        ('[space]\nnca_schedule = "linear"\n', "warmup-only, cosine"),
+        ('[space]\nnca_fraction = 1.5\n', "(0, 1]"),
+        ('[budget]\nnca_fraction = 0.0001\nnca_tokens = -1\n', ">= 0"),
+        ('[budget]\nnca_fraction = 2.0\n', "(0, 1]"),
+        ('[sampler]\nname = "grid"\n[space]\nlr = { low = 1e-4, high = 1e-3 }\n', "grid"),
     ],
 )
 def test_bad_study_file_exits_2(tmp_path, body, needle):

@@ -61,7 +61,8 @@ def test_smoke_study_completes(smoke_run):
     assert done, "no trial completed"
     attrs = done[0].user_attrs
     for key in ("seeds", "losses", "scratch_losses", "gain_pct", "gains_pct", "curves",
-                "scratch_curves", "band", "alphabet", "upstream", "wall_s", "code_version"):
+                "scratch_curves", "band", "alphabet", "upstream", "wall_s", "record_version",
+                "nca_effect_pct", "net_effect_pct", "probes", "recipe"):
         assert key in attrs, key
     assert attrs["seeds"] == [0, 1] and len(attrs["curves"]) == 2
     assert attrs["upstream"]["uniform_loss"] > 0

@@ -1,0 +1,87 @@
+"""The regime map on studies with known effects: cells, Holm, the sign-flip fit, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from analysis import regime
+from analysis.stats import mean_ci
+
+
+def _effect(recipe: str, tokens: int, seed: int) -> tuple[float, float]:
+    """(NCA effect, net effect) %: paper's grows 4 points per decade of budget, crossing zero
+    at 10M tokens; proxy's is a constant -10."""
+    noise = (seed - 1) * 0.3
+    if recipe == "paper":
+        nca = 4.0 * math.log10(tokens / 1e7) + noise
+        return nca, nca - 2.0
+    return -10.0 + noise, -10.0 + noise
+
+
+def _journal(path, budgets=(100_000, 1_000_000, 10_000_000, 100_000_000)):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="regime", storage=storage, direction="maximize")
+    for recipe in ("paper", "proxy"):
+        for tokens in budgets:
+            t = study.ask()
+            seeds = [0, 1, 2]
+            effects = [_effect(recipe, tokens, s) for s in seeds]
+            scratch = [3.0, 3.1, 3.2]
+            losses = [sc * (1 - e[0] / 100) for sc, e in zip(scratch, effects)]
+            best = [loss / (1 - e[1] / 100) for loss, e in zip(losses, effects)]
+            attrs = {
+                "setting": json.dumps({"source": "nca", "band": [0.3, 0.4], "alphabet": 10,
+                                       "recipe": recipe, "domain_tokens": tokens}),
+                "source": "nca", "band": [0.3, 0.4], "alphabet": 10, "seeds": seeds,
+                "losses": losses, "scratch_losses": scratch,
+                "gains_pct": [e[0] for e in effects], "net_effects_pct": [e[1] for e in effects],
+                "best_scratch_losses": best, "best_scratch_recipes": ["proxy"] * 3,
+                "recipe": {"name": recipe}, "domain_tokens": tokens,
+                "nca_tokens": int(0.04 * tokens),
+            }
+            for k, v in attrs.items():
+                t.set_user_attr(k, v)
+            study.tell(t, float(np.mean([e[1] for e in effects])))
+    return path
+
+
+def test_cells_hold_both_effects_with_intervals_and_holm(tmp_path):
+    out = tmp_path / "out"
+    assert regime.main(["--storage", str(_journal(tmp_path / "j.log")), "--out", str(out)]) == 0
+    cells = pd.read_csv(out / "cells.csv")
+    assert len(cells) == 8 and set(cells["nca_fraction"]) == {0.04}
+    row = cells[(cells["recipe"] == "paper") & (cells["domain_tokens"] == 100_000)].iloc[0]
+    expected = [_effect("paper", 100_000, s)[0] for s in range(3)]
+    mean, low, high = mean_ci(expected)
+    assert row["nca_effect"] == pytest.approx(mean, abs=1e-6)
+    assert (row["nca_ci_low"], row["nca_ci_high"]) == pytest.approx((low, high), abs=1e-6)
+    assert row["net_effect"] == pytest.approx(mean - 2.0, abs=1e-6)
+    assert (cells["nca_p_holm"] >= cells["nca_p"] - 1e-12).all()
+    assert (out / "figures" / "regime_heat.png").stat().st_size > 1000
+    assert "NCA effect" in (out / "regime.md").read_text()
+
+
+def test_sign_flip_is_placed_where_the_line_crosses_zero_or_declared_unidentified(tmp_path):
+    out = tmp_path / "out"
+    regime.main(["--storage", str(_journal(tmp_path / "j.log")), "--out", str(out)])
+    flips = pd.read_csv(out / "sign_flip.csv").set_index(["recipe", "effect"])
+    paper = flips.loc[("paper", "nca")]
+    assert paper["slope_per_decade"] == pytest.approx(4.0, abs=1e-6)
+    assert paper["flip_tokens"] == pytest.approx(1e7, rel=1e-3)
+    assert paper["flip_low"] < 1e7 < paper["flip_high"]
+    assert flips.loc[("paper", "net"), "flip_tokens"] == pytest.approx(10 ** 7.5, rel=1e-3)
+    assert str(flips.loc[("proxy", "nca"), "flip"]).startswith("not identified")
+
+
+def test_missing_storage_or_no_trials_exits_2_with_one_line(tmp_path, capsys):
+    assert regime.main(["--storage", str(tmp_path / "none.log"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.log" in err[0]
+    assert not (tmp_path / "regime.md").exists()
