@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 
 import optuna
@@ -56,7 +57,9 @@ def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:
     study.set_user_attr("domain", config.study.domain)
     study.set_user_attr("preset", context.preset)
     study.set_user_attr("objectives", list(config.study.objectives))
-    study.set_metric_names(list(config.study.objectives))  # the dashboard labels values by them
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(config.study.objectives))  # the dashboard labels values
     _save_note(study, config)
     write_json_atomic(config.run_dir / "config.json", resolved)
     return study
