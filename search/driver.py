@@ -66,8 +66,12 @@ class Driver:
     trial_fn: Callable[[jobs.TrialPayload], jobs.TrialResult] = jobs.run_trial_job
     """The job each trial runs; tests swap it for a cheap stand-in."""
     baseline_fn: Callable[[tuple[jobs.TrialContext, int]], float] = jobs.run_baseline_job
+    heartbeat: Callable[[], None] | None = None
+    """Called every 30 s while driving: renews the study lease (search.driver_lock); what it
+    raises stops the driver."""
     _inflight: dict[int, _InFlight] = field(default_factory=dict)
     _last_recovery: float = 0.0
+    _last_heartbeat: float = 0.0
 
     def run(self) -> None:
         """Drive the study until it has ``n_trials`` finished trials."""
@@ -141,6 +145,7 @@ class Driver:
         running = [self.executor.submit(self.baseline_fn, (self.context, s)) for s in todo]
         while not all(j.done() for j in running):
             time.sleep(_POLL_S)
+            self._beat()  # baselines can outlast the study lease
         for seed, job in zip(todo, running):
             out = job.outcome()
             if not out.ok:
@@ -267,7 +272,14 @@ class Driver:
         storage.set_trial_system_attr(trial_id, "lease_until", time.time() + LEASE_S)
         storage.set_trial_system_attr(trial_id, "lease_holder", _HOLDER)
 
+    def _beat(self) -> None:
+        now = time.time()
+        if self.heartbeat is not None and now - self._last_heartbeat > _RENEW_S:
+            self.heartbeat()
+            self._last_heartbeat = now
+
     def _renew_leases(self) -> None:
+        self._beat()
         now = time.time()
         if now - self._last_recovery > _RENEW_S:
             self.recover_stale()  # picks up trials of a driver that died while we run
