@@ -36,6 +36,14 @@ _RENEW_S = 30.0
 _POLL_S = 0.5
 
 
+class StudyStopped(RuntimeError):
+    """The study cannot go on; the message is one line for the user (the CLI exits 1)."""
+
+
+class BaselineLostError(StudyStopped):
+    """A scratch baseline job was lost more often than ``max_retries`` allows."""
+
+
 @dataclass(slots=True)
 class _InFlight:
     trial: optuna.Trial
@@ -137,19 +145,41 @@ class Driver:
                 self._fail_and_retry(t, "lost: its driver stopped", count_attempt=True)
 
     def ensure_baselines(self) -> None:
-        """Compute missing scratch baselines once per seed, in parallel, before any trial."""
+        """Compute missing scratch baselines once per seed, in parallel, before any trial.
+
+        A lost baseline job (killed worker, lost Slurm job) is resubmitted like a lost trial,
+        up to ``max_retries`` times.
+
+        Raises:
+            BaselineLostError: a seed's baseline was lost more than ``max_retries`` times.
+        """
         todo = [s for s in self.config.study.seeds if not jobs.baseline_cached(self.context, s)]
         if not todo:
             return
         self._say(f"computing scratch baselines for seeds {todo}")
-        running = [self.executor.submit(self.baseline_fn, (self.context, s)) for s in todo]
-        while not all(j.done() for j in running):
+        running = {s: self.executor.submit(self.baseline_fn, (self.context, s)) for s in todo}
+        attempts = dict.fromkeys(todo, 0)
+        while running:
             time.sleep(_POLL_S)
             self._beat()  # baselines can outlast the study lease
-        for seed, job in zip(todo, running):
-            out = job.outcome()
-            if not out.ok:
-                raise RuntimeError(f"scratch baseline for seed {seed} was lost: {out.reason}")
+            for seed, job in list(running.items()):
+                if not job.done():
+                    continue
+                out = job.outcome()
+                del running[seed]
+                if out.ok:
+                    continue
+                attempts[seed] += 1
+                if attempts[seed] > self.config.study.max_retries:
+                    for other in running.values():
+                        other.cancel()
+                    raise BaselineLostError(
+                        f"scratch baseline for seed {seed} was lost {attempts[seed]} times "
+                        f"(last: {_last_line(out.reason)}); "
+                        f"max_retries = {self.config.study.max_retries}")
+                self._say(f"scratch baseline for seed {seed} lost: {_last_line(out.reason)}; "
+                          f"retrying (attempt {attempts[seed]})")
+                running[seed] = self.executor.submit(self.baseline_fn, (self.context, seed))
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -326,6 +356,12 @@ def _lease_dead(system_attrs: dict[str, Any], now: float) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line: the exception itself when ``text`` is a traceback."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no reason given"
 
 
 def _setting_for(trial: optuna.Trial, config: StudyConfig) -> Setting:

@@ -23,7 +23,7 @@ from search import study as study_lib
 from search import trial as trial_lib
 from search._toml import ConfigError
 from search.config import EXECUTORS, StudyConfig, load_study_config
-from search.driver import Driver, DriverEvents
+from search.driver import Driver, DriverEvents, StudyStopped
 from search.driver_lock import StudyBusyError, StudyLock, acquire_study
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
 from search.storage import check_storage, open_storage
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n[search] interrupted: in-flight trials were stopped and will rerun on resume",
               file=sys.stderr)
         return 130
-    except StudyBusyError as exc:  # our lease lapsed and another driver took the study
+    except (StudyBusyError, StudyStopped) as exc:  # lost baselines, or the study taken over
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:

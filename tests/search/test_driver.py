@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from optuna.trial import TrialState
 
 from search.config import config_from_dict
-from search.driver import Driver, DriverEvents
+from search.driver import BaselineLostError, Driver, DriverEvents
 from search.executors import InlineExecutor, LocalExecutor
 from search.study import open_study
 from search.trial import TrialContext
@@ -89,6 +90,33 @@ def test_killed_worker_is_retried_without_loss_or_duplicate(tmp_path):
     assert len(done) == 4
     retry = [t for t in done if t.user_attrs.get("retry_of") == lost[0].number]
     assert len(retry) == 1 and retry[0].user_attrs["setting"] == lost[0].user_attrs["setting"]
+
+
+def _baseline_driver(tmp_path, deaths, max_retries):
+    cfg = _config(tmp_path, max_retries=max_retries)
+    cfg.cache_dir.mkdir(parents=True)
+    (cfg.cache_dir / "baseline-deaths").write_text(str(deaths))
+    messages = []
+    driver = Driver(config=cfg, study=open_study(cfg, _context(cfg)),
+                    executor=LocalExecutor(tmp_path / "workers"), context=_context(cfg),
+                    events=DriverEvents(on_message=messages.append),
+                    baseline_fn=_fakes.dying_baseline)
+    return driver, messages
+
+
+def test_killed_baseline_worker_is_retried(tmp_path):
+    driver, messages = _baseline_driver(tmp_path, deaths=1, max_retries=1)
+    driver.ensure_baselines()
+    retries = [m for m in messages if "retrying" in m]
+    assert len(retries) == 2 and all("SIGKILL" in m for m in retries), messages
+
+
+def test_baseline_lost_beyond_max_retries_stops_with_one_line(tmp_path):
+    driver, _ = _baseline_driver(tmp_path, deaths=3, max_retries=1)
+    with pytest.raises(BaselineLostError) as info:
+        driver.ensure_baselines()
+    text = str(info.value)
+    assert "\n" not in text and "lost 2 times" in text and "max_retries = 1" in text, text
 
 
 def test_stale_running_trial_is_failed_and_retried(tmp_path):
