@@ -194,7 +194,11 @@ class Driver:
                           "(bands their alphabet cannot reach); narrow the space")
                 return False
             trial = self.study.ask()
-            setting = _setting_for(trial, self.config)
+            try:
+                setting = _setting_for(trial, self.config)
+            except ValueError as exc:
+                self._fail_unrealisable(trial, exc)
+                continue
             trial.set_user_attr("setting", _setting_json(setting))
             trial.set_user_attr("describe", setting.describe())
             trial.set_user_attr("kind", trial.user_attrs.get("kind", "search"))
@@ -215,6 +219,18 @@ class Driver:
                 trial.set_user_attr(f"job_{key}", value)
             self._inflight[trial.number] = _InFlight(trial, setting, job, started, time.time())
         return True
+
+    def _fail_unrealisable(self, trial: optuna.Trial, exc: ValueError) -> None:
+        """A proposal no Setting can hold fails its own trial (counted, not retried).
+
+        Study validation checks every bound and choice, so this is the rare value that only
+        breaks a rule inside a range (an odd grid); crashing would leave the trial RUNNING
+        and every rerun would crash the same way.
+        """
+        reason = f"{type(exc).__name__}: {exc}"
+        trial.set_user_attr("fail_reason", f"unrealisable setting: {reason}")
+        self.study.tell(trial, state=TrialState.FAIL)
+        self._announce(trial._trial_id, time.time())
 
     def _reuse_duplicate(self, trial: optuna.Trial, setting: Setting) -> bool:
         """A setting already evaluated gives the same result (seeded, deterministic): copy it.

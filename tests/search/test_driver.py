@@ -222,3 +222,15 @@ def test_sampling_stops_when_nothing_proposed_can_be_realised(tmp_path):
     study, messages = _drive_with(_config(tmp_path, n_trials=3), _infeasible_below(99))
     assert sum(bool(t.user_attrs.get("infeasible")) for t in study.get_trials()) == 3
     assert any("could not be realised" in m for m in messages)
+
+
+def test_unrealisable_proposal_fails_its_trial_not_the_driver(tmp_path):
+    # Both bounds are valid grids, 5 inside them is not (odd): only the trial proposing it fails.
+    cfg = _config(tmp_path, n_trials=6, space={"grid": {"low": 4, "high": 6}})
+    study = _drive(cfg, InlineExecutor())
+    trials = study.get_trials()
+    odd = [t for t in trials if t.params.get("grid") == 5]
+    assert odd and all(t.state == TrialState.FAIL for t in odd)
+    assert all("grid 5 must be a positive multiple of 2" in t.user_attrs["fail_reason"] for t in odd)
+    assert len(trials) == 6 and not study.get_trials(states=(TrialState.RUNNING,))
+    assert all(t.state == TrialState.COMPLETE for t in trials if t not in odd)
