@@ -143,6 +143,7 @@ def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
            max_bytes: dict[str, int | None], seq_len: int) -> None:
     kind, vocab = parse_tokenizer_spec(tokenizer)
     texts = {s: _take(source.documents(s, val_percent), max_bytes[s]) for s in ("train", "val")}
+    out.parent.mkdir(parents=True, exist_ok=True)  # only once the source read: bad data writes nothing
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         tok: Tokenizer = ByteTokenizer() if kind == "byte" else train_bpe(
@@ -237,7 +238,6 @@ def load_domain(domain: str, source: str | Source | None = None, tokenizer: str 
     out = root / "corpora" / key
     manifest = _cached_manifest(out)
     if manifest is None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         _build(out, src, tokenizer, val_percent, max_bytes, seq_len)
         manifest = _verified_manifest(out)
     tok: Tokenizer = (ByteTokenizer() if tokenizer == "byte"

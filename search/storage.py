@@ -132,6 +132,9 @@ def check_storage(storage: str, *, workers: int = 1) -> None:
     if is_url(storage) or "://" in storage:
         open_storage(storage, workers=workers)
         return
+    if Path(storage).is_dir():
+        raise ConfigError(f"storage {storage!r} is a folder; accepted: a journal file path "
+                          f"(e.g. {str(Path(storage) / 'journal.log')!r}) or a database URL")
     parent = Path(storage).resolve().parent
     while not parent.exists():
         parent = parent.parent
