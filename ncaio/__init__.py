@@ -216,9 +216,16 @@ def quarantine(path: str | os.PathLike[str]) -> Path:
     return dest
 
 
-def report_corrupt(exc: CorruptCacheError, what: str = "cache entry") -> Path:
-    """Quarantine the entry of ``exc`` and say so in one line on stderr; returns where it went."""
-    dest = quarantine(exc.path)
-    print(f"warning: {what} {str(exc.path)!r} is damaged ({exc.why}); moved to {str(dest)!r} "
-          "and recomputing", file=sys.stderr, flush=True)
+def report_corrupt(exc: CorruptCacheError, what: str = "cache entry") -> Path | None:
+    """Quarantine the entry of ``exc`` and say so in one line on stderr; returns where it went.
+
+    None when another process moved the entry first (both found it damaged at once).
+    """
+    try:
+        dest: Path | None = quarantine(exc.path)
+    except FileNotFoundError:
+        dest = None
+    where = f"moved to {str(dest)!r}" if dest else "already moved aside by another process"
+    print(f"warning: {what} {str(exc.path)!r} is damaged ({exc.why}); {where}; recomputing",
+          file=sys.stderr, flush=True)
     return dest
