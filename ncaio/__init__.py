@@ -164,15 +164,14 @@ def sidecar_path(path: str | os.PathLike[str]) -> Path:
 def save_verified(path: str | os.PathLike[str], write_fn: Callable[[IO[bytes]], None]) -> Path:
     """Write a binary file with ``write_fn(f)`` atomically, then record its sha256 beside it.
 
-    The sidecar is written after the file, so a crash in between leaves a file without a
-    sidecar, which ``verify_file`` rejects: an entry is trusted only once complete.
+    The sidecar is written after the file: a crash in between leaves the new file beside the
+    old hash (or none), which ``verify_file`` rejects, so an entry is trusted only once complete.
+    A failed write (ENOSPC) leaves the old file and its sidecar untouched, still verifiable.
     """
     target = Path(path)
-    sidecar = sidecar_path(target)
-    sidecar.unlink(missing_ok=True)  # the old hash must not vouch for the new bytes
     with atomic_write(target, "wb") as f:
         write_fn(f)
-    atomic_write_text(sidecar, sha256_file(target) + "\n")
+    atomic_write_text(sidecar_path(target), sha256_file(target) + "\n")
     return target
 
 

@@ -93,3 +93,14 @@ def test_report_corrupt_says_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "x.json" in err and str(dest) in err
     assert dest.read_text() == "{"
+
+
+def test_failed_rewrite_keeps_the_old_verified_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    ncaio.save_verified(path, lambda f: f.write(b"old"))
+    monkeypatch.setattr(os, "fsync", _enospc)
+    with pytest.raises(OSError):
+        ncaio.save_verified(path, lambda f: f.write(b"new"))
+    monkeypatch.undo()
+    ncaio.verify_file(path)
+    assert path.read_bytes() == b"old"
