@@ -19,7 +19,6 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 from optuna.storages import BaseStorage
+
+from ncaio import atomic_write, atomic_write_bytes
 
 from analysis import sections
 from analysis.document import Block, FigureBlock, render_html, render_markdown
@@ -102,15 +103,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "study"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_atomic_write = atomic_write_bytes  # the one implementation lives in ncaio
 
 
 def _figure_saver(out_dir: Path) -> Callable[[str, str, Callable[[], Figure]], FigureBlock]:
@@ -125,10 +118,8 @@ def _figure_saver(out_dir: Path) -> Callable[[str, str, Callable[[], Figure]], F
             return FigureBlock(caption=caption, skipped=str(e))
         rel = f"figures/{_slug(name)}.png"
         target = out_dir / rel
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".png")
-        os.close(fd)
-        fig.savefig(tmp, dpi=_DPI)
-        os.replace(tmp, target)
+        with atomic_write(target) as f:
+            fig.savefig(f, format="png", dpi=_DPI)
         return FigureBlock(caption=caption, path=rel)
 
     return save

@@ -72,6 +72,7 @@ def _open_journal(path: Path) -> BaseStorage:
 def _open_url(url: str) -> BaseStorage:
     import sqlalchemy.exc
 
+    given = url  # errors name what the user typed, not our driver rewrite
     engine_kwargs: dict = {}
     if url.startswith("sqlite:///"):
         db_path = url.removeprefix("sqlite:///")
@@ -87,7 +88,7 @@ def _open_url(url: str) -> BaseStorage:
             skip_compatibility_check=True,
         )
     except (sqlalchemy.exc.SQLAlchemyError, StorageInternalError, ImportError, ValueError) as e:
-        raise StorageError(f"cannot open storage {url!r}: {_first_line(e)}") from e
+        raise StorageError(f"cannot open storage {given!r}: {_first_line(e)}") from e
 
 
 def _with_installed_pg_driver(url: str) -> str:
@@ -122,5 +123,9 @@ def resolve_study_names(storage: BaseStorage, names: Sequence[str] | None = None
 
 
 def _first_line(e: BaseException) -> str:
+    # Optuna wraps a refused connection in StorageInternalError("...during the commit..."),
+    # which names no cause: report the database driver's error it chains instead.
+    while isinstance(e, StorageInternalError) and e.__cause__ is not None:
+        e = e.__cause__
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"

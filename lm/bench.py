@@ -3,7 +3,7 @@
     python -m lm.bench                      # table, default device (CUDA if present, else CPU)
     python -m lm.bench --json               # one JSON object (see below)
     python -m lm.bench --device cpu --threads 2 --presets tiny,cpu-proxy --autocast off
-    python -m lm.bench --nca                # also the NCA stage (vocab 10**4 + 2, L = 1025)
+    python -m lm.bench --nca                # also the NCA stage (vocab 10**4 + 2, the preset's NCA context)
 
 JSON: {"device": ..., "matmul_gflops": ..., "presets": {"<name>": {"tokens_per_s": ...,
 "model_gflops": ..., "mfu": ...}}, "skipped": {"<name>": "<why>"}}.
@@ -32,7 +32,7 @@ from lm.presets import PRESETS, Preset, build_model
 from lm.trainer import TrainConfig, make_optimizer, train_step
 
 _TEXT_VOCAB = 257
-_NCA_VOCAB, _NCA_SEQ_LEN = 10 ** 4 + 2, 1025
+_NCA_VOCAB = 10 ** 4 + 2
 _CPU_MICRO_TOKENS = 8_192  # CPU runs one micro-batch of at most this many tokens per step
 
 
@@ -128,7 +128,7 @@ def run(device: torch.device, names: list[str], *, autocast: str, steps: int, nc
             continue
         runs = [(name, _TEXT_VOCAB, preset.seq_len)]
         if nca:
-            runs.append((f"{name}/nca", _NCA_VOCAB, _NCA_SEQ_LEN))
+            runs.append((f"{name}/nca", _NCA_VOCAB, preset.nca_seq_len + 1))
         for key, vocab, seq_len in runs:
             r = bench_preset(preset, device, vocab=vocab, seq_len=seq_len, autocast=autocast,
                              steps=steps)

@@ -27,13 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from ncaio import CorruptCacheError, atomic_write_text, report_corrupt, sha256_file
+
 from lm.data import TextDataset
 from lm.sources import HFSource, Source, SourceError, resolve_source
 from lm.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer, parse_tokenizer_spec, train_bpe
 
 __all__ = ["DOMAINS", "Domain", "DomainCorpus", "default_cache_dir", "load_domain"]
 
-_CORPUS_FORMAT = "ncasearch-corpus/1"
+_CORPUS_FORMAT = "ncasearch-corpus/2"  # /2: manifest records every file's sha256
 _ENCODE_BATCH_DOCS = 256
 _BPE_TRAIN_BYTES = 32_000_000  # merges stabilise long before this; keeps training to seconds
 
@@ -141,6 +143,7 @@ def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
            max_bytes: dict[str, int | None], seq_len: int) -> None:
     kind, vocab = parse_tokenizer_spec(tokenizer)
     texts = {s: _take(source.documents(s, val_percent), max_bytes[s]) for s in ("train", "val")}
+    out.parent.mkdir(parents=True, exist_ok=True)  # only once the source read: bad data writes nothing
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         tok: Tokenizer = ByteTokenizer() if kind == "byte" else train_bpe(
@@ -155,10 +158,12 @@ def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
             n_bytes = sum(len(t.encode("utf-8")) for t in docs)
             splits[split] = {"n_docs": len(docs), "n_bytes": n_bytes, "n_tokens": len(stream),
                              "bytes_per_token": n_bytes / len(stream)}
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {"format": _CORPUS_FORMAT, "source": source.fingerprint(),
                     "tokenizer": tok.name, "vocab_size": tok.vocab_size,
-                    "val_percent": val_percent, "max_bytes": max_bytes, "splits": splits}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+                    "val_percent": val_percent, "max_bytes": max_bytes, "splits": splits,
+                    "files": files}
+        atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
         try:
             os.rename(tmp, out)
         except OSError:  # another process finished the same corpus first: keep theirs
@@ -166,6 +171,34 @@ def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _verified_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of a built corpus, after checking every file against its recorded sha256.
+
+    Raises:
+        CorruptCacheError: the manifest is unreadable, or a file is missing or does not match.
+    """
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        files: dict[str, str] = manifest["files"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CorruptCacheError(out, f"unreadable manifest.json ({type(exc).__name__})") from None
+    for name, digest in files.items():
+        if not (out / name).is_file() or sha256_file(out / name) != digest:
+            raise CorruptCacheError(out, f"{name} does not match its recorded sha256")
+    return manifest
+
+
+def _cached_manifest(out: Path) -> dict[str, Any] | None:
+    """The verified manifest of a cached corpus; None when absent or quarantined as damaged."""
+    if not out.exists():
+        return None
+    try:
+        return _verified_manifest(out)
+    except CorruptCacheError as exc:
+        report_corrupt(exc, "corpus cache")
+        return None
 
 
 def load_domain(domain: str, source: str | Source | None = None, tokenizer: str = "byte", *,
@@ -203,10 +236,10 @@ def load_domain(domain: str, source: str | Source | None = None, tokenizer: str 
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out = root / "corpora" / key
-    if not (out / "manifest.json").is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    manifest = _cached_manifest(out)
+    if manifest is None:
         _build(out, src, tokenizer, val_percent, max_bytes, seq_len)
-    manifest = json.loads((out / "manifest.json").read_text())
+        manifest = _verified_manifest(out)
     tok: Tokenizer = (ByteTokenizer() if tokenizer == "byte"
                       else BPETokenizer(out / "tokenizer.json"))
     data = {}

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from ncaio import atomic_write, atomic_write_text
 
 __all__ = [
     "TOKEN_FORMAT",
@@ -157,14 +157,8 @@ def open_token_dataset(root: str | Path, split: str, *, verify: bool = True) -> 
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.save(f, array)
 
 
 def write_token_dataset(
@@ -206,8 +200,5 @@ def write_token_dataset(
             n = min(shard_sequences, len(arr) - start)
             shards.append({"tokens": file.name, "n_sequences": n, "sha256": _sha256(file)})
         manifest["splits"][name] = {"n_sequences": len(arr), "shards": shards}
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".manifest.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=1)
-    os.replace(tmp, root / "manifest.json")
+    atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=1))
     return root

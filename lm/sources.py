@@ -154,6 +154,15 @@ class LocalSource(Source):
             yield from self._read(self.fixed[split], self.fixed[split].name)
 
     def _read(self, path: Path, rel: str) -> Iterator[Document]:
+        try:
+            yield from self._read_any(path, rel)
+        except UnicodeDecodeError as err:
+            raise SourceError(
+                f"{str(path)!r} is not UTF-8 text (it holds byte 0x{err.object[err.start]:02x}); "
+                f"accepted: UTF-8 text, JSONL with a {self.text_field!r} field, "
+                f"Parquet, or a folder of such files") from None
+
+    def _read_any(self, path: Path, rel: str) -> Iterator[Document]:
         if path.suffix in (".jsonl", ".json"):
             yield from _read_jsonl(path, self.text_field, rel)
         elif path.suffix == ".parquet":

@@ -7,13 +7,13 @@ cached as JSON under a key that names its training data and vocabulary size.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from ncaio import CorruptCacheError, report_corrupt, save_verified, verify_file
 
 __all__ = ["BPETokenizer", "ByteTokenizer", "Tokenizer", "parse_tokenizer_spec", "train_bpe"]
 
@@ -103,11 +103,16 @@ def parse_tokenizer_spec(spec: str) -> tuple[str, int]:
 def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path) -> BPETokenizer:
     """Train a byte-level BPE on `texts` and save it atomically to `path`; reuse it if present.
 
-    The caller makes `path` unique to (training texts, vocab_size): see lm.corpora.
+    The caller makes `path` unique to (training texts, vocab_size): see lm.corpora. A cached
+    file is verified against its sha256 sidecar; a damaged one is quarantined and retrained.
     """
     path = Path(path)
     if path.is_file():
-        return BPETokenizer(path)
+        try:
+            verify_file(path)
+            return BPETokenizer(path)
+        except CorruptCacheError as exc:
+            report_corrupt(exc, "tokenizer")
     from tokenizers import Tokenizer as _HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
@@ -118,13 +123,5 @@ def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path) -> BPETok
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        tok.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_verified(path, lambda f: f.write(tok.to_str().encode("utf-8")))
     return BPETokenizer(path)

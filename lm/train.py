@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ncaio import atomic_write_text
 from lm.checkpoint import load_checkpoint, save_checkpoint
 from lm.corpora import DOMAINS, load_domain
 from lm.data import open_token_dataset
@@ -152,10 +153,7 @@ def _run_train(model: Transformer, train_ds: Any, val_ds: Any, args: argparse.Na
 def _write_json(path: Path | None, record: dict[str, Any]) -> None:
     print(json.dumps({k: v for k, v in record.items() if k != "curve"}, indent=1))
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(record, indent=1))
 
 
 def _cmd_nca(args: argparse.Namespace) -> None:

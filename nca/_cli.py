@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 from nca.config import Band, NCAConfig
@@ -54,6 +57,46 @@ def parse_band(text: str) -> Band:
             f"with 0 <= LOWER < UPPER <= 1"
         ) from None
     return Band(lower, upper, "quantile" if kind == "quantile" else "absolute")
+
+
+def parse_shares(text: str | None) -> list[float] | None:
+    """`0.5,0.5` as token shares per band (None stays None)."""
+    if text is None:
+        return None
+    try:
+        shares = [float(x) for x in text.split(",")]
+    except ValueError:
+        shares = []
+    if not shares or not all(math.isfinite(s) and s > 0 for s in shares):
+        raise ValueError(f"--shares {text!r} is invalid; accepted: comma-separated positive "
+                         f"numbers, one per --band (e.g. 0.5,0.5)")
+    return shares
+
+
+def check_cache_dir(path: Path) -> None:
+    """Refuse a cache root that is not a usable folder, before anything is computed."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--cache-dir {str(path)!r} is not a folder; accepted: a folder "
+                         f"(created if missing)")
+    parent = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"--cache-dir {str(path)!r}: {str(parent)!r} is not writable")
+
+
+def check_device(text: str) -> None:
+    """Refuse a torch device that does not exist here (torch would fail deep in a rollout)."""
+    import torch
+
+    try:
+        kind = torch.device(text).type
+    except (RuntimeError, ValueError):
+        kind = ""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, False):
+        accepted = ", ".join(k for k, ok in available.items() if ok)
+        raise ValueError(f"--device {text!r} is not available on this machine; accepted: "
+                         f"{accepted}")
 
 
 def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from ncaio import atomic_write, atomic_write_text, sha256_file  # noqa: F401 - re-exported
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -70,39 +72,15 @@ def code_version() -> str:
 _CODE_VERSION: list[str] = []
 
 
-def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `text` to `path` atomically and durably (see ncaio)."""
+    atomic_write_text(path, text)
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """np.save through a temporary file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """np.save to `path` atomically and durably (see ncaio)."""
+    with atomic_write(path) as f:
+        np.save(f, array)
 
 
 @contextmanager

@@ -19,7 +19,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nca._cli import OneLineParser, add_nca_arguments, nca_config_from_args, parse_band, run_cli
+from nca._cli import (
+    OneLineParser,
+    add_nca_arguments,
+    check_cache_dir,
+    check_device,
+    nca_config_from_args,
+    parse_band,
+    parse_shares,
+    run_cli,
+)
 from nca.curriculum import FAMILIES, Curriculum
 from nca.dataset import DEFAULT_MAX_CANDIDATES, BuiltDataset, build
 from nca.spec import SOURCES, DataSpec
@@ -49,7 +58,7 @@ def spec_from_args(args: argparse.Namespace) -> DataSpec:
         return DataSpec(source=args.source, dyck_k=args.dyck_k, text_path=args.text)
     cfg = nca_config_from_args(args)
     bands = [parse_band(b) for b in (args.band or ["0.5:1.0"])]
-    shares = None if args.shares is None else [float(x) for x in args.shares.split(",")]
+    shares = parse_shares(args.shares)
     if args.curriculum == "constant":
         if len(bands) != 1 or shares is not None:
             raise ValueError("--curriculum constant takes one --band and no --shares; use "
@@ -123,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     def run(args: argparse.Namespace) -> int:
         n_tokens = parse_tokens(args.tokens)
         spec = spec_from_args(args)
+        check_cache_dir(args.cache_dir)
+        check_device(args.device)
         progress, bars = _progress_bars()
         start = time.perf_counter()
         try:

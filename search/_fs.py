@@ -1,22 +1,7 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes for the search service: the one implementation lives in ncaio."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
+from ncaio import atomic_write_json as write_json_atomic
 
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temp file in the same directory and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+__all__ = ["write_json_atomic"]

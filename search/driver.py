@@ -28,12 +28,21 @@ from optuna.trial import TrialState
 from search import jobs
 from search.config import StudyConfig
 from search.executors import BaseExecutor, BaseJob
+from search.plan import content_key
 from search.space import Setting, sample, setting_from_params
 
 LEASE_S = 120.0
 """A trial whose lease is older than this belongs to a dead driver."""
 _RENEW_S = 30.0
 _POLL_S = 0.5
+
+
+class StudyStopped(RuntimeError):
+    """The study cannot go on; the message is one line for the user (the CLI exits 1)."""
+
+
+class BaselineLostError(StudyStopped):
+    """A scratch baseline job was lost more often than ``max_retries`` allows."""
 
 
 @dataclass(slots=True)
@@ -66,8 +75,12 @@ class Driver:
     trial_fn: Callable[[jobs.TrialPayload], jobs.TrialResult] = jobs.run_trial_job
     """The job each trial runs; tests swap it for a cheap stand-in."""
     baseline_fn: Callable[[tuple[jobs.TrialContext, int]], float] = jobs.run_baseline_job
+    heartbeat: Callable[[], None] | None = None
+    """Called every 30 s while driving: renews the study lease (search.driver_lock); what it
+    raises stops the driver."""
     _inflight: dict[int, _InFlight] = field(default_factory=dict)
     _last_recovery: float = 0.0
+    _last_heartbeat: float = 0.0
 
     def run(self) -> None:
         """Drive the study until it has ``n_trials`` finished trials."""
@@ -133,18 +146,41 @@ class Driver:
                 self._fail_and_retry(t, "lost: its driver stopped", count_attempt=True)
 
     def ensure_baselines(self) -> None:
-        """Compute missing scratch baselines once per seed, in parallel, before any trial."""
+        """Compute missing scratch baselines once per seed, in parallel, before any trial.
+
+        A lost baseline job (killed worker, lost Slurm job) is resubmitted like a lost trial,
+        up to ``max_retries`` times.
+
+        Raises:
+            BaselineLostError: a seed's baseline was lost more than ``max_retries`` times.
+        """
         todo = [s for s in self.config.study.seeds if not jobs.baseline_cached(self.context, s)]
         if not todo:
             return
         self._say(f"computing scratch baselines for seeds {todo}")
-        running = [self.executor.submit(self.baseline_fn, (self.context, s)) for s in todo]
-        while not all(j.done() for j in running):
+        running = {s: self.executor.submit(self.baseline_fn, (self.context, s)) for s in todo}
+        attempts = dict.fromkeys(todo, 0)
+        while running:
             time.sleep(_POLL_S)
-        for seed, job in zip(todo, running):
-            out = job.outcome()
-            if not out.ok:
-                raise RuntimeError(f"scratch baseline for seed {seed} was lost: {out.reason}")
+            self._beat()  # baselines can outlast the study lease
+            for seed, job in list(running.items()):
+                if not job.done():
+                    continue
+                out = job.outcome()
+                del running[seed]
+                if out.ok:
+                    continue
+                attempts[seed] += 1
+                if attempts[seed] > self.config.study.max_retries:
+                    for other in running.values():
+                        other.cancel()
+                    raise BaselineLostError(
+                        f"scratch baseline for seed {seed} was lost {attempts[seed]} times "
+                        f"(last: {_last_line(out.reason)}); "
+                        f"max_retries = {self.config.study.max_retries}")
+                self._say(f"scratch baseline for seed {seed} lost: {_last_line(out.reason)}; "
+                          f"retrying (attempt {attempts[seed]})")
+                running[seed] = self.executor.submit(self.baseline_fn, (self.context, seed))
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -159,7 +195,11 @@ class Driver:
                           "(bands their alphabet cannot reach); narrow the space")
                 return False
             trial = self.study.ask()
-            setting = _setting_for(trial, self.config)
+            try:
+                setting = _setting_for(trial, self.config)
+            except ValueError as exc:
+                self._fail_unrealisable(trial, exc)
+                continue
             trial.set_user_attr("setting", _setting_json(setting))
             trial.set_user_attr("describe", setting.describe())
             trial.set_user_attr("kind", trial.user_attrs.get("kind", "search"))
@@ -180,6 +220,18 @@ class Driver:
                 trial.set_user_attr(f"job_{key}", value)
             self._inflight[trial.number] = _InFlight(trial, setting, job, started, time.time())
         return True
+
+    def _fail_unrealisable(self, trial: optuna.Trial, exc: ValueError) -> None:
+        """A proposal no Setting can hold fails its own trial (counted, not retried).
+
+        Study validation checks every bound and choice, so this is the rare value that only
+        breaks a rule inside a range (an odd grid); crashing would leave the trial RUNNING
+        and every rerun would crash the same way.
+        """
+        reason = f"{type(exc).__name__}: {exc}"
+        trial.set_user_attr("fail_reason", f"unrealisable setting: {reason}")
+        self.study.tell(trial, state=TrialState.FAIL)
+        self._announce(trial._trial_id, time.time())
 
     def _reuse_duplicate(self, trial: optuna.Trial, setting: Setting) -> bool:
         """A setting already evaluated gives the same result (seeded, deterministic): copy it.
@@ -258,16 +310,27 @@ class Driver:
         self._inflight.clear()
 
     def _work_dir(self, trial: optuna.Trial) -> Path:
-        """A retry resumes in the work directory of the first attempt."""
+        """A retry resumes in the work directory of the first attempt; the name also carries the
+        setting's and the study's content, so a folder is never shared by two of them (a seed in
+        it must also carry its own key: see search.trial)."""
         origin = trial.user_attrs.get("origin", trial.number)
-        return self.config.run_dir / "trials" / f"{origin:05d}"
+        key = content_key({"setting": trial.user_attrs["setting"], "study": self.study.study_name,
+                           "context": self.context.to_dict()})
+        return self.config.run_dir / "trials" / f"{origin:05d}-{key[:10]}"
 
     def _lease(self, trial_id: int) -> None:
         storage = self.study._storage
         storage.set_trial_system_attr(trial_id, "lease_until", time.time() + LEASE_S)
         storage.set_trial_system_attr(trial_id, "lease_holder", _HOLDER)
 
+    def _beat(self) -> None:
+        now = time.time()
+        if self.heartbeat is not None and now - self._last_heartbeat > _RENEW_S:
+            self.heartbeat()
+            self._last_heartbeat = now
+
     def _renew_leases(self) -> None:
+        self._beat()
         now = time.time()
         if now - self._last_recovery > _RENEW_S:
             self.recover_stale()  # picks up trials of a driver that died while we run
@@ -314,6 +377,12 @@ def _lease_dead(system_attrs: dict[str, Any], now: float) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line: the exception itself when ``text`` is a traceback."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no reason given"
 
 
 def _setting_for(trial: optuna.Trial, config: StudyConfig) -> Setting:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ncaio import atomic_write
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class JobOutcome:
@@ -140,10 +142,8 @@ def _worker_main(fn: Callable[[Any], Any], payload: Any, result_path: str, threa
         raise
     except BaseException:  # noqa: BLE001 - reported to the driver as a lost job
         value = _WorkerCrash(traceback.format_exc())
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(result_path), suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_write(result_path) as f:
         pickle.dump(value, f)
-    os.replace(tmp, result_path)
 
 
 def _die_with_parent() -> None:

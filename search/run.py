@@ -23,9 +23,10 @@ from search import study as study_lib
 from search import trial as trial_lib
 from search._toml import ConfigError
 from search.config import EXECUTORS, StudyConfig, load_study_config
-from search.driver import Driver, DriverEvents
+from search.driver import Driver, DriverEvents, StudyStopped
+from search.driver_lock import StudyBusyError, StudyLock, acquire_study
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
-from search.storage import check_storage
+from search.storage import check_storage, open_storage
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,12 +89,16 @@ def _executor(config: StudyConfig) -> BaseExecutor:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    lock: StudyLock | None = None
     try:
         config = load_config(args)
         check_storage(config.storage_url, workers=config.study.workers)
         context = trial_lib.make_context(config)  # checks preset and corpus before writing
+        lock = take_study(config)
         study = study_lib.open_study(config, context)
     except (ConfigError, trial_lib.SetupError) as exc:
+        if lock is not None:
+            lock.release()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -106,21 +111,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[search] study {config.study.name!r} ({config.study.domain}, preset {context.preset}, "
           f"{config.study.executor} x{workers}) -> {config.storage_url}", flush=True)
     driver = Driver(config=config, study=study, executor=executor, context=context,
-                    events=events, max_in_flight=workers)
+                    events=events, max_in_flight=workers, heartbeat=lock.renew)
     try:
         driver.run()
     except KeyboardInterrupt:
         print("\n[search] interrupted: in-flight trials were stopped and will rerun on resume",
               file=sys.stderr)
         return 130
+    except (StudyBusyError, StudyStopped) as exc:  # lost baselines, or the study taken over
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         executor.shutdown()
+        lock.release()
     matched = trial_lib.study_scratch_runs(context)[0]
     scratch = [trial_lib.scratch_baseline(context, matched, s).final_loss
                for s in config.study.seeds]
     console.summary(study, scratch, sys.stdout)
     _print_where(config)
     return 0
+
+
+def take_study(config: StudyConfig) -> StudyLock:
+    """Hold the study for this driver; one driver per study (see search.driver_lock).
+
+    Raises:
+        StudyBusyError: another live driver holds it (a ConfigError: exit 2, one line).
+    """
+    storage = open_storage(config.storage_url, workers=config.study.workers)
+    return acquire_study(storage, config.storage_url, config.study.name, config.study.directions)
 
 
 def _print_where(config: StudyConfig) -> None:

@@ -161,11 +161,29 @@ class ParamSpec:
         if self.choices is not None:
             return trial.suggest_categorical(self.name, list(self.choices))
         assert self.low is not None and self.high is not None  # checked in parse_space
-        if isinstance(self.low, int) and isinstance(self.high, int) and not self.log:
+        if self._is_int and not self.log:
             return trial.suggest_int(self.name, self.low, self.high, step=int(self.step or 1))
-        if isinstance(self.low, int) and isinstance(self.high, int):
+        if self._is_int:
             return trial.suggest_int(self.name, self.low, self.high, log=True)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        """The Optuna distribution ``suggest`` asks from (its constructor checks log and step).
+
+        Raises:
+            ValueError: Optuna refuses the range (log with low <= 0, log with a step, ...).
+        """
+        from optuna.distributions import FloatDistribution, IntDistribution
+
+        assert self.low is not None and self.high is not None
+        if self._is_int:
+            return IntDistribution(self.low, self.high, log=self.log,
+                                   step=1 if self.log else int(self.step or 1))
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    @property
+    def _is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
 
 
 _SETTING_FIELDS = tuple(f.name for f in dataclasses.fields(Setting))
@@ -187,6 +205,7 @@ def parse_space(table: dict[str, Any]) -> dict[str, ParamSpec]:
 
 
 def _parse_param(name: str, value: Any) -> ParamSpec:
+    _check_finite(name, value)
     if not isinstance(value, dict):
         return ParamSpec(name=name, fixed=_coerce(name, value))
     valid = {"choices", "low", "high", "log", "step"}
@@ -203,18 +222,54 @@ def _parse_param(name: str, value: Any) -> ParamSpec:
         return ParamSpec(name=name, choices=choices)
     if "low" not in value or "high" not in value or not value["low"] < value["high"]:
         raise ConfigError(f"[space.{name}] needs low < high (got {value!r}) or choices")
-    return ParamSpec(
+    spec = ParamSpec(
         name=name, low=value["low"], high=value["high"], log=bool(value.get("log", False)),
         step=value.get("step"),
     )
+    _check_range(spec)
+    return spec
 
 
-def _coerce(name: str, value: Any) -> Any:
-    """Check one fixed value or choice by building a Setting from it."""
+def _check_range(spec: ParamSpec) -> None:
+    """Every value a range can propose must make a valid Setting, and Optuna must accept it.
+
+    The Setting checks are intervals (alphabet 2..15, rates >= 0, bands in [0, 1]), so valid
+    bounds mean every value between them passes those; a value that breaks another rule (an
+    odd grid inside an even range) fails its own trial with the reason (search.driver).
+    """
+    _coerce(spec.name, spec.low, where=f"[space.{spec.name}] low")
+    _coerce(spec.name, spec.high, where=f"[space.{spec.name}] high")
     try:
-        setting_from_params({name: value})
+        spec.distribution()
     except ValueError as exc:
-        raise ConfigError(f"[space] {name} = {value!r}: {exc}") from None
+        raise ConfigError(f"[space.{spec.name}] {{low = {spec.low!r}, high = {spec.high!r}"
+                          f"{', log = true' if spec.log else ''}"
+                          f"{f', step = {spec.step!r}' if spec.step is not None else ''}}}: "
+                          f"{exc}") from None
+
+
+def _check_finite(name: str, value: Any) -> None:
+    """nan and inf pass every comparison-based check (nan < 0 is False): refuse them here."""
+    items = value.values() if isinstance(value, dict) else [value]
+    for item in items:
+        for x in item if isinstance(item, list) else [item]:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ConfigError(f"[space] {name}: {x!r} is not a finite number; "
+                                  "every number in [space] must be finite")
+
+
+def _coerce(name: str, value: Any, where: str = "") -> Any:
+    """Check one fixed value, choice or range bound by building a Setting from it."""
+    params = {name: value}
+    if name == "band_width":  # a width alone is no band: pair it with the lowest lower edge
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 1:
+            raise ConfigError(f"{where or '[space] band_width'} = {value!r}: band_width must "
+                              "be in (0, 1]")
+        params["band_lower"] = 0.0
+    try:
+        setting_from_params(params)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where or f'[space] {name}'} = {value!r}: {exc}") from None
     return value
 
 

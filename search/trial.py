@@ -20,9 +20,7 @@ import dataclasses
 import fcntl
 import hashlib
 import itertools
-import json
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +45,15 @@ from lm.scores import tokens_to_reach
 from lm.trainer import train as lm_train
 from lm.transfer import TransferConfig
 from lm.transfer import transfer as lm_transfer
-from search._fs import write_json_atomic
+from ncaio import (
+    CorruptCacheError,
+    quarantine,
+    read_verified_json,
+    report_corrupt,
+    sidecar_path,
+    verify_file,
+    write_verified_json,
+)
 from search.plan import (
     Plan,
     ScratchRun,
@@ -278,7 +284,7 @@ def run_trial(setting: Setting, context: TrialContext, reporter: Reporter | None
         result = _run_seed(setting, plan, context, corpus, seed, index, scratch, reporter, ckpt)
         result.key = key
         if done_path:
-            write_json_atomic(done_path, dataclasses.asdict(result))
+            write_verified_json(done_path, dataclasses.asdict(result))
         results.append(result)
         point = CurvePoint(loss=result.loss, scratch_loss=result.scratch_loss,
                            best_scratch_loss=result.best_scratch_loss)
@@ -296,31 +302,40 @@ def seed_key(setting: Setting, context: TrialContext, seed: int) -> str:
 
 
 def _finished_seed(path: Path, key: str) -> SeedResult | None:
-    """The finished seed saved at ``path`` if it is this work; other work is set aside."""
-    if not path.is_file():
-        return None
+    """The finished seed saved at ``path`` if it is intact and this work; anything else is set
+    aside (kept for inspection) and the seed recomputed."""
     try:
-        data = json.loads(path.read_text())
+        data = read_verified_json(path)
         result = SeedResult(**data)
-    except (ValueError, TypeError) as exc:
-        _set_aside(path, f"unreadable ({type(exc).__name__})")
+        if result.key != key:
+            raise CorruptCacheError(path, "it holds the work of another setting or study")
+    except FileNotFoundError:
         return None
-    if result.key != key:
-        _set_aside(path, "it belongs to another setting or study")
-        path.with_suffix(".pt").unlink(missing_ok=True)
+    except (CorruptCacheError, TypeError) as exc:
+        error = exc if isinstance(exc, CorruptCacheError) else CorruptCacheError(path, str(exc))
+        report_corrupt(error, "finished seed")
+        _discard_stage_checkpoint(path.with_suffix(".pt"))
         return None
     result.curve = [tuple(p) for p in result.curve]  # type: ignore[misc]
     result.scratch_curve = [tuple(p) for p in result.scratch_curve]  # type: ignore[misc]
     return result
 
 
-def _set_aside(path: Path, why: str) -> Path:
-    """Move a damaged or foreign cache entry out of the way (kept for inspection), saying so."""
-    aside = path.with_name(f"{path.name}.set-aside-{int(time.time() * 1000)}")
-    path.replace(aside)
-    print(f"[search] {path}: {why}; moved to {aside.name} and recomputing", file=sys.stderr,
-          flush=True)
-    return aside
+def _discard_stage_checkpoint(path: Path) -> None:
+    """A stage checkpoint next to a foreign seed is foreign too: set it aside, never resume it."""
+    if path.exists():
+        quarantine(path)
+
+
+def _resumable(path: Path | None) -> Path | None:
+    """``path`` for the trainer to resume from; a damaged stage checkpoint is set aside first,
+    so the stage restarts instead of failing the trial on every retry."""
+    if path is not None and path.exists():
+        try:
+            verify_file(path)
+        except CorruptCacheError as exc:
+            report_corrupt(exc, "stage checkpoint")
+    return path
 
 
 def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: DomainCorpus,
@@ -350,7 +365,7 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
 
         cfg = plan.domain_config(preset, seed, corpus.train.seq_len)
         curve = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
-                         callback=callback, checkpoint_path=checkpoint,
+                         callback=callback, checkpoint_path=_resumable(checkpoint),
                          checkpoint_every_tokens=cfg.eval_every_tokens).curve
         tokens = ppt_tokens + plan.domain_tokens
         unigram = _unigram_loss(context)
@@ -389,7 +404,8 @@ def baseline_path(context: TrialContext, run: ScratchRun, seed: int) -> Path:
 
 
 def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int) -> Baseline:
-    """The scratch run ``run`` of ``seed``: computed once, then read from the cache."""
+    """The scratch run ``run`` of ``seed``: computed once, then read from the cache (verified;
+    a damaged entry is set aside and recomputed)."""
     path = baseline_path(context, run, seed)
     with _locked(path):
         data = _read_baseline(path)
@@ -400,20 +416,19 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int) -> Basel
             cfg = run.plan.domain_config(preset, seed, corpus.train.seq_len)
             result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device)
             data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss}
-            write_json_atomic(path, data)
+            write_verified_json(path, data)
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
 
 
 def _read_baseline(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
     try:
-        data = json.loads(path.read_text())
-        ok = data["key"] == path.stem and data["final_loss"] == data["curve"][-1][1]
-    except (ValueError, KeyError, IndexError, TypeError):
-        ok = False
-    if not ok:
-        _set_aside(path, "damaged scratch baseline")
+        data = read_verified_json(path)
+        if data.get("key") != path.stem:
+            raise CorruptCacheError(path, "it is the entry of another key")
+    except FileNotFoundError:
+        return None
+    except CorruptCacheError as exc:
+        report_corrupt(exc, "scratch baseline")
         return None
     return dict(data)
 
@@ -449,18 +464,29 @@ def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int
                        "device": context.device, "lm": lm_source_key()})
     path = Path(context.cache_dir) / "ppt" / f"{key}.pt"
     with _locked(path):
-        if not path.is_file():
+        saved = _read_checkpoint(path)
+        if saved is None:
             model = build_model(preset, built.train.vocab_size, seed=seed)
             partial = path.with_suffix(".partial.pt")  # resumable if this job is preempted
             lm_train(model, built.train, built.val, cfg, device=context.device,
-                     checkpoint_path=partial, checkpoint_every_tokens=cfg.eval_every_tokens)
+                     checkpoint_path=_resumable(partial), checkpoint_every_tokens=cfg.eval_every_tokens)
             diag = diagnose(model, built.train, built.val, device=context.device)
-            save_checkpoint(path, {"model": model.state_dict(),
-                                   "upstream": dataclasses.asdict(diag)})
+            saved = {"model": model.state_dict(), "upstream": dataclasses.asdict(diag)}
+            save_checkpoint(path, saved)
             partial.unlink()
-        saved = load_checkpoint(path)
+            sidecar_path(partial).unlink(missing_ok=True)
     stats = {k: built.manifest.get(k) for k in ("complexity_mean", "acceptance_rate")}
     return saved["model"], saved["upstream"], stats, tokens
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return load_checkpoint(path)
+    except CorruptCacheError as exc:
+        report_corrupt(exc, "pre-pre-trained checkpoint")
+        return None
 
 
 def data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:

@@ -64,3 +64,18 @@ def test_file_that_is_not_a_journal(tmp_path):
 def test_unknown_study_lists_valid_names(synthetic_journal):
     with pytest.raises(StorageError, match=r"no study named 'nope'.*valid: \['code', 'math'"):
         load_studies(synthetic_journal, ["code", "nope"])
+
+
+def test_report_on_unreachable_postgresql_is_one_line_naming_the_url(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    url = "postgresql://nobody@127.0.0.1:1/none"
+    proc = subprocess.run([sys.executable, "-m", "analysis.report", "--storage", url, "--out",
+                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert url in proc.stderr and "Connection refused" in proc.stderr
+    assert "StorageInternalError" not in proc.stderr and not (tmp_path / "out").exists()

@@ -161,3 +161,20 @@ def test_unreachable_hf_dataset_is_one_clear_error(tmp_path):
     hf = HFSource("json", data_files=str(tmp_path / "missing.jsonl"))
     with pytest.raises(SourceError, match="cannot load hf:json"):
         list(hf._all())
+
+
+def test_damaged_corpus_cache_is_reported_quarantined_and_rebuilt(tmp_path, capsys):
+    src = _write_jsonl(tmp_path / "docs.jsonl", DOCS)
+    a = load_domain("math", source=str(src), cache_dir=tmp_path / "c", seq_len=17)
+    entry = tmp_path / "c" / "corpora" / a.key
+    want = np.array(a.train.stream)  # a copy: the stream is a memory map of the damaged file
+    stream = bytearray((entry / "train.npy").read_bytes())
+    stream[-1] ^= 0x01  # one token silently changed: still a valid .npy
+    (entry / "train.npy").write_bytes(bytes(stream))
+    capsys.readouterr()
+    b = load_domain("math", source=str(src), cache_dir=tmp_path / "c", seq_len=17)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.npy does not match" in err, err
+    assert np.array_equal(np.asarray(b.train.stream), want)
+    (kept,) = (tmp_path / "c" / "corpora" / ".corrupt").iterdir()
+    assert (kept / "train.npy").read_bytes() == bytes(stream)

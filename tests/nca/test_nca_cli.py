@@ -31,6 +31,11 @@ REPO = Path(__file__).resolve().parents[2]
     (["--curriculum", "spiral"], "argument --curriculum: invalid choice"),
     (["--band", "0.2:0.3", "--band", "0.5:1"], "--curriculum constant takes one --band"),
     (["--source", "dyck", "--band", "0.5:1"], "apply to --source nca"),
+    (["--curriculum", "mixture", "--band", "0.2:0.3", "--band", "0.5:1", "--shares", "a,b"],
+     "--shares 'a,b' is invalid; accepted: comma-separated positive numbers"),
+    (["--curriculum", "mixture", "--band", "0.2:0.3", "--band", "0.5:1", "--shares", "1,nan"],
+     "--shares '1,nan' is invalid"),
+    (["--device", "bogus"], "--device 'bogus' is not available on this machine; accepted: cpu"),
 ])
 def test_generate_bad_values_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                   args: list[str], needle: str) -> None:
@@ -82,3 +87,20 @@ def test_show_writes_png_gif_and_contact_sheet(tmp_path: Path, capsys: pytest.Ca
         assert png.size == (5 * 12 * 8 + 4 * 2, 12 * 8)
     assert (tmp_path / "band_q0.9-1.png").is_file() and (tmp_path / "sheet.png").is_file()
     assert show.main(argv[:-2] + ["--rules", "0", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_generate_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "nca.generate", "--tokens", "1000", "--device",
+                           "cuda", "--cache-dir", str(tmp_path / "c")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "--device 'cuda' is not available" in proc.stderr and not (tmp_path / "c").exists()
+
+
+def test_generate_cache_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "nca.generate", "--tokens", "1000",
+                           "--cache-dir", "/bin/ls"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "--cache-dir '/bin/ls' is not a folder" in proc.stderr

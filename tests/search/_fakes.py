@@ -29,3 +29,16 @@ def fake_trial(payload: TrialPayload) -> TrialResult:
 
 def fake_baseline(args) -> float:
     return 1.0
+
+
+def dying_baseline(args) -> float:
+    """Kills its own worker the first N times per seed, N read from `<cache>/baseline-deaths`."""
+    context, seed = args
+    cache = Path(context.cache_dir)
+    allowed = int((cache / "baseline-deaths").read_text())
+    count = cache / f"baseline-deaths-{seed}"
+    died = int(count.read_text()) if count.exists() else 0
+    if died < allowed:
+        count.write_text(str(died + 1))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 1.0

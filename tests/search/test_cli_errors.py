@@ -50,6 +50,9 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):
         ('[space]\nband = "0.5-0.4"\n', "0.5-0.4"),
         ('[space]\nalphabet = 16\n', "16"),
         ('[space]\nalphabet = 1\n', "alphabet"),
+        ('[space]\nalphabet = { low = 1, high = 4 }\n', "alphabet"),
+        ('[space]\nlr = nan\n', "nan"),
+        ('[space]\nlr = { low = 1e-4, high = inf }\n', "inf"),
         ('[pruner]\nname = "psychic"\n', "psychic"),
         ('[study.extra]\nx = 1\n', "extra"),
         ('recipe = "mine"\n', "paper, proxy"),
@@ -67,3 +70,19 @@ def test_bad_study_file_exits_2(tmp_path, body, needle):
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value, needle",
+    [
+        ("--storage", "{tmp}", "is a folder"),          # IsADirectoryError after 24 MB before
+        ("--data", "/bin/ls", "is not UTF-8 text"),      # a bare codec error before
+    ],
+)
+def test_unusable_path_exits_2_naming_it_before_anything_is_written(tmp_path, flag, value, needle):
+    value = value.format(tmp=tmp_path)
+    result = _run(tmp_path, "--study", "smoke", flag, value)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and value.split("/")[-1] in lines[0], lines
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from optuna.trial import TrialState
 
 from search.config import config_from_dict
-from search.driver import Driver, DriverEvents
+from search.driver import BaselineLostError, Driver, DriverEvents
 from search.executors import InlineExecutor, LocalExecutor
 from search.study import open_study
 from search.trial import TrialContext
@@ -89,6 +90,33 @@ def test_killed_worker_is_retried_without_loss_or_duplicate(tmp_path):
     assert len(done) == 4
     retry = [t for t in done if t.user_attrs.get("retry_of") == lost[0].number]
     assert len(retry) == 1 and retry[0].user_attrs["setting"] == lost[0].user_attrs["setting"]
+
+
+def _baseline_driver(tmp_path, deaths, max_retries):
+    cfg = _config(tmp_path, max_retries=max_retries)
+    cfg.cache_dir.mkdir(parents=True)
+    (cfg.cache_dir / "baseline-deaths").write_text(str(deaths))
+    messages = []
+    driver = Driver(config=cfg, study=open_study(cfg, _context(cfg)),
+                    executor=LocalExecutor(tmp_path / "workers"), context=_context(cfg),
+                    events=DriverEvents(on_message=messages.append),
+                    baseline_fn=_fakes.dying_baseline)
+    return driver, messages
+
+
+def test_killed_baseline_worker_is_retried(tmp_path):
+    driver, messages = _baseline_driver(tmp_path, deaths=1, max_retries=1)
+    driver.ensure_baselines()
+    retries = [m for m in messages if "retrying" in m]
+    assert len(retries) == 2 and all("SIGKILL" in m for m in retries), messages
+
+
+def test_baseline_lost_beyond_max_retries_stops_with_one_line(tmp_path):
+    driver, _ = _baseline_driver(tmp_path, deaths=3, max_retries=1)
+    with pytest.raises(BaselineLostError) as info:
+        driver.ensure_baselines()
+    text = str(info.value)
+    assert "\n" not in text and "lost 2 times" in text and "max_retries = 1" in text, text
 
 
 def test_stale_running_trial_is_failed_and_retried(tmp_path):
@@ -194,3 +222,15 @@ def test_sampling_stops_when_nothing_proposed_can_be_realised(tmp_path):
     study, messages = _drive_with(_config(tmp_path, n_trials=3), _infeasible_below(99))
     assert sum(bool(t.user_attrs.get("infeasible")) for t in study.get_trials()) == 3
     assert any("could not be realised" in m for m in messages)
+
+
+def test_unrealisable_proposal_fails_its_trial_not_the_driver(tmp_path):
+    # Both bounds are valid grids, 5 inside them is not (odd): only the trial proposing it fails.
+    cfg = _config(tmp_path, n_trials=6, space={"grid": {"low": 4, "high": 6}})
+    study = _drive(cfg, InlineExecutor())
+    trials = study.get_trials()
+    odd = [t for t in trials if t.params.get("grid") == 5]
+    assert odd and all(t.state == TrialState.FAIL for t in odd)
+    assert all("grid 5 must be a positive multiple of 2" in t.user_attrs["fail_reason"] for t in odd)
+    assert len(trials) == 6 and not study.get_trials(states=(TrialState.RUNNING,))
+    assert all(t.state == TrialState.COMPLETE for t in trials if t not in odd)

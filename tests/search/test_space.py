@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from search.config import config_from_dict
-from search.space import Setting, parse_band, sample, setting_from_params
+from search._toml import ConfigError
+from search.space import Setting, parse_band, parse_space, sample, setting_from_params
 
 
 def _space(table):
@@ -62,3 +63,44 @@ def test_setting_validation():
     with pytest.raises(ValueError, match="curriculum"):
         setting_from_params({"curriculum": "ascending", "curriculum_stages": 1})
     assert setting_from_params({"band": "0.3-0.4"}).band == (0.3, 0.4)
+
+
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        ({"low": 1, "high": 4}, "[space.alphabet] low = 1"),
+        ({"low": 4, "high": 16}, "[space.alphabet] high = 16"),
+        ({"choices": [4, 99]}, "alphabet = 99"),
+    ],
+)
+def test_every_bound_and_choice_is_validated(value, needle):
+    with pytest.raises(ConfigError) as info:
+        parse_space({"alphabet": value})
+    assert needle in str(info.value) and "2..15" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "table, needle",
+    [
+        ({"lr": float("nan")}, "nan"),
+        ({"lr": float("inf")}, "inf"),
+        ({"lr": {"low": 1e-4, "high": float("inf")}}, "inf"),
+        ({"ppt_lr": {"choices": [1e-3, float("nan")]}}, "nan"),
+        ({"lr": {"low": -1e-3, "high": 1e-3}}, "low = -0.001"),
+        ({"lr": {"low": 0.0, "high": 1e-3, "log": True}}, "log"),
+        ({"band_lower": {"low": 0.1, "high": 1.2}}, "high = 1.2"),
+        ({"band_width": {"low": 0.1, "high": 1.5}}, "band_width"),
+        ({"band_width": 2.0}, "band_width"),
+        ({"temperature": {"low": 0.0, "high": 1.0}}, "temperature"),
+    ],
+)
+def test_bad_ranges_and_non_finite_numbers_are_refused(table, needle):
+    with pytest.raises(ConfigError) as info:
+        parse_space(table)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_valid_ranges_pass():
+    specs = parse_space({"alphabet": {"low": 2, "high": 15}, "lr": {"low": 1e-4, "high": 1e-2,
+                         "log": True}, "band_lower": {"low": 0.0, "high": 0.9}})
+    assert specs["alphabet"].distribution().high == 15
