@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import itertools
 import json
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,9 @@ class SetupError(ValueError):
 
 
 class Reporter(Protocol):
-    """How a trial talks to its Optuna trial (see ``search.jobs``); optional."""
+    """How a trial talks to its Optuna trial (see ``search.jobs``); optional. A reporter may also
+    have ``progress(stage, seed_index, tokens, total, val_loss=None, scratch_loss=None)``, told
+    every stage change and training step (see ``search.progress``)."""
 
     def report_curve(self, step: int, value: float) -> bool: ...
     def report_seed(self, seed_index: int, paired_delta: float) -> bool: ...
@@ -212,19 +215,27 @@ def _run_seed(setting: Setting, context: TrialContext, corpus: Any, seed: int, i
     if setting.source == "none":
         curve, upstream, stats, tokens = baseline.curve, None, {}, context.domain_tokens
     else:
-        state, upstream, stats, ppt_tokens = _pretrained(setting, context, seed)
+        # Live progress (search.progress) goes through the reporter's optional progress method.
+        tell = functools.partial(reporter.progress, seed_index=index) if hasattr(reporter, "progress") else None
+        state, upstream, stats, ppt_tokens = _pretrained(setting, context, seed, tell=tell)
+        if tell:
+            tell("transfer", tokens=0, total=0)
         model, _ = lm_transfer(state, corpus.vocab_size, _transfer_config(setting, seed))
         n_points = _domain_evals(context)
 
         def callback(tokens_seen: int, val_loss: float) -> None:
             k = min(n_points - 1, round(tokens_seen / max(1, context.domain_tokens) * (n_points - 1)))
+            if tell:  # scratch was evaluated at the same token counts (same budget and config)
+                tell("domain", tokens=tokens_seen, total=context.domain_tokens, val_loss=val_loss,
+                     scratch_loss=dict(baseline.curve).get(tokens_seen))
             if reporter and reporter.report_curve(index * n_points + k, val_loss):
                 raise TrialPrunedError(f"pruned at {tokens_seen} downstream tokens of seed {seed}")
 
         cfg = _domain_config(context, corpus, seed, setting)
         curve = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
                          callback=callback, checkpoint_path=checkpoint,
-                         checkpoint_every_tokens=cfg.eval_every_tokens).curve
+                         checkpoint_every_tokens=cfg.eval_every_tokens,
+                         progress=(lambda n, t: tell("domain", tokens=n, total=t)) if tell else None).curve
         tokens = ppt_tokens + context.domain_tokens
     scores = lm_score(curve, baseline.curve, corpus.bytes_per_token)
     return SeedResult(
@@ -249,7 +260,8 @@ def baseline_path(context: TrialContext, seed: int) -> Path:
     return Path(context.cache_dir) / "baselines" / f"{context.domain}-{key}.json"
 
 
-def scratch_baseline(context: TrialContext, seed: int) -> Baseline:
+def scratch_baseline(context: TrialContext, seed: int,
+                     progress: Callable[[int, int], None] | None = None) -> Baseline:
     """The scratch run of ``seed``: computed once, then read from the cache."""
     path = baseline_path(context, seed)
     with _locked(path):
@@ -257,7 +269,8 @@ def scratch_baseline(context: TrialContext, seed: int) -> Baseline:
             corpus = _corpus(context)
             model = build_model(context.preset, corpus.vocab_size, seed=seed)
             cfg = _domain_config(context, corpus, seed, Setting(source="none"))
-            result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device)
+            result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
+                              progress=progress)
             write_json_atomic(path, {"curve": result.curve, "final_loss": result.final_val_loss})
         data = json.loads(path.read_text())
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
@@ -266,11 +279,13 @@ def scratch_baseline(context: TrialContext, seed: int) -> Baseline:
 # -- pre-pre-training ----------------------------------------------------------------------------
 
 
-def _pretrained(setting: Setting, context: TrialContext, seed: int
+def _pretrained(setting: Setting, context: TrialContext, seed: int, tell: Any = None
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
     """The pre-pre-trained weights for ``setting`` and ``seed``, from the cache when possible."""
     preset = get_preset(context.preset)
     tokens = setting.nca_tokens or context.nca_tokens
+    if tell:
+        tell("data", tokens=0, total=0)
     try:
         built = nca.build(_data_spec(setting, context), tokens, cache_dir=Path(context.cache_dir),
                           seed=seed, seq_len=preset.seq_len - 1)
@@ -287,7 +302,8 @@ def _pretrained(setting: Setting, context: TrialContext, seed: int
                                       total_tokens=tokens, lr=lr)
             partial = path.with_suffix(".partial.pt")  # resumable if this job is preempted
             lm_train(model, built.train, built.val, cfg, device=context.device,
-                     checkpoint_path=partial, checkpoint_every_tokens=cfg.eval_every_tokens)
+                     checkpoint_path=partial, checkpoint_every_tokens=cfg.eval_every_tokens,
+                     progress=(lambda n, t: tell("nca", tokens=n, total=t)) if tell else None)
             diag = diagnose(model, built.train, built.val, device=context.device)
             save_checkpoint(path, {"model": model.state_dict(),
                                       "upstream": dataclasses.asdict(diag)})
