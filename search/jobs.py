@@ -184,6 +184,7 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
         return TrialResult(state="failed", reason=f"{type(exc).__name__}: {exc}")
     for key, value in outcome.attrs().items():
         reporter.set_attr(key, value)
+    reporter.progress("artifacts", len(payload.context.seeds) - 1, 0, 0)
     try:
         artifacts.upload(outcome, payload.context, reporter.upload)
     except (OSError, ValueError) as exc:  # pictures are a nicety; the measurement stands

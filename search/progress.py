@@ -7,8 +7,9 @@ filesystem, a driver that reattached), so the board (``search.board``) and ``sea
 the same record with ``read_progress`` whatever ran the trial.
 
 Stages, in the order a seed goes through them: ``data`` (NCA data built or fetched), ``nca`` (the
-pre-pre-training stage), ``transfer``, ``domain`` (the downstream stage); ``scratch`` is a
-baseline run; ``starting`` is a worker that has not reached its first stage yet.
+pre-pre-training stage), ``transfer``, ``domain`` (the downstream stage), then ``artifacts`` (the
+dashboard files, once per trial); ``scratch`` is a baseline run; ``starting`` is a worker that has
+not reached its first stage yet.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ __all__ = [
 
 FILE_NAME = "progress.json"
 STAGE_LABELS = {"starting": "starting", "data": "NCA data", "nca": "NCA stage",
-                "transfer": "transfer", "domain": "domain stage", "scratch": "scratch baseline"}
+                "transfer": "transfer", "domain": "domain stage", "scratch": "scratch baseline",
+                "artifacts": "artifacts"}
 """How each stage reads on the board."""
 
 _log = logging.getLogger(__name__)
