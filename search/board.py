@@ -263,7 +263,7 @@ class PlainBoard(Board):
     heartbeat_s: float = 60.0
     _stages: dict[str, tuple[str, int]] = field(default_factory=dict)
     _beats: dict[str, float] = field(default_factory=dict)
-    _study_beat: float = 0.0
+    _study_beat: float = -math.inf
 
     def tick(self, driver: Driver) -> None:
         self.show(snapshot(driver, self.started, trial_s=self.trial_s))
