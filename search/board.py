@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, TextIO
 import optuna
 from optuna.trial import TrialState
 
-from search import jobs
 from search.progress import Progress, progress_path, read_progress
 
 if TYPE_CHECKING:
@@ -110,6 +109,8 @@ def _trial_row(number: int, describe: str, started: float, progress: Progress | 
 
 def _baseline_row(driver: Driver, started: float) -> Row:
     """The baseline jobs run side by side: one row sums their tokens and throughput."""
+    from search import jobs  # the driver has it loaded; search.status does not need torch
+
     seeds = driver.baselines_running
     records = [read_progress(jobs.baseline_progress_path(driver.context, s)) for s in seeds]
     live = [p for p in records if p is not None and p.updated_at >= started - 1.0]

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with board:
             driver.run()
+            board.tick(driver)  # the final counts stay on the board
     except KeyboardInterrupt:
         print("\n[search] interrupted: in-flight trials were stopped and will rerun on resume",
               file=sys.stderr)

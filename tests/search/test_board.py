@@ -115,3 +115,15 @@ def test_driver_feeds_the_plain_board_from_workers_progress_files(tmp_path):
                         r"elapsed \d+s; projected end ", x) for x in lines), lines
     # The dashboard's copy: the user attribute, written by the worker at its own (low) rate.
     assert all(t.user_attrs["progress"]["trial"] == t.number for t in study.get_trials())
+
+
+def test_quiet_board_keeps_only_finished_trial_lines():
+    out = io.StringIO()
+    board = board_lib.make_board("quiet", out=out)
+    board.message("computing scratch baselines for seeds [0, 1]")
+    board.trial_line("#0   anchor:paper ... COMPLETE     48s")
+    assert out.getvalue() == "#0   anchor:paper ... COMPLETE     48s\n"
+
+
+def test_auto_board_is_plain_when_stdout_is_not_a_terminal():
+    assert type(board_lib.make_board("auto", out=io.StringIO(), heartbeat_s=5)) is PlainBoard
