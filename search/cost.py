@@ -253,19 +253,21 @@ def _diagnose(model: torch.nn.Module, train_ds: Any, val_ds: Any) -> None:
 
 
 def _alphabets(config: StudyConfig) -> list[int]:
-    """The alphabets the study's NCA stages will use: anchors', then the space's bounds."""
-    found = [int(dict(a.params).get("alphabet", _DEFAULT_ALPHABET)) for a in config.anchors
-             if dict(a.params).get("source", "nca") == "nca"]
+    """The alphabets the study's NCA stages will use: the anchors' and the space's."""
+    anchors = [s.alphabet for s in _anchor_settings(config) if s.source == "nca"]
+    return sorted(set(anchors) | set(_space_alphabets(config)))
+
+
+def _space_alphabets(config: StudyConfig) -> list[int]:
+    """What sampled trials may use: the choices, a range's bounds, or the fixed value."""
     spec = config.space_map.get("alphabet")
     if spec is None:
-        found.append(_DEFAULT_ALPHABET)
-    elif spec.fixed is not None:
-        found.append(int(spec.fixed))
-    elif spec.choices:
-        found.extend(int(c) for c in spec.choices)
-    else:
-        found.extend(int(v) for v in (spec.low, spec.high) if v is not None)
-    return sorted(set(found))
+        return [_DEFAULT_ALPHABET]
+    if spec.fixed is not None:
+        return [int(spec.fixed)]
+    if spec.choices:
+        return [int(c) for c in spec.choices]
+    return [int(v) for v in (spec.low, spec.high) if v is not None]
 
 
 def _probe_setting(config: StudyConfig) -> Setting:
@@ -393,12 +395,8 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
 
 def _per_trial(config: StudyConfig, cal: Calibration, p: Plan, done: int, left: int) -> list[float]:
     """Anchors run first with their own alphabets; sampled trials average the space's."""
-    fixed = {s.name: s.fixed for s in config.space if not s.searched}
-    anchors = [setting_from_params({**fixed, **dict(a.params)}) for a in config.anchors]
-    sampled = [a for a in _alphabets(config)]
-    space = config.space_map.get("alphabet")
-    if space is not None and space.searched and space.choices:
-        sampled = [int(c) for c in space.choices]
+    anchors = _anchor_settings(config)
+    sampled = _space_alphabets(config)
     mean_sampled = sum(trial_s(cal, p, a) for a in sampled) / len(sampled)
     out = []
     for i in range(done, done + left):

@@ -175,6 +175,8 @@ def _known_trial_s(config: StudyConfig, context: trial_lib.TrialContext,
 def _budget_gate(config: StudyConfig, context: trial_lib.TrialContext, study: optuna.Study,
                  budget_s: float, board: board_lib.Board) -> Callable[[Driver], bool]:
     """``DriverEvents.may_start`` for ``--time-budget``: says once why sampling stopped."""
+    if not cost.calibration_path(config, context, cost.trial_threads(config)).is_file():
+        board.message("time budget: calibrating this machine (seconds, once; then cached)")
     cal, _ = cost.calibrate(config, context)
     budget = cost.TimeBudget(budget_s=budget_s, trial_s=cost.estimate(config, context, cal, study).trial_s)
 

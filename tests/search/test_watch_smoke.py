@@ -83,7 +83,7 @@ def watched(tmp_path_factory):
     polled from another process while it runs."""
     tmp_path = tmp_path_factory.mktemp("watch")
     dry = subprocess.run(_cmd(tmp_path, "--dry-run"), cwd=REPO, env=_env(), capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=1200)
     assert dry.returncode == 0, dry.stderr
     mid: list[dict] = []
     done = threading.Event()
