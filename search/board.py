@@ -15,6 +15,7 @@ executor shares with the driver. Three renderings of the same snapshot:
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import time
@@ -28,6 +29,8 @@ from search.progress import Progress, progress_path, read_progress
 
 if TYPE_CHECKING:
     from search.driver import Driver
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["Board", "LiveBoard", "PlainBoard", "QuietBoard", "Row", "Snapshot", "make_board",
            "project_end", "snapshot"]
@@ -238,8 +241,20 @@ class Board:
     def message(self, text: str) -> None:
         print(f"[search] {text}", file=self.out, flush=True)
 
+    _broken: bool = False
+
     def tick(self, driver: Driver) -> None:
-        """Called by the driver about once a second."""
+        """Called by the driver about once a second; a failure to draw never stops the study."""
+        try:
+            self.show(snapshot(driver, self.started, trial_s=self.trial_s))
+        except Exception as exc:  # noqa: BLE001 - a storage hiccup must not end the study
+            if not self._broken:
+                _log.warning("the progress board could not be drawn (%s: %s); the study goes on",
+                             type(exc).__name__, exc)
+            self._broken = True
+
+    def show(self, snap: Snapshot) -> None:
+        """Draw ``snap``."""
 
     def __enter__(self) -> Board:
         return self
@@ -255,6 +270,9 @@ class QuietBoard(Board):
     def message(self, text: str) -> None:
         return None
 
+    def tick(self, driver: Driver) -> None:
+        return None
+
 
 @dataclass(kw_only=True)
 class PlainBoard(Board):
@@ -265,9 +283,6 @@ class PlainBoard(Board):
     _stages: dict[str, tuple[str, int]] = field(default_factory=dict)
     _beats: dict[str, float] = field(default_factory=dict)
     _study_beat: float = -math.inf
-
-    def tick(self, driver: Driver) -> None:
-        self.show(snapshot(driver, self.started, trial_s=self.trial_s))
 
     def show(self, snap: Snapshot) -> None:
         """Print what changed in ``snap`` and the heartbeats that are due."""
@@ -317,9 +332,6 @@ class LiveBoard(Board):
 
     def message(self, text: str) -> None:
         self._console.print(f"[search] {text}", markup=False, soft_wrap=True)
-
-    def tick(self, driver: Driver) -> None:
-        self.show(snapshot(driver, self.started, trial_s=self.trial_s))
 
     def show(self, snap: Snapshot) -> None:
         self._snap = snap

@@ -127,3 +127,15 @@ def test_quiet_board_keeps_only_finished_trial_lines():
 
 def test_auto_board_is_plain_when_stdout_is_not_a_terminal():
     assert type(board_lib.make_board("auto", out=io.StringIO(), heartbeat_s=5)) is PlainBoard
+
+
+def test_a_board_that_cannot_draw_never_stops_the_study(caplog):
+    class Broken:  # a driver whose storage fails: reading it raises
+        @property
+        def study(self):
+            raise OSError("journal unreadable")
+
+    board = board_lib.make_board("plain", out=io.StringIO())
+    board.tick(Broken())
+    board.tick(Broken())
+    assert len([r for r in caplog.records if "could not be drawn" in r.message]) == 1
