@@ -318,7 +318,8 @@ def train(model: Transformer, train_ds: SequenceDataset, val_ds: SequenceDataset
           cfg: TrainConfig, *, device: torch.device | str = "cpu",
           callback: Callable[[int, float], None] | None = None,
           checkpoint_path: str | Path | None = None, checkpoint_every_tokens: int | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          should_stop: Callable[[], bool] | None = None,
+          progress: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train `model` in place and return its validation curve.
 
     Args:
@@ -335,6 +336,8 @@ def train(model: Transformer, train_ds: SequenceDataset, val_ds: SequenceDataset
             written atomically every `checkpoint_every_tokens`, on interruption and at the end.
         checkpoint_every_tokens: checkpoint period in training tokens; None = only at the end.
         should_stop: polled after every step; True → checkpoint and raise TrainingInterrupted.
+        progress: called as progress(tokens_seen, total_tokens) after each optimiser step (for
+            live displays; it must be cheap, since it runs every step).
 
     Raises:
         DivergenceError: the train loss or the gradient norm became non-finite or exploded.
@@ -379,6 +382,8 @@ def train(model: Transformer, train_ds: SequenceDataset, val_ds: SequenceDataset
         train_s += time.perf_counter() - tic
         run.step, run.train_loss = run.step + 1, loss
         tokens = run.step * step_tokens
+        if progress is not None:
+            progress(tokens, max_steps * step_tokens)
         if run.step == max_steps or _crossed(tokens, step_tokens, cfg.eval_every_tokens):
             record(tokens)
         if run.step == max_steps:

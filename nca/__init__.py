@@ -19,7 +19,7 @@ from nca.complexity import (
 from nca.config import PAPER_BANDS, Band, BandUnreachableError, NCAConfig, Stage
 from nca.controls import dyck_sequences, read_corpus
 from nca.curriculum import FAMILIES, Curriculum
-from nca.dataset import BuiltDataset, build, dataset_key
+from nca.dataset import BuiltDataset, build, dataset_key, layout
 from nca.profiles import ComplexityProfile, complexity_profile
 from nca.rollout import initial_states, make_generator, rollout
 from nca.rules import RuleParams, reference_logits, sample_rules
@@ -49,6 +49,7 @@ __all__ = [
     "build",
     "complexity_profile",
     "dataset_key",
+    "layout",
     "decode",
     "dyck_sequences",
     "frame_sequences",

@@ -35,6 +35,8 @@ LEASE_S = 120.0
 """A trial whose lease is older than this belongs to a dead driver."""
 _RENEW_S = 30.0
 _POLL_S = 0.5
+_TICK_S = 1.0
+"""Least seconds between two ``on_tick`` calls (the board redraws from what a tick gathers)."""
 
 
 class StudyStopped(RuntimeError):
@@ -60,6 +62,21 @@ class DriverEvents:
 
     on_trial_end: Callable[[optuna.trial.FrozenTrial, float], None] | None = None
     on_message: Callable[[str], None] | None = None
+    on_tick: Callable[[Driver], None] | None = None
+    """Called from the poll loops (baselines and trials), at most every ``_TICK_S``."""
+    may_start: Callable[[Driver], bool] | None = None
+    """Asked before each new trial is sampled; False stops sampling (e.g. a time budget)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A trial in flight, as the live board sees it."""
+
+    number: int
+    describe: str
+    work_dir: Path
+    started: float
+    info: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -81,6 +98,9 @@ class Driver:
     _inflight: dict[int, _InFlight] = field(default_factory=dict)
     _last_recovery: float = 0.0
     _last_heartbeat: float = 0.0
+    baselines_running: tuple[int, ...] = ()
+    """Seeds whose scratch baselines are being computed right now."""
+    _last_tick: float = 0.0
 
     def run(self) -> None:
         """Drive the study until it has ``n_trials`` finished trials."""
@@ -92,6 +112,7 @@ class Driver:
                 if not self._collect():
                     time.sleep(_POLL_S)  # nothing finished: wait before polling again
                 self._renew_leases()
+                self._tick()
         except KeyboardInterrupt:
             self._interrupt()
             raise
@@ -160,9 +181,11 @@ class Driver:
         self._say(f"computing scratch baselines for seeds {todo}")
         running = {s: self.executor.submit(self.baseline_fn, (self.context, s)) for s in todo}
         attempts = dict.fromkeys(todo, 0)
+        self.baselines_running = tuple(todo)
         while running:
             time.sleep(_POLL_S)
             self._beat()  # baselines can outlast the study lease
+            self._tick()
             for seed, job in list(running.items()):
                 if not job.done():
                     continue
@@ -181,6 +204,7 @@ class Driver:
                 self._say(f"scratch baseline for seed {seed} lost: {_last_line(out.reason)}; "
                           f"retrying (attempt {attempts[seed]})")
                 running[seed] = self.executor.submit(self.baseline_fn, (self.context, seed))
+        self.baselines_running = ()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -193,6 +217,8 @@ class Driver:
             if self.infeasible_count() >= target:
                 self._say(f"stopped sampling: {target} proposed settings could not be realised "
                           "(bands their alphabet cannot reach); narrow the space")
+                return False
+            if self.events.may_start and not self.events.may_start(self):
                 return False
             trial = self.study.ask()
             try:
@@ -339,6 +365,19 @@ class Driver:
             if now - item.renewed > _RENEW_S:
                 self._lease(item.trial._trial_id)
                 item.renewed = now
+
+    def running(self) -> list[Running]:
+        """The trials in flight now, oldest first."""
+        return [Running(number=n, describe=item.setting.describe(),
+                        work_dir=self._work_dir(item.trial), started=item.started,
+                        info=dict(item.job.info))
+                for n, item in sorted(self._inflight.items())]
+
+    def _tick(self) -> None:
+        now = time.time()
+        if self.events.on_tick and now - self._last_tick >= _TICK_S:
+            self._last_tick = now
+            self.events.on_tick(self)
 
     def _announce(self, trial_id: int, started: float) -> None:
         if self.events.on_trial_end:

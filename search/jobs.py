@@ -7,6 +7,8 @@ can stop it; the driver only tells the final state.
 
 from __future__ import annotations
 
+import logging
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import optuna
 
 from search import artifacts
+from search import progress as progress_lib
 from search import trial as trial_lib
 from search.config import PrunerSection
 from search.space import Setting
@@ -25,6 +28,7 @@ __all__ = [
     "TrialPayload",
     "TrialResult",
     "baseline_cached",
+    "baseline_progress_path",
     "make_pruner",
     "run_baseline_job",
     "run_trial_job",
@@ -60,6 +64,13 @@ class TrialResult:
     reason: str = ""
 
 
+PROGRESS_ATTR_EVERY_S = 10.0
+"""Least seconds between two updates of a trial's ``progress`` user attribute: every update is a
+storage write (a journal line), so the dashboard sees progress at this coarse rate."""
+
+_log = logging.getLogger(__name__)
+
+
 def make_pruner(section: PrunerSection, n_objectives: int = 1) -> optuna.pruners.BasePruner:
     """The study's pruner; multi-objective studies cannot prune (Optuna has no such rule)."""
     if section.name == "none" or n_objectives > 1:
@@ -91,6 +102,7 @@ class _OptunaReporter:
         self._objective = payload.objectives[0]
         self._prunable = payload.prunable
         self._artifacts = payload.artifact_dir
+        self._init_progress(payload)
 
     def upload(self, path: Path) -> None:
         """Attach a file to the trial through Optuna's artifact store (seen by the dashboard)."""
@@ -121,6 +133,41 @@ class _OptunaReporter:
     def set_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
 
+    # -- live progress (search.progress): a file for the board, a user attribute for the dashboard
+
+    def _init_progress(self, payload: TrialPayload) -> None:
+        context, setting = payload.context, payload.setting
+        self._nca_tokens = 0 if setting.source == "none" else (setting.nca_tokens or context.nca_tokens)
+        self._domain_tokens = 0 if setting.source == "none" else context.domain_tokens
+        self._n_seeds = len(context.seeds)
+        self._writer = (progress_lib.ProgressWriter(progress_lib.progress_path(payload.work_dir),
+                                                    trial=self._trial.number, n_seeds=self._n_seeds)
+                        if payload.work_dir else None)
+        self._attr_at = -PROGRESS_ATTR_EVERY_S
+        self._attr_broken = False
+        self.progress("starting", 0, 0, 0)  # replaces a previous attempt's record at once
+
+    def progress(self, stage: str, seed_index: int, tokens: int, total: int,
+                 val_loss: float | None = None, scratch_loss: float | None = None) -> None:
+        """Where the trial stands: written to ``<work_dir>/progress.json`` every few seconds,
+        and to the ``progress`` user attribute at most every ``PROGRESS_ATTR_EVERY_S``."""
+        if self._writer is None:
+            return
+        left = progress_lib.tokens_left(stage, seed_index, self._n_seeds, tokens, total,
+                                        nca_tokens=self._nca_tokens, domain_tokens=self._domain_tokens)
+        record = self._writer.update(stage, seed_index, tokens, total, val_loss=val_loss,
+                                     scratch_loss=scratch_loss, tokens_left=left)
+        now = time.monotonic()
+        if record is None or now - self._attr_at < PROGRESS_ATTR_EVERY_S:
+            return
+        self._attr_at = now
+        try:
+            self._trial.set_user_attr("progress", record.to_dict())
+        except Exception as exc:  # noqa: BLE001 - the storage hiccuped: the display waits
+            if not self._attr_broken:
+                _log.warning("trial %d: progress attribute not stored (%s)", self._trial.number, exc)
+            self._attr_broken = True
+
 
 def run_trial_job(payload: TrialPayload) -> TrialResult:
     """Run one trial; exceptions inside it become a ``failed`` result carrying the traceback."""
@@ -142,6 +189,7 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
         return TrialResult(state="failed", reason=f"{type(exc).__name__}: {exc}")
     for key, value in outcome.attrs().items():
         reporter.set_attr(key, value)
+    reporter.progress("artifacts", len(payload.context.seeds) - 1, 0, 0)
     try:
         artifacts.upload(outcome, payload.context, reporter.upload)
     except (OSError, ValueError) as exc:  # pictures are a nicety; the measurement stands
@@ -153,9 +201,23 @@ def run_baseline_job(args: tuple[TrialContext, int]) -> float:
     """Compute (or fetch) the scratch runs of one seed at the study's default setting (the
     matched recipe and every named one); returns the matched run's final loss."""
     context, seed = args
-    losses = {run.label: trial_lib.scratch_baseline(context, run, seed).final_loss
-              for run in trial_lib.study_scratch_runs(context)}
+    writer = progress_lib.ProgressWriter(baseline_progress_path(context, seed), trial=-1,
+                                         n_seeds=len(context.seeds))
+    index = context.seeds.index(seed) if seed in context.seeds else 0
+
+    def progress(tokens: int, total: int) -> None:
+        writer.update("scratch", index, tokens, total, tokens_left=total - tokens)
+
+    losses = {run.label: trial_lib.scratch_baseline(context, run, seed, progress=progress)
+              .final_loss for run in trial_lib.study_scratch_runs(context)}
     return losses["matched"]
+
+
+def baseline_progress_path(context: TrialContext, seed: int) -> Path:
+    """Where the job computing the scratch runs of ``seed`` writes its progress."""
+    run = trial_lib.study_scratch_runs(context)[0]
+    path = trial_lib.baseline_path(context, run, seed)
+    return path.with_name(path.stem + ".progress.json")
 
 
 def baseline_cached(context: TrialContext, seed: int) -> bool:

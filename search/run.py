@@ -4,21 +4,30 @@ Usage:
     python -m search.run --domain code                 # studies/code.toml, local workers
     python -m search.run --study smoke --executor inline --n-trials 3
     python -m search.run --domain web --data ../shared/data/web --storage postgresql://...
+    python -m search.run --domain code --dry-run          # what it will do and cost; runs nothing
+    python -m search.run --domain code --time-budget 2h   # stop sampling when the next won't fit
 
 Running the same command again resumes the study: finished trials are kept, trials that were
 interrupted or lost are run again. Ctrl-C stops cleanly and leaves no trial RUNNING.
+
+On a terminal a live board shows each running trial's stage, tokens, throughput, validation loss
+next to scratch's, and ETA; in a log (stdout not a terminal) it becomes a line per stage change and
+a heartbeat line per trial every ``--heartbeat`` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import optuna
 
-from search import console
+from search import board as board_lib
+from search import console, cost
 from search import study as study_lib
 from search import trial as trial_lib
 from search._toml import ConfigError
@@ -44,6 +53,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-dir", help="where the journal, artifacts and config go")
     p.add_argument("--cache-dir", help="shared cache of NCA data, checkpoints and baselines")
     p.add_argument("--name", help="study name (default: from the study file)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve the study, check the data, print what it will do and cost; run nothing")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="stop sampling new trials when the next would not end within it (90m, 2h)")
+    p.add_argument("--heartbeat", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between progress lines when stdout is not a terminal (default 60)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only the finished-trial lines and the closing summary")
     return p.parse_args(argv)
 
 
@@ -91,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     lock: StudyLock | None = None
     try:
+        budget_s = _budget_s(args)
         config = load_config(args)
         check_storage(config.storage_url, workers=config.study.workers)
         context = trial_lib.make_context(config)  # checks preset and corpus before writing
+        if args.dry_run:
+            return dry_run(config, context)
         lock = take_study(config)
         study = study_lib.open_study(config, context)
     except (ConfigError, trial_lib.SetupError) as exc:
@@ -102,18 +122,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    executor = _executor(config)
-    events = DriverEvents(
-        on_trial_end=lambda t, s: print(console.trial_line(t, s), flush=True),
-        on_message=lambda m: print(f"[search] {m}", flush=True),
-    )
     workers = config.slurm.max_in_flight if config.study.executor == "slurm" else config.study.workers
-    print(f"[search] study {config.study.name!r} ({config.study.domain}, preset {context.preset}, "
-          f"{config.study.executor} x{workers}) -> {config.storage_url}", flush=True)
+    board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
+                                 trial_s=_known_trial_s(config, context, study))
+    board.message(f"study {config.study.name!r} ({config.study.domain}, preset {context.preset}, "
+                  f"{config.study.executor} x{workers}) -> {config.storage_url}")
+    events = DriverEvents(
+        on_trial_end=lambda t, s: board.trial_line(console.trial_line(t, s)),
+        on_message=board.message, on_tick=board.tick,
+    )
+    if budget_s is not None:
+        events.may_start = _budget_gate(config, context, study, budget_s, board)
+    executor = _executor(config)
     driver = Driver(config=config, study=study, executor=executor, context=context,
                     events=events, max_in_flight=workers, heartbeat=lock.renew)
     try:
-        driver.run()
+        with board:
+            driver.run()
+            board.tick(driver)  # the final counts stay on the board
     except KeyboardInterrupt:
         print("\n[search] interrupted: in-flight trials were stopped and will rerun on resume",
               file=sys.stderr)
@@ -140,6 +166,111 @@ def take_study(config: StudyConfig) -> StudyLock:
     """
     storage = open_storage(config.storage_url, workers=config.study.workers)
     return acquire_study(storage, config.storage_url, config.study.name, config.study.directions)
+
+
+def _budget_s(args: argparse.Namespace) -> float | None:
+    if not args.time_budget:
+        return None
+    try:
+        return cost.parse_duration(args.time_budget)
+    except ValueError as exc:
+        raise ConfigError(f"--time-budget: {exc}") from None
+
+
+def _known_trial_s(config: StudyConfig, context: trial_lib.TrialContext,
+                   study: optuna.Study) -> float | None:
+    """Seconds per trial for the board's projected end, from what costs nothing to read: the
+    study's finished trials or this machine's cached calibration (never a new measurement)."""
+    path = cost.calibration_path(config, context, cost.trial_threads(config))
+    try:
+        cal = cost.Calibration.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        cal = None
+    try:
+        return cost.estimate(config, context, cal, study).trial_s or None
+    except ValueError:
+        return None
+
+
+def _budget_gate(config: StudyConfig, context: trial_lib.TrialContext, study: optuna.Study,
+                 budget_s: float, board: board_lib.Board) -> Callable[[Driver], bool]:
+    """``DriverEvents.may_start`` for ``--time-budget``: says once why sampling stopped."""
+    if not cost.calibration_path(config, context, cost.trial_threads(config)).is_file():
+        board.message("time budget: calibrating this machine (seconds, once; then cached)")
+    cal, _ = cost.calibrate(config, context)
+    budget = cost.TimeBudget(budget_s=budget_s, trial_s=cost.estimate(config, context, cal, study).trial_s)
+
+    def may_start(driver: Driver) -> bool:
+        if budget.allows(driver.study):
+            return True
+        if budget.stopped and not getattr(may_start, "said", False):
+            board.message(budget.stopped)
+            may_start.said = True  # type: ignore[attr-defined]
+        return False
+
+    return may_start
+
+
+def dry_run(config: StudyConfig, context: trial_lib.TrialContext) -> int:
+    """Print what the study will do and cost on this machine; write nothing but the calibration."""
+    study = _existing_study(config)
+    cal, cached = cost.calibrate(config, context)
+    est = cost.estimate(config, context, cal, study)
+    p = cost.plan(config, context)
+    print(cost_report(config, context, est, p, cal, cached, cost.cached_parts(config, context)))
+    return 0
+
+
+def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.Estimate,
+                p: cost.Plan, cal: cost.Calibration, cached: bool,
+                parts: dict[str, tuple[int, int]]) -> str:
+    """The dry run's text."""
+    from search.board import fmt_duration, fmt_tokens
+
+    s = config.study
+    resumed = f", {est.trials_done} already finished" if est.trials_done else ""
+    calibrated = "cached" if cached else "measured now"
+    lines = [
+        f"[dry-run] study {s.name!r}: {s.domain}, preset {context.preset}, {s.executor} "
+        f"x{est.workers}, storage {config.storage_url}",
+        f"  trials:      {est.trials_total}{resumed}; {est.trials_left} to run, "
+        f"{len(config.anchors)} of them anchors first",
+        f"  seeds:       {list(context.seeds)} (each trial runs every seed)",
+        f"  per trial:   NCA stage {fmt_tokens(p.nca_tokens)} tokens + domain stage "
+        f"{fmt_tokens(p.domain_tokens)} tokens, per seed; "
+        f"{fmt_tokens(p.seeds * (p.nca_tokens + p.domain_tokens))} tokens in all",
+        "  cached:      " + ", ".join(f"{name} {have}/{need}" for name, (have, need) in parts.items()),
+        f"  calibration: {cal.host}, {cal.threads} torch thread(s), {calibrated}: domain "
+        f"{fmt_tokens(_rate(p.domain_tokens, p.domain_steps, cal.domain_step_s))} tokens/s, NCA "
+        + ", ".join(f"{fmt_tokens(_rate(p.nca_tokens, p.nca_steps, v))} tokens/s (n={a})"
+                    for a, v in sorted(cal.nca_step_s.items()))
+        + f"; worker start {cal.startup_s:.1f}s, NCA data {cal.data_s:.1f}s/seed, "
+        f"artifacts {cal.artifacts_s:.1f}s; {est.workers} workers side by side run "
+        f"{cal.parallel_slowdown:.2f}x slower each",
+        f"  estimate:    {fmt_duration(est.total_s)} on this machine (scratch baselines "
+        f"{fmt_duration(est.baseline_s)} for seeds {list(est.baseline_seeds)}, then "
+        f"{est.trials_left} trials of ~{fmt_duration(est.trial_s)}, {est.workers} at a time; "
+        f"from {est.source})",
+    ]
+    if est.source == "calibration":
+        lines.append("               an upper bound: pruned and infeasible trials end early")
+    lines.append("[dry-run] nothing was run; drop --dry-run to start")
+    return "\n".join(lines)
+
+
+def _rate(tokens: int, steps: int, step_s: float) -> float:
+    return tokens / steps / step_s if steps and step_s > 0 else 0.0
+
+
+def _existing_study(config: StudyConfig) -> optuna.Study | None:
+    """The study when it already exists (a resume), without creating anything."""
+    from search.storage import open_storage
+
+    try:
+        storage = open_storage(config.storage_url, create=False)
+        return optuna.load_study(study_name=config.study.name, storage=storage)
+    except (ConfigError, KeyError):
+        return None
 
 
 def _print_where(config: StudyConfig) -> None:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import itertools
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -83,7 +84,9 @@ class SetupError(ValueError):
 
 
 class Reporter(Protocol):
-    """How a trial talks to its Optuna trial (see ``search.jobs``); optional."""
+    """How a trial talks to its Optuna trial (see ``search.jobs``); optional. A reporter may also
+    have ``progress(stage, seed_index, tokens, total, val_loss=None, scratch_loss=None)``, told
+    every stage change and training step (see ``search.progress``)."""
 
     def report_curve(self, step: int, point: CurvePoint) -> bool: ...
     def report_seed(self, seed_index: int, point: CurvePoint) -> bool: ...
@@ -348,7 +351,12 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
     if setting.source == "none":
         curve, upstream, stats, tokens, probes = matched.curve, None, {}, plan.domain_tokens, None
     else:
-        state, upstream, stats, ppt_tokens = _pretrained(setting, plan, context, seed)
+        # Live progress (search.progress) goes through the reporter's optional progress method.
+        tell = (functools.partial(reporter.progress, seed_index=index)
+                if hasattr(reporter, "progress") else None)
+        state, upstream, stats, ppt_tokens = _pretrained(setting, plan, context, seed, tell=tell)
+        if tell:
+            tell("transfer", tokens=0, total=0)
         model, _ = lm_transfer(state, corpus.vocab_size, TransferConfig(
             seed=seed, embed_init=plan.recipe.embed_init, **_TRANSFERS[setting.transfer]))
         probes = {"nca": probe(model, corpus.train, device=context.device).as_dict(),
@@ -360,13 +368,17 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
             k = min(n_points - 1, round(tokens_seen / max(1, plan.domain_tokens) * (n_points - 1)))
             point = CurvePoint(loss=val_loss, scratch_loss=_at(matched.curve, k, val_loss),
                                best_scratch_loss=_at(best.curve, k, val_loss))
+            if tell:  # scratch was evaluated at the same token counts (same budget and config)
+                tell("domain", tokens=tokens_seen, total=plan.domain_tokens, val_loss=val_loss,
+                     scratch_loss=point.scratch_loss)
             if reporter and reporter.report_curve(index * n_points + k, point):
                 raise TrialPrunedError(f"pruned at {tokens_seen} downstream tokens of seed {seed}")
 
         cfg = plan.domain_config(preset, seed, corpus.train.seq_len)
         curve = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
                          callback=callback, checkpoint_path=_resumable(checkpoint),
-                         checkpoint_every_tokens=cfg.eval_every_tokens).curve
+                         checkpoint_every_tokens=cfg.eval_every_tokens,
+                         progress=_stage_progress(tell, "domain")).curve
         tokens = ppt_tokens + plan.domain_tokens
         unigram = _unigram_loss(context)
         probes.update(unigram_loss=unigram, tokens_to_unigram=tokens_to_reach(curve, unigram),
@@ -381,6 +393,14 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
         scratch_losses={label: b.final_loss for label, b in scratch.items()},
         upstream=upstream, probe=probes, data_stats=stats, tokens=tokens,
     )
+
+
+def _stage_progress(tell: Callable[..., None] | None, stage: str
+                    ) -> Callable[[int, int], None] | None:
+    """The trainer's per-step progress callback for ``stage``, when anyone listens."""
+    if tell is None:
+        return None
+    return lambda tokens, total: tell(stage, tokens=tokens, total=total)
 
 
 def _at(curve: list[tuple[int, float]], k: int, default: float) -> float:
@@ -403,7 +423,8 @@ def baseline_path(context: TrialContext, run: ScratchRun, seed: int) -> Path:
     return Path(context.cache_dir) / "baselines" / f"{context.domain}-{key}.json"
 
 
-def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int) -> Baseline:
+def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
+                     progress: Callable[[int, int], None] | None = None) -> Baseline:
     """The scratch run ``run`` of ``seed``: computed once, then read from the cache (verified;
     a damaged entry is set aside and recomputed)."""
     path = baseline_path(context, run, seed)
@@ -414,7 +435,8 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int) -> Basel
             preset = get_preset(context.preset)
             model = _scratch_model(context, corpus, run.plan, seed)
             cfg = run.plan.domain_config(preset, seed, corpus.train.seq_len)
-            result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device)
+            result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
+                              progress=progress)
             data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss}
             write_verified_json(path, data)
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
@@ -448,28 +470,29 @@ def _scratch_model(context: TrialContext, corpus: DomainCorpus, plan: Plan, seed
 # -- pre-pre-training ----------------------------------------------------------------------------
 
 
-def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int
+def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int,
+                tell: Callable[..., None] | None = None
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
     """The pre-pre-trained weights for ``setting`` and ``seed``, from the cache when possible."""
     preset = get_preset(context.preset)
     tokens = plan.nca_tokens
+    if tell:
+        tell("data", tokens=0, total=0)
     try:
         built = nca.build(data_spec(setting, context), tokens, cache_dir=Path(context.cache_dir),
                           seed=seed, seq_len=preset.nca_seq_len)
     except nca.BandUnreachableError as exc:
         raise InfeasibleSettingError(str(exc)) from None
     cfg = plan.nca_config(preset, seed, built.train.seq_len)
-    key = content_key({"data": built.key, "train": config_dict(cfg),
-                       "model": dataclasses.asdict(preset.model_config(built.train.vocab_size)),
-                       "device": context.device, "lm": lm_source_key()})
-    path = Path(context.cache_dir) / "ppt" / f"{key}.pt"
+    path = _ppt_path(plan, context, seed, built.key, built.train.seq_len, built.train.vocab_size)
     with _locked(path):
         saved = _read_checkpoint(path)
         if saved is None:
             model = build_model(preset, built.train.vocab_size, seed=seed)
             partial = path.with_suffix(".partial.pt")  # resumable if this job is preempted
             lm_train(model, built.train, built.val, cfg, device=context.device,
-                     checkpoint_path=_resumable(partial), checkpoint_every_tokens=cfg.eval_every_tokens)
+                     checkpoint_path=_resumable(partial), checkpoint_every_tokens=cfg.eval_every_tokens,
+                     progress=_stage_progress(tell, "nca"))
             diag = diagnose(model, built.train, built.val, device=context.device)
             saved = {"model": model.state_dict(), "upstream": dataclasses.asdict(diag)}
             save_checkpoint(path, saved)
@@ -477,6 +500,27 @@ def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int
             sidecar_path(partial).unlink(missing_ok=True)
     stats = {k: built.manifest.get(k) for k in ("complexity_mean", "acceptance_rate")}
     return saved["model"], saved["upstream"], stats, tokens
+
+
+def _ppt_path(plan: Plan, context: TrialContext, seed: int, data_key: str, seq_len: int,
+              vocab_size: int) -> Path:
+    """The cached checkpoint of an NCA stage: keyed by its data, config, model, device, code."""
+    preset = get_preset(context.preset)
+    key = content_key({"data": data_key, "train": config_dict(plan.nca_config(preset, seed, seq_len)),
+                       "model": dataclasses.asdict(preset.model_config(vocab_size)),
+                       "device": context.device, "lm": lm_source_key()})
+    return Path(context.cache_dir) / "ppt" / f"{key}.pt"
+
+
+def pretraining_paths(setting: Setting, context: TrialContext, seed: int) -> tuple[Path, Path]:
+    """Where ``setting``'s NCA data and pre-pre-trained checkpoint of ``seed`` are cached (they
+    may not exist yet): the same keys ``run_trial`` uses, computed without building anything."""
+    plan, preset = resolve(setting, context), get_preset(context.preset)
+    spec = data_spec(setting, context)
+    data_key = nca.dataset_key(spec, plan.nca_tokens, seed, preset.nca_seq_len)
+    seq_len, vocab_size, _ = nca.layout(spec, preset.nca_seq_len)
+    return (Path(context.cache_dir) / "nca" / data_key,
+            _ppt_path(plan, context, seed, data_key, seq_len, vocab_size))
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any] | None:

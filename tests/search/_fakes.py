@@ -42,3 +42,25 @@ def dying_baseline(args) -> float:
         count.write_text(str(died + 1))
         os.kill(os.getpid(), signal.SIGKILL)
     return 1.0
+STAGE_S = 1.3
+"""Seconds the staged fake spends in each stage: longer than the driver's tick (1 s)."""
+
+
+def staged_trial(payload: TrialPayload) -> TrialResult:
+    """Goes through every stage of a real trial, reporting progress the way the real one does
+    (through the worker's Optuna reporter), then completes with the formula's value."""
+    from search.jobs import _OptunaReporter
+
+    reporter = _OptunaReporter(payload)
+    n = len(payload.context.seeds)
+    for index in range(n):
+        reporter.progress("data", index, 0, 0)
+        time.sleep(STAGE_S)
+        for stage, total in (("nca", 800), ("transfer", 0), ("domain", 1600)):
+            steps = 4 if total else 1
+            for k in range(1, steps + 1):
+                val = 3.0 - k / 10 if stage == "domain" else None
+                reporter.progress(stage, index, total * k // steps, total, val_loss=val,
+                                  scratch_loss=None if val is None else val + 0.05)
+                time.sleep(STAGE_S / steps)
+    return TrialResult(state="complete", values=[value_of(payload)])

@@ -1,0 +1,382 @@
+"""The live view of a running study: a board on a terminal, plain lines in logs.
+
+The driver calls ``Board.tick`` from its poll loop (``DriverEvents.on_tick``, about once a
+second). A tick takes a ``Snapshot``: the study's counts and best trial from the storage, and each
+in-flight trial's ``progress.json`` from its work folder (``search.progress``), which every
+executor shares with the driver. Three renderings of the same snapshot:
+
+- ``LiveBoard`` (stdout is a terminal): a ``rich`` table redrawn in place, one row per running
+  trial (or one for the scratch baselines while they run) under a header of counts, elapsed time,
+  projected end and best so far; finished-trial lines scroll above it.
+- ``PlainBoard`` (a pipe, a Slurm log, CI): one line per stage change and, every ``heartbeat_s``,
+  one line per running trial and one for the study, so logs stay readable.
+- ``QuietBoard``: only the finished-trial lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TextIO
+
+import optuna
+from optuna.trial import TrialState
+
+from search.progress import Progress, progress_path, read_progress
+
+if TYPE_CHECKING:
+    from search.driver import Driver
+
+_log = logging.getLogger(__name__)
+
+__all__ = ["Board", "LiveBoard", "PlainBoard", "QuietBoard", "Row", "Snapshot", "make_board",
+           "project_end", "snapshot"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Row:
+    """One running trial, or the scratch-baseline phase (``label = "baselines"``)."""
+
+    label: str
+    setting: str
+    started: float
+    progress: Progress | None
+    where: str = ""
+    """Where it runs: a worker pid or a Slurm job id."""
+
+    def eta_s(self) -> float | None:
+        return self.progress.eta_s() if self.progress else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Snapshot:
+    """What the board shows at one moment."""
+
+    study: str
+    now: float
+    started: float
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    left: int
+    rows: tuple[Row, ...]
+    best: str = ""
+    projected_end: float | None = None
+
+    def header(self) -> str:
+        end = "-" if self.projected_end is None else (
+            f"{time.strftime('%H:%M:%S', time.localtime(self.projected_end))} "
+            f"(in {fmt_duration(self.projected_end - self.now)})")
+        best = f"; best {self.best}" if self.best else ""
+        return (f"study {self.study}: {self.complete} complete, {self.pruned} pruned, "
+                f"{self.failed} failed, {self.running} running, {self.left} left; "
+                f"elapsed {fmt_duration(self.now - self.started)}; projected end {end}{best}")
+
+
+# -- gathering -----------------------------------------------------------------------------------
+
+
+def snapshot(driver: Driver, started: float, *, trial_s: float | None = None) -> Snapshot:
+    """The board's view of ``driver`` now; ``trial_s`` is the estimated seconds of one trial
+    (``search.cost``) until the study has finished trials of its own."""
+    now = time.time()
+    trials = driver.study.get_trials(deepcopy=False)
+    counts = _counts(trials)
+    rows = [_trial_row(r.number, r.describe, r.started, read_progress(progress_path(r.work_dir)),
+                       r.info) for r in driver.running()]
+    if driver.baselines_running:
+        rows.insert(0, _baseline_row(driver, started))
+    running = len(driver.running())
+    left = max(0, driver.config.study.n_trials - driver.finished_count() - running)
+    per_trial = _mean_trial_s(trials) or trial_s
+    end = project_end(now, [r.eta_s() for r in rows], left, driver.max_in_flight, per_trial)
+    return Snapshot(study=driver.study.study_name, now=now, started=started, rows=tuple(rows),
+                    running=running, left=left, best=_best(driver.study, trials),
+                    projected_end=end, **counts)
+
+
+def _trial_row(number: int, describe: str, started: float, progress: Progress | None,
+               info: dict) -> Row:
+    # A retry resumes in the first attempt's folder: its old record is not this attempt's.
+    if progress is not None and progress.updated_at < started - 1.0:
+        progress = None
+    where = f"slurm {info['slurm_job_id']}" if "slurm_job_id" in info else (
+        f"pid {info['pid']}" if "pid" in info else "inline")
+    return Row(label=f"#{number}", setting=describe, started=started, progress=progress,
+               where=where)
+
+
+def _baseline_row(driver: Driver, started: float) -> Row:
+    """The baseline jobs run side by side: one row sums their tokens and throughput."""
+    from search import jobs  # the driver has it loaded; search.status does not need torch
+
+    seeds = driver.baselines_running
+    records = [read_progress(jobs.baseline_progress_path(driver.context, s)) for s in seeds]
+    live = [p for p in records if p is not None and p.updated_at >= started - 1.0]
+    merged = None
+    if live:
+        merged = Progress(trial=-1, seed_index=0, n_seeds=len(seeds), stage="scratch",
+                          tokens=sum(p.tokens for p in live),
+                          total=driver.context.domain_tokens * len(seeds),
+                          tokens_per_s=sum(p.tokens_per_s for p in live),
+                          tokens_left=sum(p.tokens_left for p in live),
+                          updated_at=max(p.updated_at for p in live))
+    return Row(label="baselines", setting=f"scratch, seeds {list(seeds)}", started=started,
+               progress=merged)
+
+
+def _counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    from search.driver import _counts as counts_towards
+
+    out = {"complete": 0, "pruned": 0, "failed": 0}
+    for t in trials:
+        if not counts_towards(t):
+            continue
+        key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(t.state, "failed")
+        out[key] += 1
+    return out
+
+
+def _best(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> str:
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+    if not done:
+        return ""
+    if len(study.directions) > 1:
+        return f"{len(study.best_trials)} trials on the Pareto front"
+    best = study.best_trial
+    return f"#{best.number} {best.value:.4f} ({best.user_attrs.get('describe', '')})"
+
+
+def _mean_trial_s(trials: list[optuna.trial.FrozenTrial]) -> float | None:
+    """Mean wall time of the study's trials that ran (infeasible and reused ones cost nothing)."""
+    spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+             if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start
+             and t.datetime_complete and not t.user_attrs.get("infeasible")
+             and "duplicate_of" not in t.user_attrs]
+    return sum(spans) / len(spans) if spans else None
+
+
+def project_end(now: float, etas: list[float | None], left: int, workers: int,
+                trial_s: float | None) -> float | None:
+    """When the study should end: the running trials finish (their ETAs), then the trials left
+    run ``workers`` at a time, ``trial_s`` each. None when nothing is known yet."""
+    known = [e for e in etas if e is not None]
+    if not etas and not left:
+        return None  # nothing runs, nothing is left: the study is done
+    if left and trial_s is None:
+        return None
+    if not known and etas:
+        if trial_s is None:
+            return None
+        known = [trial_s / 2]  # a trial with no measured rate yet is counted half done
+    first = max(known, default=0.0)
+    return now + first + math.ceil(left / max(1, workers)) * (trial_s or 0.0)
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h07m``; ``-`` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def fmt_tokens(n: float) -> str:
+    """``512``, ``8.2k``, ``1.6M``."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def stage_text(p: Progress | None) -> str:
+    if p is None:
+        return "starting"
+    if p.stage == "scratch":
+        return "scratch baseline"
+    return f"{p.label}, seed {p.seed_index + 1}/{p.n_seeds}"
+
+
+def tokens_text(p: Progress | None) -> str:
+    if p is None or p.total <= 0:
+        return ""
+    pct = 100 * (p.fraction or 0.0)
+    return (f"{fmt_tokens(p.tokens)}/{fmt_tokens(p.total)} tokens ({pct:.0f}%), "
+            f"{fmt_tokens(p.tokens_per_s)} tokens/s")
+
+
+def loss_text(p: Progress | None) -> str:
+    if p is None or p.val_loss is None:
+        return ""
+    scratch = "" if p.scratch_loss is None else f" (scratch {p.scratch_loss:.3f})"
+    return f"val {p.val_loss:.3f}{scratch}"
+
+
+# -- renderings ----------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Board:
+    """Base rendering: hands finished-trial lines and messages to ``out`` as plain lines."""
+
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    trial_s: float | None = None
+    """Estimated seconds per trial before the study has measured its own."""
+    started: float = field(default_factory=time.time)
+
+    def trial_line(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def message(self, text: str) -> None:
+        print(f"[search] {text}", file=self.out, flush=True)
+
+    _broken: bool = False
+
+    def tick(self, driver: Driver) -> None:
+        """Called by the driver about once a second; a failure to draw never stops the study."""
+        try:
+            self.show(snapshot(driver, self.started, trial_s=self.trial_s))
+        except Exception as exc:  # noqa: BLE001 - a storage hiccup must not end the study
+            if not self._broken:
+                _log.warning("the progress board could not be drawn (%s: %s); the study goes on",
+                             type(exc).__name__, exc)
+            self._broken = True
+
+    def show(self, snap: Snapshot) -> None:
+        """Draw ``snap``."""
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@dataclass(kw_only=True)
+class QuietBoard(Board):
+    """``--quiet``: finished-trial lines only."""
+
+    def message(self, text: str) -> None:
+        return None
+
+    def tick(self, driver: Driver) -> None:
+        return None
+
+
+@dataclass(kw_only=True)
+class PlainBoard(Board):
+    """Logs: a line per stage change, and every ``heartbeat_s`` a line per running trial plus
+    one for the study."""
+
+    heartbeat_s: float = 60.0
+    _stages: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _beats: dict[str, float] = field(default_factory=dict)
+    _study_beat: float = -math.inf
+
+    def show(self, snap: Snapshot) -> None:
+        """Print what changed in ``snap`` and the heartbeats that are due."""
+        for row in snap.rows:
+            p = row.progress
+            where = (p.stage, p.seed_index) if p else ("starting", 0)
+            if self._stages.get(row.label) != where:
+                self._stages[row.label] = where
+                self._beats[row.label] = snap.now
+                self.message(f"{row.label} {stage_text(p)}")
+            elif snap.now - self._beats.get(row.label, 0.0) >= self.heartbeat_s:
+                self._beats[row.label] = snap.now
+                self.message(heartbeat_line(row, snap.now))
+        live = {r.label for r in snap.rows}
+        for label in [k for k in self._stages if k not in live]:
+            del self._stages[label]  # a finished trial's label may come back as a retry
+        if snap.rows and snap.now - self._study_beat >= self.heartbeat_s:
+            self._study_beat = snap.now
+            self.message(snap.header())
+
+
+def heartbeat_line(row: Row, now: float) -> str:
+    """``#3 domain stage, seed 1/2: 8.2k/16.4k tokens (50%), 2.1k tokens/s, val 2.413 (scratch
+    2.450), elapsed 35s, eta 12s``."""
+    p = row.progress
+    parts = [tokens_text(p), loss_text(p), f"elapsed {fmt_duration(now - row.started)}",
+             f"eta {fmt_duration(row.eta_s())}"]
+    return f"{row.label} {stage_text(p)}: " + ", ".join(x for x in parts if x)
+
+
+class LiveBoard(Board):
+    """A terminal: the board redrawn in place (``rich.live``), finished trials above it."""
+
+    def __init__(self, *, out: TextIO | None = None, trial_s: float | None = None,
+                 refresh_per_second: float = 2.0) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        super().__init__(out=out or sys.stdout, trial_s=trial_s)
+        self._console = Console(file=self.out, highlight=False)
+        self._live = Live(console=self._console, refresh_per_second=refresh_per_second,
+                          transient=False, redirect_stdout=False, redirect_stderr=False)
+        self._snap: Snapshot | None = None
+
+    def trial_line(self, line: str) -> None:
+        self._console.print(line, markup=False, soft_wrap=True)
+
+    def message(self, text: str) -> None:
+        self._console.print(f"[search] {text}", markup=False, soft_wrap=True)
+
+    def show(self, snap: Snapshot) -> None:
+        self._snap = snap
+        self._live.update(render(snap), refresh=True)
+
+    def __enter__(self) -> LiveBoard:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.stop()
+
+
+def render(snap: Snapshot):  # -> rich.console.RenderableType
+    """The board: the header over a table of running trials."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name, justify in (("trial", "left"), ("setting", "left"), ("stage", "left"),
+                          ("progress", "left"), ("tokens", "right"), ("val loss", "right"),
+                          ("elapsed", "right"), ("eta", "right"), ("where", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for row in snap.rows:
+        p = row.progress
+        bar = ProgressBar(total=max(1, p.total), completed=p.tokens, width=20) \
+            if p and p.total > 0 else Text("")
+        table.add_row(row.label, row.setting[:40], stage_text(p), bar,
+                      tokens_text(p).replace(" tokens", "").replace(" (", "  ("),
+                      loss_text(p).replace("val ", ""), fmt_duration(snap.now - row.started),
+                      fmt_duration(row.eta_s()), row.where)
+    return Group(Text(snap.header(), style="bold"), table)
+
+
+def make_board(mode: str, *, heartbeat_s: float = 60.0, trial_s: float | None = None,
+               out: TextIO | None = None) -> Board:
+    """``auto`` picks the live board on a terminal and plain lines elsewhere; ``live``,
+    ``plain`` and ``quiet`` force one."""
+    out = out or sys.stdout
+    if mode == "auto":
+        mode = "live" if out.isatty() else "plain"
+    if mode == "live":
+        return LiveBoard(out=out, trial_s=trial_s)
+    if mode == "quiet":
+        return QuietBoard(out=out, trial_s=trial_s)
+    return PlainBoard(out=out, trial_s=trial_s, heartbeat_s=heartbeat_s)

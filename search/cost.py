@@ -1,0 +1,487 @@
+"""What a study will cost before it runs: a short calibration of this machine, and the estimate.
+
+``calibrate`` measures, on this machine and at the torch threads a trial will get, what a trial
+spends its time on: a worker process starting, building one seed's NCA data, an optimiser step
+and an evaluation of the NCA and domain stages (real preset shapes, the real corpus), the
+upstream diagnostic, and the dashboard artifacts. It takes seconds and is cached per machine in
+``<cache_dir>/calibration/`` (keyed by preset, hostname, threads and token budgets).
+
+``estimate`` turns it into the study's wall time: scratch baselines, then the trials left, as many
+at once as there are workers. A resumed study uses the mean duration of its own finished trials
+instead. Pruned trials end early, so for a fresh study the figure is an upper bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from search import trial as trial_lib
+from search._fs import write_json_atomic
+from search.config import StudyConfig
+from search.plan import resolve
+from search.space import Setting, setting_from_params
+
+__all__ = ["Calibration", "Estimate", "TimeBudget", "calibrate", "estimate", "parse_duration",
+           "trial_threads"]
+
+CALIBRATION_VERSION = 1
+"""Bump when what ``calibrate`` measures changes, so cached calibrations are redone."""
+_MIN_TIMED_S = 0.5
+_DEFAULT_ALPHABET = 10
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Calibration:
+    """Seconds of each part of a trial on one machine, for one preset and budget."""
+
+    preset: str
+    host: str
+    threads: int
+    startup_s: float
+    """A fresh worker process importing the trial code."""
+    data_s: float
+    """Building one seed's NCA data (rule search and generation) at the study's NCA budget."""
+    domain_step_s: float
+    domain_eval_s: float
+    nca_step_s: dict[int, float]
+    """Seconds per NCA-stage optimiser step, by alphabet (the vocabulary sets the output layer)."""
+    nca_eval_s: dict[int, float]
+    diagnose_s: float
+    artifacts_s: float
+    parallel_slowdown: float = 1.0
+    """How much slower each of the study's concurrent local workers computes than one alone
+    (shared cores, hyperthreads, memory bandwidth); the parts above were timed alone."""
+    measured_at: float = 0.0
+    version: int = CALIBRATION_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        data = dict(data)
+        for name in ("nca_step_s", "nca_eval_s"):
+            data[name] = {int(k): float(v) for k, v in data[name].items()}
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Plan:
+    """The work of a study, in steps and evaluations per stage."""
+
+    seeds: int
+    nca_tokens: int
+    domain_tokens: int
+    domain_steps: int
+    domain_evals: int
+    nca_steps: int
+    nca_evals: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Estimate:
+    """The study's projected wall time and how it was reached."""
+
+    trials_total: int
+    trials_done: int
+    workers: int
+    baseline_seeds: tuple[int, ...]
+    """Seeds whose scratch baselines still have to be computed."""
+    baseline_s: float
+    trial_s: float
+    """Mean seconds of one trial."""
+    total_s: float
+    source: str
+    """``calibration`` or ``finished trials`` (a resumed study)."""
+
+    @property
+    def trials_left(self) -> int:
+        return max(0, self.trials_total - self.trials_done)
+
+
+def trial_threads(config: StudyConfig) -> int:
+    """Torch threads each trial gets (what ``search.run`` gives a local worker)."""
+    if config.study.threads:
+        return config.study.threads
+    if config.study.executor == "local":
+        import os
+
+        return max(1, (os.cpu_count() or 1) // config.study.workers)
+    if config.study.executor == "slurm":
+        return max(1, config.slurm.cpus_per_task)
+    return torch.get_num_threads()
+
+
+def plan(config: StudyConfig, context: trial_lib.TrialContext) -> Plan:
+    from lm.presets import get_preset
+
+    preset = get_preset(context.preset)
+    trial_plan = resolve(_probe_setting(config), context)
+    nca_len = preset.nca_seq_len + 1
+    text = trial_plan.domain_config(preset, 0, preset.seq_len)
+    nca = trial_plan.nca_config(preset, 0, nca_len)
+    return Plan(seeds=len(context.seeds), nca_tokens=trial_plan.nca_tokens,
+                domain_tokens=trial_plan.domain_tokens,
+                domain_steps=_steps(text, preset.seq_len), domain_evals=preset.evals_per_stage + 1,
+                nca_steps=_steps(nca, nca_len), nca_evals=preset.evals_per_stage + 1)
+
+
+def _steps(cfg: Any, seq_len: int) -> int:
+    return max(1, cfg.total_tokens // (cfg.batch_size * cfg.grad_accum * (seq_len - 1)))
+
+
+# -- calibration ---------------------------------------------------------------------------------
+
+
+def calibration_path(config: StudyConfig, context: trial_lib.TrialContext, threads: int) -> Path:
+    budget = f"n{context.nca_tokens}-d{context.domain_tokens}"
+    name = f"{context.preset}-{socket.gethostname()}-t{threads}-{budget}.json"
+    return Path(context.cache_dir) / "calibration" / name
+
+
+def calibrate(config: StudyConfig, context: trial_lib.TrialContext, *,
+              refresh: bool = False) -> tuple[Calibration, bool]:
+    """This machine's calibration for the study's preset; (calibration, True when cached)."""
+    threads = trial_threads(config)
+    path = calibration_path(config, context, threads)
+    if path.is_file() and not refresh:
+        try:
+            cal = Calibration.from_dict(json.loads(path.read_text()))
+            if cal.version == CALIBRATION_VERSION and set(_alphabets(config)) <= set(cal.nca_step_s):
+                return cal, True
+        except (ValueError, TypeError, KeyError):
+            pass  # an unreadable or older calibration is measured again
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        cal = _measure(config, context, threads)
+    finally:
+        torch.set_num_threads(previous)
+    write_json_atomic(path, cal.to_dict())
+    return cal, False
+
+
+def _measure(config: StudyConfig, context: trial_lib.TrialContext, threads: int) -> Calibration:
+    from lm.presets import build_model, get_preset
+
+    preset = get_preset(context.preset)
+    corpus = trial_lib._corpus(context)
+    trial_plan = resolve(_probe_setting(config), context)
+    domain_cfg = trial_plan.domain_config(preset, 0, corpus.train.seq_len)
+    model = build_model(preset, corpus.vocab_size, seed=0)
+    domain_step, domain_eval = _time_stage(model, corpus.train, corpus.val, domain_cfg)
+    nca_step, nca_eval, diag = {}, {}, 0.0
+    for alphabet in _alphabets(config):
+        vocab = alphabet ** 4 + 2  # 2x2 patches of the alphabet, plus start and end tokens
+        train_ds, val_ds = _random_tokens(vocab, preset.nca_seq_len + 1)
+        cfg = trial_plan.nca_config(preset, 0, preset.nca_seq_len + 1)
+        nca_model = build_model(preset, vocab, seed=0)
+        nca_step[alphabet], nca_eval[alphabet] = _time_stage(nca_model, train_ds, val_ds, cfg)
+        diag = max(diag, _timed(lambda: _diagnose(nca_model, train_ds, val_ds))[1])
+    with tempfile.TemporaryDirectory(prefix="ncasearch-calibrate-") as tmp:
+        setting = _probe_setting(config)
+        data_s = _timed(lambda: _build_data(setting, context, Path(tmp)))[1]
+        artifacts_s = _timed(lambda: _write_artifacts(setting, context, Path(tmp)))[1]
+    workers = config.study.workers if config.study.executor == "local" else 1
+    return Calibration(preset=context.preset, host=socket.gethostname(), threads=threads,
+                       startup_s=_startup_s(), data_s=data_s, domain_step_s=domain_step,
+                       domain_eval_s=domain_eval, nca_step_s=nca_step, nca_eval_s=nca_eval,
+                       diagnose_s=diag, artifacts_s=artifacts_s,
+                       parallel_slowdown=_parallel_slowdown(workers, threads),
+                       measured_at=time.time())
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _time_stage(model: torch.nn.Module, train_ds: Any, val_ds: Any, cfg: Any) -> tuple[float, float]:
+    """Seconds per optimiser step (after one warm-up step) and per evaluation."""
+    from lm.trainer import evaluate, make_optimizer, train_step
+
+    device = torch.device("cpu")
+    model.train()
+    opt = make_optimizer(model, cfg)
+
+    def step(i: int) -> None:
+        train_step(model, opt, train_ds, cfg, i, device, None)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step(0)
+    n, t0 = 0, time.perf_counter()
+    while n < 3 or (time.perf_counter() - t0 < _MIN_TIMED_S and n < 50):
+        n += 1
+        step(n)
+    step_s = (time.perf_counter() - t0) / n
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+    _, eval_s = _timed(lambda: evaluate(model, val_ds, n_sequences=cfg.eval_sequences,
+                                        batch_size=eval_bs))
+    return step_s, eval_s
+
+
+def _random_tokens(vocab: int, seq_len: int) -> tuple[Any, Any]:
+    from lm.data import TokenArrayDataset
+
+    rng = np.random.default_rng(0)
+    return (TokenArrayDataset(rng.integers(0, vocab, (256, seq_len)), vocab),
+            TokenArrayDataset(rng.integers(0, vocab, (64, seq_len)), vocab))
+
+
+def _diagnose(model: torch.nn.Module, train_ds: Any, val_ds: Any) -> None:
+    from lm.diagnose import diagnose
+
+    diagnose(model, train_ds, val_ds)
+
+
+def _alphabets(config: StudyConfig) -> list[int]:
+    """The alphabets the study's NCA stages will use: the anchors' and the space's."""
+    anchors = [s.alphabet for s in _anchor_settings(config) if s.source == "nca"]
+    return sorted(set(anchors) | set(_space_alphabets(config)))
+
+
+def _space_alphabets(config: StudyConfig) -> list[int]:
+    """What sampled trials may use: the choices, a range's bounds, or the fixed value."""
+    spec = config.space_map.get("alphabet")
+    if spec is None:
+        return [_DEFAULT_ALPHABET]
+    if spec.fixed is not None:
+        return [int(spec.fixed)]
+    if spec.choices:
+        return [int(c) for c in spec.choices]
+    return [int(v) for v in (spec.low, spec.high) if v is not None]
+
+
+def _probe_setting(config: StudyConfig) -> Setting:
+    """The study's first anchor (or its fixed knobs): the data whose build time is measured."""
+    fixed = {p.name: p.fixed for p in config.space if not p.searched}
+    for anchor in config.anchors:
+        setting = setting_from_params({**fixed, **dict(anchor.params)})
+        if setting.source == "nca":
+            return setting
+    return setting_from_params({**fixed, "source": "nca", "band": "0.3-0.4",
+                                "alphabet": _DEFAULT_ALPHABET})
+
+
+def _build_data(setting: Setting, context: trial_lib.TrialContext, cache: Path) -> None:
+    import nca
+    from lm.presets import get_preset
+
+    seq_len = get_preset(context.preset).nca_seq_len
+    nca.build(trial_lib.data_spec(setting, context), resolve(setting, context).nca_tokens,
+              cache_dir=cache, seed=0, seq_len=seq_len)
+
+
+def _write_artifacts(setting: Setting, context: trial_lib.TrialContext, tmp: Path) -> None:
+    """The dashboard files every finished trial renders (curves, an NCA GIF), on fake curves."""
+    from search import artifacts
+
+    curve = [(0, 5.0), (context.domain_tokens, 4.0)]
+    seeds = [trial_lib.SeedResult(seed=s, loss=4.0, scratch_loss=4.1, bpb=1.0, gain_pct=1.0,
+                                  speedup=None, curve=curve, scratch_curve=curve)
+             for s in context.seeds]
+    outcome = trial_lib.TrialOutcome(setting=setting, plan=resolve(setting, context), seeds=seeds,
+                                     wall_s=0.0, device="cpu")
+    out = tmp / "artifacts"
+    out.mkdir()
+    artifacts.write_artifacts(outcome, dataclasses.replace(context, cache_dir=str(tmp)), out)
+
+
+def _startup_s() -> float:
+    """A spawned worker starts a fresh interpreter and imports the trial code."""
+    code = "import search.jobs, search.artifacts, lm.trainer"
+    _, seconds = _timed(lambda: subprocess.run([sys.executable, "-c", code], check=True,
+                                               capture_output=True))
+    return seconds
+
+
+_MATMULS = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[2]))
+a = torch.randn(256, 256)
+while time.time() < float(sys.argv[1]):
+    time.sleep(0.005)
+t0 = time.perf_counter()
+for _ in range(int(sys.argv[3])):
+    a @ a
+print(time.perf_counter() - t0)
+"""
+
+
+def _parallel_slowdown(workers: int, threads: int, n: int = 400) -> float:
+    """The same matmul loop timed in one process, then in ``workers`` processes started
+    together: the ratio is what running trials side by side costs each of them."""
+    if workers <= 1:
+        return 1.0
+
+    def run(copies: int) -> float:
+        start = time.time() + 4.0  # every copy has imported torch by then
+        procs = [subprocess.Popen([sys.executable, "-c", _MATMULS, str(start), str(threads), str(n)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    return max(1.0, run(workers) / run(1))
+
+
+# -- the estimate --------------------------------------------------------------------------------
+
+
+def seed_s(cal: Calibration, p: Plan, alphabet: int) -> float:
+    """One seed of one trial: data, NCA stage, diagnostic, domain stage."""
+    step = cal.nca_step_s.get(alphabet) or max(cal.nca_step_s.values())
+    evals = cal.nca_eval_s.get(alphabet) or max(cal.nca_eval_s.values())
+    return (cal.data_s + p.nca_steps * step + p.nca_evals * evals + cal.diagnose_s
+            + p.domain_steps * cal.domain_step_s + p.domain_evals * cal.domain_eval_s)
+
+
+def trial_s(cal: Calibration, p: Plan, alphabet: int) -> float:
+    """One trial in a worker running side by side with the study's other workers."""
+    alone = cal.startup_s + p.seeds * seed_s(cal, p, alphabet) + cal.artifacts_s
+    return alone * cal.parallel_slowdown
+
+
+def baseline_s(cal: Calibration, p: Plan) -> float:
+    alone = cal.startup_s + p.domain_steps * cal.domain_step_s + p.domain_evals * cal.domain_eval_s
+    return alone * cal.parallel_slowdown
+
+
+def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration | None,
+             study: optuna.Study | None = None) -> Estimate:
+    """The study's wall time from ``cal``, or from its own finished trials when it has some."""
+    from search import jobs
+    from search.board import _mean_trial_s
+    from search.driver import _counts
+
+    p = plan(config, context)
+    workers = config.slurm.max_in_flight if config.study.executor == "slurm" else config.study.workers
+    trials = study.get_trials(deepcopy=False) if study is not None else []
+    done = sum(_counts(t) for t in trials)
+    left = max(0, config.study.n_trials - done)
+    todo = tuple(s for s in context.seeds if not jobs.baseline_cached(context, s))
+    measured = _mean_trial_s(trials)
+    if measured is not None:
+        per = [measured] * left
+        source = "finished trials"
+    else:
+        if cal is None:
+            raise ValueError("no finished trials to go by: a calibration is needed")
+        per = _per_trial(config, cal, p, done, left)
+        source = "calibration"
+    base = 0.0 if not todo or cal is None else math.ceil(len(todo) / workers) * baseline_s(cal, p)
+    # Trials run `workers` at a time; the longest one bounds a study shorter than that.
+    trials_wall = max(max(per, default=0.0), sum(per) / max(1, workers))
+    mean = sum(per) / len(per) if per else (measured or 0.0)
+    return Estimate(trials_total=config.study.n_trials, trials_done=done, workers=workers,
+                    baseline_seeds=todo, baseline_s=base, trial_s=mean,
+                    total_s=base + trials_wall, source=source)
+
+
+def _per_trial(config: StudyConfig, cal: Calibration, p: Plan, done: int, left: int) -> list[float]:
+    """Anchors run first with their own alphabets; sampled trials average the space's."""
+    anchors = _anchor_settings(config)
+    sampled = _space_alphabets(config)
+    mean_sampled = sum(trial_s(cal, p, a) for a in sampled) / len(sampled)
+    out = []
+    for i in range(done, done + left):
+        if i < len(anchors):
+            a = anchors[i]
+            out.append(trial_s(cal, p, a.alphabet) if a.source != "none" else cal.startup_s)
+        else:
+            out.append(mean_sampled)
+    return out
+
+
+# -- the time budget -----------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``45m``, ``2h``, ``1h30m``, ``1d`` -> seconds.
+
+    Raises:
+        ValueError: anything else.
+    """
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration; examples: 90s, 45m, 2h, 1h30m")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+@dataclass(kw_only=True)
+class TimeBudget:
+    """Stops sampling when the next trial, projected to take ``trial_s``, would end past the
+    budget; the projection follows the study's own finished trials once it has some."""
+
+    budget_s: float
+    trial_s: float
+    started: float = dataclasses.field(default_factory=time.time)
+    stopped: str = ""
+    """Why sampling stopped (empty while it goes on)."""
+
+    def allows(self, study: optuna.Study, now: float | None = None) -> bool:
+        from search.board import _mean_trial_s, fmt_duration
+
+        now = time.time() if now is None else now
+        per = _mean_trial_s(study.get_trials(deepcopy=False, states=(
+            TrialState.COMPLETE, TrialState.PRUNED))) or self.trial_s
+        end = now - self.started + per
+        if end <= self.budget_s:
+            return True
+        self.stopped = (f"time budget {fmt_duration(self.budget_s)}: stopped sampling; the next "
+                        f"trial (about {fmt_duration(per)}) would end at "
+                        f"{fmt_duration(end)} > {fmt_duration(self.budget_s)}")
+        return False
+
+
+# -- what the cache already holds ----------------------------------------------------------------
+
+
+def cached_parts(config: StudyConfig, context: trial_lib.TrialContext) -> dict[str, tuple[int, int]]:
+    """(cached, needed) of what a trial reuses: scratch baselines, and the anchors' NCA data and
+    pre-pre-trained checkpoints (sampled settings are not known before they are sampled)."""
+    from search import jobs
+
+    out = {"scratch baselines": (sum(jobs.baseline_cached(context, s) for s in context.seeds),
+                                 len(context.seeds))}
+    data = ckpt = needed = 0
+    for setting in _anchor_settings(config):
+        if setting.source == "none":
+            continue
+        for seed in context.seeds:
+            needed += 1
+            data_dir, ckpt_path = trial_lib.pretraining_paths(setting, context, seed)
+            data += (data_dir / "manifest.json").is_file()
+            ckpt += ckpt_path.is_file()
+    if needed:
+        out["anchor NCA data"] = (data, needed)
+        out["anchor NCA checkpoints"] = (ckpt, needed)
+    return out
+
+
+def _anchor_settings(config: StudyConfig) -> list[Setting]:
+    fixed = {s.name: s.fixed for s in config.space if not s.searched}
+    return [setting_from_params({**fixed, **dict(a.params)}) for a in config.anchors]
+
+

@@ -1,0 +1,244 @@
+"""Where the studies of a storage stand, from any machine that sees the storage.
+
+Usage:
+    python -m search.status runs/smoke                 # a run folder (its journal and config)
+    python -m search.status --storage runs/code/journal.log --study code
+    python -m search.status --storage postgresql://user@host/db --watch
+    python -m search.status runs/smoke --json          # for scripts
+
+Prints each study with its counts and best value, then its running trials: stage, tokens,
+throughput, validation loss next to scratch's, where it runs (host and pid, or Slurm job id and
+state), elapsed and ETA. Progress comes from the trial's ``progress.json`` when this machine sees
+its work folder, else from the ``progress`` user attribute the worker updates every 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search import board as board_lib
+from search._toml import ConfigError
+from search.progress import Progress, progress_path, read_progress
+
+STALE_S = 300.0
+"""A progress record older than this is flagged: its worker may be gone."""
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m search.status", description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", nargs="?", help="a run folder (holds journal.log and config.json)")
+    p.add_argument("--storage", help="journal file path or SQLAlchemy URL")
+    p.add_argument("--study", help="only this study (default: every study in the storage)")
+    p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
+                   help="refresh every SECONDS (default 5) until Ctrl-C")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return p.parse_args(argv)
+
+
+def resolve_storage(run_dir: str | None, storage: str | None) -> str:
+    """The storage named by ``--storage``, or the one a run folder's config points at."""
+    if storage:
+        return storage
+    if not run_dir:
+        raise ConfigError("give a run folder or --storage PATH_OR_URL")
+    folder = Path(run_dir)
+    config = folder / "config.json"
+    if config.is_file():
+        stored = json.loads(config.read_text()).get("study", {}).get("storage", "")
+        if stored:
+            return stored
+    journal = folder / "journal.log"
+    if not journal.is_file():
+        raise ConfigError(f"{run_dir!r}: no journal.log or config.json naming a storage")
+    return str(journal)
+
+
+# -- gathering -----------------------------------------------------------------------------------
+
+
+def study_status(study: optuna.Study, now: float | None = None,
+                 run_dir: str | None = None) -> dict[str, Any]:
+    """One study's counts, best value and running trials, as plain data; ``run_dir`` is where
+    this machine sees the study's run folder when its config names another (a relative path)."""
+    now = time.time() if now is None else now
+    trials = study.get_trials(deepcopy=False)
+    config = _config(study)
+    target = int(config.get("study", {}).get("n_trials", 0))
+    counts = board_lib._counts(trials)
+    running = [_running(t, config, now, run_dir) for t in trials if t.state == TrialState.RUNNING]
+    finished = sum(counts.values())
+    left = max(0, target - finished - len(running)) if target else 0
+    workers = _workers(config)
+    per_trial = board_lib._mean_trial_s(trials)
+    etas = [r["eta_s"] for r in running]
+    end = board_lib.project_end(now, etas, left, workers, per_trial)
+    starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start]
+    best = board_lib._best(study, trials)
+    best_value = None
+    if best and len(study.directions) == 1:
+        best_value = {"trial": study.best_trial.number, "value": study.best_trial.value}
+    return {"study": study.study_name, "domain": study.user_attrs.get("domain", ""),
+            "preset": study.user_attrs.get("preset", ""), "n_trials": target, **counts,
+            "running": len(running), "left": left, "best": best_value, "best_text": best,
+            "started": min(starts, default=now), "projected_end": end, "trials": running}
+
+
+def _running(t: optuna.trial.FrozenTrial, config: dict[str, Any], now: float,
+             run_dir: str | None) -> dict[str, Any]:
+    progress = _progress(t, config, run_dir)
+    started = t.datetime_start.timestamp() if t.datetime_start else now
+    attrs = t.user_attrs
+    job = attrs.get("job_slurm_job_id")
+    where = f"slurm {job}" if job else (
+        f"{progress.host} pid {progress.pid}" if progress and progress.host
+        else f"pid {attrs['job_pid']}" if "job_pid" in attrs else "")
+    state = _slurm_state(str(job)) if job else ""
+    if progress is not None and progress.age_s(now) > STALE_S:
+        state = (state + ", " if state else "") + f"no progress for {board_lib.fmt_duration(progress.age_s(now))}"
+    return {"trial": t.number, "setting": attrs.get("describe", ""), "kind": attrs.get("kind", ""),
+            "where": where, "state": state, "started": started, "elapsed_s": now - started,
+            "eta_s": progress.eta_s() if progress else None,
+            "progress": progress.to_dict() if progress else None}
+
+
+def _progress(t: optuna.trial.FrozenTrial, config: dict[str, Any],
+              run_dir: str | None) -> Progress | None:
+    """The newest of the work folder's file (when this machine sees it) and the user attribute."""
+    candidates = []
+    s = config.get("study", {})
+    origin = t.user_attrs.get("origin", t.number)
+    for folder in {run_dir, s.get("run_dir") or f"runs/{s.get('name', '')}"} - {None}:
+        record = read_progress(progress_path(Path(folder) / "trials" / f"{origin:05d}"))
+        if record is not None and record.trial == t.number:
+            candidates.append(record)
+    if isinstance(t.user_attrs.get("progress"), dict):
+        try:
+            candidates.append(Progress.from_dict(t.user_attrs["progress"]))
+        except TypeError:
+            pass
+    return max(candidates, key=lambda p: p.updated_at, default=None)
+
+
+def _config(study: optuna.Study) -> dict[str, Any]:
+    try:
+        return json.loads(study.user_attrs.get("config", "{}"))
+    except ValueError:
+        return {}
+
+
+def _workers(config: dict[str, Any]) -> int:
+    s = config.get("study", {})
+    if s.get("executor") == "slurm":
+        return int(config.get("slurm", {}).get("max_in_flight", 1))
+    return int(s.get("workers", 1))
+
+
+def _slurm_state(job_id: str) -> str:
+    """The job's Slurm state (RUNNING, PENDING, ...) when ``squeue`` answers, else empty."""
+    if not shutil.which("squeue"):
+        return ""
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+
+
+def gather(storage: str, study_name: str | None = None,
+           run_dir: str | None = None) -> list[dict[str, Any]]:
+    """Every study of ``storage`` (or only ``study_name``)."""
+    from search.storage import open_storage
+
+    opened = open_storage(storage, create=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
+    if study_name is not None:
+        if study_name not in names:
+            raise ConfigError(f"study {study_name!r} is not in {storage}; it holds {names}")
+        names = [study_name]
+    now = time.time()
+    return [study_status(optuna.load_study(study_name=n, storage=opened), now, run_dir)
+            for n in names]
+
+
+# -- printing ------------------------------------------------------------------------------------
+
+
+def render(statuses: list[dict[str, Any]], now: float | None = None):  # -> RenderableType
+    """The studies table, then each study's board (the header and its running trials)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    now = time.time() if now is None else now
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("study", "domain", "preset", "complete", "pruned", "failed", "running", "left",
+                 "best"):
+        table.add_column(name, no_wrap=True,
+                         justify="right" if name in ("complete", "pruned", "failed", "running", "left") else "left")
+    for s in statuses:
+        best = "-" if not s["best"] else f"#{s['best']['trial']} {s['best']['value']:.4f}"
+        table.add_row(s["study"], s["domain"], s["preset"], str(s["complete"]), str(s["pruned"]),
+                      str(s["failed"]), str(s["running"]), str(s["left"]), best)
+    parts: list[Any] = [table]
+    for s in statuses:
+        if s["trials"]:
+            parts += ["", board_lib.render(_snapshot(s, now))]
+    return Group(*parts)
+
+
+def _snapshot(s: dict[str, Any], now: float) -> board_lib.Snapshot:
+    rows = tuple(board_lib.Row(label=f"#{r['trial']}", setting=r["setting"], started=r["started"],
+                               progress=Progress.from_dict(r["progress"]) if r["progress"] else None,
+                               where=" ".join(x for x in (r["where"], r["state"]) if x))
+                 for r in s["trials"])
+    return board_lib.Snapshot(study=s["study"], now=now, started=s["started"],
+                              complete=s["complete"], pruned=s["pruned"], failed=s["failed"],
+                              running=s["running"], left=s["left"], rows=rows,
+                              best=s["best_text"], projected_end=s["projected_end"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = resolve_storage(args.run_dir, args.storage)
+        statuses = gather(storage, args.study, args.run_dir)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json and not args.watch:
+        print(json.dumps({"storage": storage, "studies": statuses}, indent=2, default=str))
+        return 0
+    from rich.console import Console
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    if not args.watch:
+        console.print(render(statuses))
+        return 0
+    try:
+        while True:
+            statuses = gather(storage, args.study, args.run_dir)
+            if args.json:
+                print(json.dumps({"storage": storage, "studies": statuses}, default=str), flush=True)
+            else:
+                if console.is_terminal:
+                    console.clear()
+                console.print(f"{time.strftime('%H:%M:%S')}  {storage}")
+                console.print(render(statuses))
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

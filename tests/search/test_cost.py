@@ -1,0 +1,86 @@
+"""The cost estimate's arithmetic and the time budget (the calibration itself runs in
+tests/search/test_watch_smoke.py, on the real smoke study)."""
+
+from __future__ import annotations
+
+import datetime
+
+import optuna
+import pytest
+
+from search import cost
+from search.config import load_study_config
+from search.trial import TrialContext
+
+
+def _cal(**kw):
+    base = dict(preset="tiny", host="h", threads=1, startup_s=2.0, data_s=1.0, domain_step_s=0.01,
+                domain_eval_s=0.1, nca_step_s={2: 0.01, 4: 0.01, 10: 0.05},
+                nca_eval_s={2: 0.1, 4: 0.1, 10: 0.2}, diagnose_s=0.5, artifacts_s=3.0)
+    return cost.Calibration(**{**base, **kw})
+
+
+def _setup(tmp_path):
+    config = load_study_config("smoke", {"study": {"run_dir": str(tmp_path / "run"),
+                                                   "cache_dir": str(tmp_path / "cache")}})
+    context = TrialContext(domain="code", data="", tokenizer="byte", preset="tiny",
+                           nca_tokens=8192, domain_tokens=16384, seeds=(0, 1),
+                           cache_dir=str(tmp_path / "cache"))
+    return config, context
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("45m", 2700),
+                                               ("2h", 7200), ("1h30m", 5400), ("1d", 86400)])
+def test_parse_duration(text, seconds):
+    assert cost.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2 hours", "h", "1h30", "-5m"])
+def test_parse_duration_refuses_what_it_cannot_read(text):
+    with pytest.raises(ValueError):
+        cost.parse_duration(text)
+
+
+def test_estimate_adds_baselines_and_runs_trials_workers_at_a_time(tmp_path):
+    config, context = _setup(tmp_path)
+    cal = _cal()
+    p = cost.plan(config, context)
+    assert (p.nca_steps, p.domain_steps, p.domain_evals) == (16, 32, 5)
+    est = cost.estimate(config, context, cal)
+    anchor = cost.trial_s(cal, p, 10)  # the paper anchor first, with its own alphabet
+    sampled = (cost.trial_s(cal, p, 2) + cost.trial_s(cal, p, 4)) / 2
+    assert est.baseline_seeds == (0, 1) and est.baseline_s == pytest.approx(cost.baseline_s(cal, p))
+    assert est.total_s == pytest.approx(est.baseline_s + (anchor + 3 * sampled) / 2)
+    assert est.source == "calibration" and est.trials_left == 4
+    slower = cost.estimate(config, context, _cal(parallel_slowdown=2.0))
+    assert slower.total_s == pytest.approx(2 * est.total_s)
+
+
+def test_a_resumed_study_is_estimated_from_its_own_trials(tmp_path):
+    config, context = _setup(tmp_path)
+    start = datetime.datetime(2026, 1, 1)
+    trials = []
+    for seconds in (30, 50):
+        t = optuna.trial.create_trial(value=1.0)
+        t.datetime_start, t.datetime_complete = start, start + datetime.timedelta(seconds=seconds)
+        trials.append(t)
+    est = cost.estimate(config, context, None, _FakeStudy(trials))
+    assert est.source == "finished trials" and est.trial_s == 40.0
+    assert est.trials_done == 2 and est.total_s == pytest.approx(40.0)  # 2 left, 2 workers
+
+
+class _FakeStudy:
+    def __init__(self, trials):
+        self._trials = trials
+
+    def get_trials(self, deepcopy=False, states=None):
+        return [t for t in self._trials if states is None or t.state in states]
+
+
+def test_time_budget_refuses_a_trial_that_would_end_past_it():
+    budget = cost.TimeBudget(budget_s=100.0, trial_s=30.0, started=0.0)
+    study = _FakeStudy([])
+    assert budget.allows(study, now=70.0) and not budget.stopped
+    assert not budget.allows(study, now=71.0)
+    assert budget.stopped == ("time budget 1m40s: stopped sampling; the next trial (about 30s) "
+                              "would end at 1m41s > 1m40s")
