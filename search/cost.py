@@ -385,7 +385,10 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
             raise ValueError("no finished trials to go by: a calibration is needed")
         per = _per_trial(config, cal, p, done, left)
         source = "calibration"
-    base = 0.0 if not todo or cal is None else math.ceil(len(todo) / workers) * baseline_s(cal, p)
+    # a baseline job runs every distinct scratch run of its seed (matched, paper, proxy)
+    runs = len({r.plan for r in trial_lib.study_scratch_runs(context)})
+    base = 0.0 if not todo or cal is None else (
+        math.ceil(len(todo) / workers) * runs * baseline_s(cal, p))
     # Trials run `workers` at a time; the longest one bounds a study shorter than that.
     trials_wall = max(max(per, default=0.0), sum(per) / max(1, workers))
     mean = sum(per) / len(per) if per else (measured or 0.0)

@@ -49,7 +49,9 @@ def test_estimate_adds_baselines_and_runs_trials_workers_at_a_time(tmp_path):
     est = cost.estimate(config, context, cal)
     anchor = cost.trial_s(cal, p, 10)  # the paper anchor first, with its own alphabet
     sampled = (cost.trial_s(cal, p, 2) + cost.trial_s(cal, p, 4)) / 2
-    assert est.baseline_seeds == (0, 1) and est.baseline_s == pytest.approx(cost.baseline_s(cal, p))
+    # two distinct scratch runs per seed: paper (the matched one) and proxy
+    assert est.baseline_seeds == (0, 1) and est.baseline_s == pytest.approx(
+        2 * cost.baseline_s(cal, p))
     assert est.total_s == pytest.approx(est.baseline_s + (anchor + 3 * sampled) / 2)
     assert est.source == "calibration" and est.trials_left == 4
     slower = cost.estimate(config, context, _cal(parallel_slowdown=2.0))
