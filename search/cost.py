@@ -32,7 +32,7 @@ import torch
 from optuna.trial import TrialState
 
 from search import trial as trial_lib
-from search._fs import write_json_atomic
+from ncaio import atomic_write_json as write_json_atomic
 from search.config import StudyConfig
 from search.plan import resolve
 from search.space import Setting, setting_from_params

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search._fs import write_json_atomic
+from ncaio import atomic_write_json as write_json_atomic
 
 __all__ = [
     "FILE_NAME",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import optuna
 
-from search._fs import write_json_atomic
+from ncaio import atomic_write_json as write_json_atomic
 from search._toml import ConfigError
 from search.config import StudyConfig
 from search.jobs import make_pruner

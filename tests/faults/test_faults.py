@@ -167,7 +167,7 @@ def test_enospc_on_a_cache_write(tmp_path, monkeypatch, writer, note):
 
     from lm.checkpoint import load_checkpoint, save_checkpoint
     from nca._util import save_npy_atomic
-    from search._fs import write_json_atomic
+    from ncaio import atomic_write_json as write_json_atomic
 
     path = tmp_path / f"entry.{writer}"
     write, read = {
