@@ -205,11 +205,19 @@ def run_baseline_job(args: tuple[TrialContext, int]) -> float:
                                          n_seeds=len(context.seeds))
     index = context.seeds.index(seed) if seed in context.seeds else 0
 
-    def progress(tokens: int, total: int) -> None:
-        writer.update("scratch", index, tokens, total, tokens_left=total - tokens)
+    runs = trial_lib.study_scratch_runs(context)
+    n_distinct = len({run.plan for run in runs})  # matched may be a named one
+    finished: set[Any] = set()  # progress counts tokens over all distinct runs
 
-    losses = {run.label: trial_lib.scratch_baseline(context, run, seed, progress=progress)
-              .final_loss for run in trial_lib.study_scratch_runs(context)}
+    def progress(tokens: int, total: int) -> None:
+        so_far, whole = len(finished) * total + tokens, n_distinct * total
+        writer.update("scratch", index, so_far, whole, tokens_left=whole - so_far)
+
+    losses = {}
+    for run in runs:
+        losses[run.label] = trial_lib.scratch_baseline(context, run, seed,
+                                                       progress=progress).final_loss
+        finished.add(run.plan)
     return losses["matched"]
 
 
