@@ -27,11 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from ncaio import CorruptCacheError, atomic_write_text, report_corrupt, sha256_file
-
 from lm.data import TextDataset
 from lm.sources import HFSource, Source, SourceError, resolve_source
 from lm.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer, parse_tokenizer_spec, train_bpe
+from ncaio import CorruptCacheError, atomic_write_text, read_intact, sha256_file
 
 __all__ = ["DOMAINS", "Domain", "DomainCorpus", "default_cache_dir", "load_domain"]
 
@@ -192,13 +191,7 @@ def _verified_manifest(out: Path) -> dict[str, Any]:
 
 def _cached_manifest(out: Path) -> dict[str, Any] | None:
     """The verified manifest of a cached corpus; None when absent or quarantined as damaged."""
-    if not out.exists():
-        return None
-    try:
-        return _verified_manifest(out)
-    except CorruptCacheError as exc:
-        report_corrupt(exc, "corpus cache")
-        return None
+    return read_intact(out, _verified_manifest, "corpus cache")
 
 
 def load_domain(domain: str, source: str | Source | None = None, tokenizer: str = "byte", *,

@@ -25,7 +25,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = [
     "CorruptCacheError",
@@ -34,6 +36,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "quarantine",
+    "read_intact",
     "read_verified_json",
     "report_corrupt",
     "save_verified",
@@ -228,3 +231,19 @@ def report_corrupt(exc: CorruptCacheError, what: str = "cache entry") -> Path | 
     print(f"warning: {what} {str(exc.path)!r} is damaged ({exc.why}); {where}; recomputing",
           file=sys.stderr, flush=True)
     return dest
+
+
+def read_intact(path: str | os.PathLike[str], read: Callable[[Path], T], what: str) -> T | None:
+    """``read(path)`` when the cache entry exists and is intact; None when it is absent or
+    damaged (a damaged one is reported in one line and quarantined, so the caller recomputes).
+
+    ``read`` raises CorruptCacheError for damage it detects itself (a wrong key, a bad hash).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return read(path)
+    except CorruptCacheError as exc:
+        report_corrupt(exc, what)
+        return None

@@ -49,6 +49,7 @@ from lm.transfer import transfer as lm_transfer
 from ncaio import (
     CorruptCacheError,
     quarantine,
+    read_intact,
     read_verified_json,
     report_corrupt,
     sidecar_path,
@@ -429,7 +430,7 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
     a damaged entry is set aside and recomputed)."""
     path = baseline_path(context, run, seed)
     with _locked(path):
-        data = _read_baseline(path)
+        data = read_intact(path, _read_baseline, "scratch baseline")
         if data is None:
             corpus = _corpus(context)
             preset = get_preset(context.preset)
@@ -442,16 +443,10 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
 
 
-def _read_baseline(path: Path) -> dict[str, Any] | None:
-    try:
-        data = read_verified_json(path)
-        if data.get("key") != path.stem:
-            raise CorruptCacheError(path, "it is the entry of another key")
-    except FileNotFoundError:
-        return None
-    except CorruptCacheError as exc:
-        report_corrupt(exc, "scratch baseline")
-        return None
+def _read_baseline(path: Path) -> dict[str, Any]:
+    data = read_verified_json(path)
+    if data.get("key") != path.stem:
+        raise CorruptCacheError(path, "it is the entry of another key")
     return dict(data)
 
 
@@ -486,7 +481,7 @@ def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int,
     cfg = plan.nca_config(preset, seed, built.train.seq_len)
     path = _ppt_path(plan, context, seed, built.key, built.train.seq_len, built.train.vocab_size)
     with _locked(path):
-        saved = _read_checkpoint(path)
+        saved = read_intact(path, load_checkpoint, "pre-pre-trained checkpoint")
         if saved is None:
             model = build_model(preset, built.train.vocab_size, seed=seed)
             partial = path.with_suffix(".partial.pt")  # resumable if this job is preempted
@@ -521,16 +516,6 @@ def pretraining_paths(setting: Setting, context: TrialContext, seed: int) -> tup
     seq_len, vocab_size, _ = nca.layout(spec, preset.nca_seq_len)
     return (Path(context.cache_dir) / "nca" / data_key,
             _ppt_path(plan, context, seed, data_key, seq_len, vocab_size))
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return load_checkpoint(path)
-    except CorruptCacheError as exc:
-        report_corrupt(exc, "pre-pre-trained checkpoint")
-        return None
 
 
 def data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:
