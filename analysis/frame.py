@@ -28,6 +28,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from analysis.storage import open_storage, resolve_study_names
+from search.record import TrialRecord
 
 __all__ = ["SCRATCH_SOURCES", "StudyRecord", "band_label", "load_studies", "seeds_frame",
            "setting_text", "trials_frame"]
@@ -263,12 +264,6 @@ def _setting_labels(frame: pd.DataFrame) -> dict[str, str]:
     return labels.to_dict()
 
 
-def _per_seed(values: Any, n: int) -> list[Any]:
-    if isinstance(values, (list, tuple)) and len(values) == n:
-        return list(values)
-    return [None] * n
-
-
 def seeds_frame(source: Source, study_names: Sequence[str] | None = None,
                 trials: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (setting, seed) of completed trials: loss, scratch loss and gains.
@@ -315,33 +310,22 @@ _PROBE_COLUMNS = (*(f"{arm}_{f}" for arm in ("nca", "scratch") for f in _PROBE_F
 
 
 def _seed_rows(a: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-seed rows. Records before the net effect existed had one scratch recipe, so there the
-    best scratch is the matched one and the net effect equals the NCA effect."""
-    losses = a.get("losses")
-    if not isinstance(losses, (list, tuple)) or not losses:
+    """Per-seed rows of the trial's ``search.record.TrialRecord`` (none when it has no results)."""
+    record = TrialRecord.from_attrs(a)
+    if record is None:
         return []
-    n = len(losses)
-    seeds = _per_seed(a.get("seeds"), n)
-    scratch = _per_seed(a.get("scratch_losses"), n)
-    gains = _per_seed(a.get("gains_pct"), n)
-    speedups = _per_seed(a.get("speedups"), n)
-    best = _per_seed(a.get("best_scratch_losses"), n)
-    best_recipe = _per_seed(a.get("best_scratch_recipes"), n)
-    nets = _per_seed(a.get("net_effects_pct"), n)
-    probes = _per_seed(a.get("probes"), n)
-    rows = []
-    for i in range(n):
-        loss, sc, gain = losses[i], scratch[i], gains[i]
-        if gain is None and loss is not None and sc:
-            gain = 100.0 * (sc - loss) / sc
-        ppl = 100.0 * (1.0 - math.exp(loss - sc)) if loss is not None and sc is not None else None
-        legacy = "net_effects_pct" not in a
-        rows.append({**base, "seed": seeds[i], "loss": loss, "scratch_loss": sc,
-                     "gain_pct": gain, "ppl_gain_pct": ppl, "speedup": speedups[i],
-                     "best_scratch_loss": sc if legacy else best[i],
-                     "best_scratch_recipe": "matched" if legacy else best_recipe[i],
-                     "net_gain_pct": gain if legacy else nets[i], **_probe_row(probes[i])})
-    return rows
+    return [{**base, "seed": s.seed, "loss": s.loss, "scratch_loss": s.scratch_loss,
+             "gain_pct": s.gain_pct, "ppl_gain_pct": _ppl_gain_pct(s.loss, s.scratch_loss),
+             "speedup": s.speedup, "best_scratch_loss": s.best_scratch_loss,
+             "best_scratch_recipe": s.best_scratch_recipe, "net_gain_pct": s.net_gain_pct,
+             **_probe_row(s.probe)} for s in record.seeds]
+
+
+def _ppl_gain_pct(loss: float | None, scratch: float | None) -> float | None:
+    """The paper's measure: % lower perplexity than scratch."""
+    if loss is None or scratch is None:
+        return None
+    return 100.0 * (1.0 - math.exp(loss - scratch))
 
 
 def _probe_row(probe: Any) -> dict[str, Any]:

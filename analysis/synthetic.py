@@ -24,6 +24,8 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from search.record import OBJECTIVES, SeedRecord, TrialRecord
+
 __all__ = ["PAPER_BANDS", "SEARCH_SPACE", "add_with_artifacts", "create_synthetic_study",
            "synthetic_trial", "synthetic_trials"]
 
@@ -48,8 +50,6 @@ SEARCH_SPACE: dict[str, optuna.distributions.BaseDistribution] = {
 """The synthetic search space, with the search's parameter names (``source = none`` is
 scratch; the band is ``band_lower`` plus ``band_width``)."""
 
-OBJECTIVES = {"loss": "minimize", "gain": "maximize", "tokens": "minimize"}
-"""Objective names the search uses, with their directions."""
 
 _PAPER_BAND = {"code": "band-30-40", "math": "band-50-100", "web": "band-50-100"}
 _PREFERRED_BAND = {"code": 0.35, "math": 0.62, "web": 0.65}
@@ -57,6 +57,7 @@ _SCRATCH_LOSS = {"code": 1.47, "math": 1.30, "web": 1.62}
 _ARTIFACTS = {"curve.png": "image/png", "nca_sample.gif": "image/gif",
               "config.json": "application/json"}
 _TOKENS_PER_EVAL = 100_000
+_DOMAIN_TOKENS = 2_000_000
 _N_EVALS = 20
 
 
@@ -97,9 +98,9 @@ def _setting(params: dict[str, Any]) -> dict[str, Any]:
             "lr": params.get("lr", 1e-3), "transfer": params.get("transfer", "full")}
 
 
-def _seed_attrs(domain: str, setting: dict[str, Any], seeds: list[int],
-                rng: np.random.Generator) -> dict[str, Any]:
-    """The per-seed §4 attributes: losses, gains, speedups and curves."""
+def _seed_records(domain: str, setting: dict[str, Any], seeds: list[int],
+                  rng: np.random.Generator) -> tuple[SeedRecord, ...]:
+    """Per-seed results: losses, gains, speedups and curves (one scratch recipe per seed)."""
     is_scratch = setting["source"] == "none"
     true_gain = _true_gain_pct(domain, setting)
     scratch = [_SCRATCH_LOSS[domain] * (1 + 0.03 * np.random.default_rng([s, 7]).standard_normal())
@@ -109,12 +110,13 @@ def _seed_attrs(domain: str, setting: dict[str, Any], seeds: list[int],
     scratch_curves = [_curve(sc, 5.55, np.random.default_rng([s, 8]))
                       for sc, s in zip(scratch, seeds)]
     curves = scratch_curves if is_scratch else [_curve(lo, 5.2, rng) for lo in losses]
-    speedups = [_speedup(c, sc) for c, sc in zip(curves, scratch)]
-    reached = [s for s in speedups if s is not None]
-    return {"seeds": list(seeds), "losses": losses, "scratch_losses": scratch,
-            "bpb": float(np.mean(losses)) / math.log(2), "gain_pct": float(np.mean(gains)),
-            "gains_pct": gains, "speedup": float(np.mean(reached)) if reached else None,
-            "speedups": speedups, "curves": curves, "scratch_curves": scratch_curves}
+    return tuple(SeedRecord(
+        seed=s, loss=float(lo), scratch_loss=float(sc), gain_pct=float(g), net_gain_pct=float(g),
+        best_scratch_loss=float(sc), best_scratch_recipe="matched",
+        scratch_losses={"matched": float(sc)}, speedup=_speedup(c, sc),
+        curve=tuple((int(t), v) for t, v in c), scratch_curve=tuple((int(t), v) for t, v in scc),
+        probe=None) for s, lo, sc, g, c, scc in zip(seeds, losses, scratch, gains, curves,
+                                                    scratch_curves))
 
 
 def synthetic_trial(
@@ -126,7 +128,7 @@ def synthetic_trial(
     rng: np.random.Generator,
     objectives: Sequence[str] = ("loss",),
 ) -> optuna.trial.FrozenTrial:
-    """One completed trial with every §4 user attribute, recorded as the search records it.
+    """One completed trial whose user attributes are a ``search.record.TrialRecord``.
 
     Args:
         domain: ``code``, ``math`` or ``web``.
@@ -134,34 +136,33 @@ def synthetic_trial(
         kind: ``search`` or ``anchor:<name>``.
         seeds: Seeds evaluated; the scratch baseline of seed ``s`` is the same in every trial.
         rng: Source of the transfer noise.
-        objectives: Names from :data:`OBJECTIVES`, in the study's order.
+        objectives: Names from ``search.record.OBJECTIVES``, in the study's order.
 
     Returns:
         A frozen trial ready for ``study.add_trial``.
     """
     setting = _setting(params)
-    attrs = _seed_attrs(domain, setting, seeds, rng)
+    seed_records = _seed_records(domain, setting, seeds, rng)
     n, (lo, hi) = setting["alphabet"], setting["band"]
     ppt_val = 4.0 + 4.0 * rng.uniform() + 0.3 * (lo - 0.3)
     unigram = ppt_val + rng.uniform(-0.8, 1.5)
     is_scratch = setting["source"] == "none"
-    tokens = (setting["nca_tokens"] or 1_000_000) * (0 if is_scratch else 1) + 2_000_000
-    attrs.update({
-        "kind": kind, "setting": json.dumps(setting, sort_keys=True),
-        "describe": "scratch" if is_scratch else f"nca band={lo:.2f}-{hi:.2f} n={n}",
-        "band": [lo, hi], "alphabet": n, "source": setting["source"],
-        "complexity_mean": None if is_scratch else lo + (min(hi, 0.9) - lo) * rng.uniform(),
-        "acceptance_rate": None if is_scratch else float(rng.uniform(0.05, 0.9)),
-        "upstream": None if is_scratch else {
+    nca_tokens = 0 if is_scratch else (setting["nca_tokens"] or 1_000_000)
+    record = TrialRecord(
+        seeds=seed_records, source=setting["source"], band=(lo, hi), alphabet=n, recipe=None,
+        nca_tokens=nca_tokens, domain_tokens=_DOMAIN_TOKENS, tokens=nca_tokens + _DOMAIN_TOKENS,
+        bpb=float(np.mean([r.loss for r in seed_records])) / math.log(2),
+        complexity_mean=None if is_scratch else lo + (min(hi, 0.9) - lo) * rng.uniform(),
+        acceptance_rate=None if is_scratch else float(rng.uniform(0.05, 0.9)),
+        upstream=None if is_scratch else {
             "val_loss": ppt_val, "unigram_loss": unigram, "uniform_loss": math.log(n**4 + 2),
             "accuracy": float(rng.uniform(0.05, 0.6)), "learned": bool(ppt_val < unigram)},
-        "tokens": tokens, "wall_s": float(rng.uniform(60, 900)), "device": "cpu",
-        "code_version": "synthetic",
-    })
-    by_name = {"loss": float(np.mean(attrs["losses"])), "gain": attrs["gain_pct"],
-               "tokens": float(tokens)}
+        wall_s=float(rng.uniform(60, 900)), device="cpu",
+    )
+    attrs = {**record.to_attrs(), "kind": kind, "setting": json.dumps(setting, sort_keys=True),
+             "describe": "scratch" if is_scratch else f"nca band={lo:.2f}-{hi:.2f} n={n}"}
     return optuna.trial.create_trial(
-        values=[by_name[o] for o in objectives], params=params,
+        values=[record.objective(o) for o in objectives], params=params,
         distributions={k: SEARCH_SPACE[k] for k in params}, user_attrs=attrs,
     )
 
@@ -200,7 +201,7 @@ def synthetic_trials(
         seed: Seed of the synthetic noise.
         anchor_seeds: Seeds evaluated by each anchor.
         search_seeds: Seeds evaluated by each searched trial.
-        objectives: Names from :data:`OBJECTIVES`.
+        objectives: Names from ``search.record.OBJECTIVES``.
     """
     if domain not in _PREFERRED_BAND:
         raise ValueError(f"{domain!r} is not a synthetic domain; valid: {sorted(_PREFERRED_BAND)}")
@@ -239,7 +240,7 @@ def create_synthetic_study(
         domain: ``code``, ``math`` or ``web``.
         n_search: Searched trials on top of the six anchors.
         seed: Seed of the synthetic noise.
-        objectives: Names from :data:`OBJECTIVES` (``("loss",)`` like the search's default).
+        objectives: Names from ``search.record.OBJECTIVES`` (``("loss",)`` like the search's default).
         search_seeds: Seeds evaluated by each searched trial.
         artifact_store: When given, each trial also gets the three artifacts a live trial
             uploads (see :func:`add_with_artifacts`); slower, meant for small studies.
@@ -278,14 +279,14 @@ def _ca_gif(path: Path, alphabet: int, seed: int, n_frames: int = 12, size: int 
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=200, loop=0)
 
 
-def _curve_png(path: Path, attrs: dict[str, Any]) -> None:
+def _curve_png(path: Path, record: TrialRecord) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 3.5), layout="constrained")
     ax = fig.subplots()
-    for seed, c, sc in zip(attrs["seeds"], attrs["curves"], attrs["scratch_curves"]):
-        ax.plot(*np.asarray(c).T, label=f"seed {seed}")
-        ax.plot(*np.asarray(sc).T, ls="--", c="grey")
+    for seed in record.seeds:
+        ax.plot(*np.asarray(seed.curve).T, label=f"seed {seed.seed}")
+        ax.plot(*np.asarray(seed.scratch_curve).T, ls="--", c="grey")
     ax.set(xscale="log", xlabel="tokens", ylabel="validation loss", title="synthetic trial")
     ax.legend(fontsize=7)
     fig.savefig(path, dpi=80)
@@ -293,7 +294,9 @@ def _curve_png(path: Path, attrs: dict[str, Any]) -> None:
 
 def _upload_all(t: optuna.Trial, store: Any, workdir: Path) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    _curve_png(workdir / "curve.png", t.user_attrs)
+    record = TrialRecord.from_attrs(t.user_attrs)
+    assert record is not None, "a synthetic trial always has results"
+    _curve_png(workdir / "curve.png", record)
     setting = json.loads(t.user_attrs["setting"])
     _ca_gif(workdir / "nca_sample.gif", int(setting["alphabet"]), seed=t.number)
     (workdir / "config.json").write_text(json.dumps({"setting": setting, "synthetic": True}))

@@ -23,9 +23,10 @@ def write_artifacts(outcome: TrialOutcome, context: TrialContext, out_dir: Path)
     """Write the trial's artifact files into ``out_dir`` and return their paths."""
     from analysis.trial_figure import save_trial_curves
 
-    attrs = outcome.attrs()
-    paths = [save_trial_curves(attrs["curves"], attrs["scratch_curves"], attrs["seeds"],
-                               outcome.setting.describe(), out_dir / "curve.png")]
+    seeds = outcome.record().seeds
+    paths = [save_trial_curves([s.curve for s in seeds], [s.scratch_curve for s in seeds],
+                               [s.seed for s in seeds], outcome.setting.describe(),
+                               out_dir / "curve.png")]
     config = out_dir / "config.json"
     config.write_text(json.dumps({"setting": _plain(outcome.setting), "context": context.to_dict()},
                                  indent=2, sort_keys=True))

@@ -18,14 +18,12 @@ from typing import Any
 
 from lm.recipe import RECIPES
 from search._toml import ConfigError, check_keys, from_table
+from search.record import OBJECTIVES
 from search.space import ParamSpec, parse_space, setting_from_params
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 DOMAINS = ("code", "math", "web")
 EXECUTORS = ("inline", "local", "slurm")
-OBJECTIVES = {"loss": "minimize", "gain": "maximize", "nca-effect": "maximize",
-              "net-effect": "maximize", "speedup": "maximize", "compute": "minimize"}
-"""``gain`` is the NCA effect under its older name (vs the scratch run of the same recipe)."""
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")
 

@@ -187,14 +187,15 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
         text = traceback.format_exc()
         reporter.set_attr("traceback", text[-4000:])
         return TrialResult(state="failed", reason=f"{type(exc).__name__}: {exc}")
-    for key, value in outcome.attrs().items():
+    record = outcome.record()
+    for key, value in record.to_attrs().items():
         reporter.set_attr(key, value)
     reporter.progress("artifacts", len(payload.context.seeds) - 1, 0, 0)
     try:
         artifacts.upload(outcome, payload.context, reporter.upload)
     except (OSError, ValueError) as exc:  # pictures are a nicety; the measurement stands
         reporter.set_attr("artifact_error", f"{type(exc).__name__}: {exc}")
-    return TrialResult(state="complete", values=[outcome.objective(o) for o in payload.objectives])
+    return TrialResult(state="complete", values=[record.objective(o) for o in payload.objectives])
 
 
 def run_baseline_job(args: tuple[TrialContext, int]) -> float:

@@ -65,9 +65,9 @@ from search.plan import (
     resolve,
     scratch_runs,
 )
+from search.record import RECORD_VERSION, SeedRecord, TrialRecord
 from search.space import Setting
 
-RECORD_VERSION = 2
 """Version of the trial record (user attributes); 2 added recipes, NCA/net effects, probes."""
 
 
@@ -173,7 +173,10 @@ class Baseline:
 
 @dataclass(kw_only=True, slots=True)
 class SeedResult:
-    """One seed of one setting, paired with the scratch runs of the same seed and budget."""
+    """One seed of one setting, paired with the scratch runs of the same seed and budget.
+
+    The seed's work file (a retried trial resumes from it); what the study stores of it is
+    ``search.record.SeedRecord``."""
 
     seed: int
     loss: float
@@ -204,7 +207,7 @@ class SeedResult:
 
 @dataclass(kw_only=True, slots=True)
 class TrialOutcome:
-    """All seeds of one trial, and the user attributes it records (docs/interfaces.md §4)."""
+    """All seeds of one trial; :meth:`record` is what the study stores."""
 
     setting: Setting
     plan: Plan
@@ -212,45 +215,29 @@ class TrialOutcome:
     wall_s: float
     device: str
 
-    def objective(self, name: str) -> float:
-        if name == "loss":
-            return statistics.fmean(r.loss for r in self.seeds)
-        if name in ("gain", "nca-effect"):
-            return statistics.fmean(r.gain_pct for r in self.seeds)
-        if name == "net-effect":
-            return statistics.fmean(r.net_gain_pct for r in self.seeds)
-        if name == "speedup":
-            return statistics.fmean(r.speedup or 0.0 for r in self.seeds)
-        return float(statistics.fmean(r.tokens for r in self.seeds))
+    def record(self) -> TrialRecord:
+        """What the trial stores (``search.record``): the seeds as records, the setting as run."""
+        first = self.seeds[0]
+        return TrialRecord(
+            seeds=tuple(_seed_record(r) for r in self.seeds), source=self.setting.source,
+            band=self.setting.band, alphabet=self.setting.alphabet,
+            recipe=dataclasses.asdict(self.plan.recipe), nca_tokens=self.plan.nca_tokens,
+            domain_tokens=self.plan.domain_tokens, tokens=first.tokens,
+            bpb=statistics.fmean(r.bpb for r in self.seeds),
+            complexity_mean=first.data_stats.get("complexity_mean"),
+            acceptance_rate=first.data_stats.get("acceptance_rate"), upstream=first.upstream,
+            wall_s=self.wall_s, device=self.device,
+        )
 
-    def attrs(self) -> dict[str, Any]:
-        r = self.seeds
-        speedups = [x.speedup for x in r]
-        reached = [s for s in speedups if s is not None]
-        stats = r[0].data_stats
-        return {
-            "seeds": [x.seed for x in r], "losses": [x.loss for x in r],
-            "scratch_losses": [x.scratch_loss for x in r],
-            "bpb": statistics.fmean(x.bpb for x in r),
-            "gains_pct": [x.gain_pct for x in r], "gain_pct": statistics.fmean(x.gain_pct for x in r),
-            "nca_effect_pct": statistics.fmean(x.gain_pct for x in r),
-            "net_effects_pct": [x.net_gain_pct for x in r],
-            "net_effect_pct": statistics.fmean(x.net_gain_pct for x in r),
-            "best_scratch_losses": [x.best_scratch_loss for x in r],
-            "best_scratch_recipes": [x.best_scratch_recipe for x in r],
-            "scratch_losses_by_recipe": [x.scratch_losses for x in r],
-            "speedups": speedups, "speedup": statistics.fmean(reached) if reached else None,
-            "curves": [[list(p) for p in x.curve] for x in r],
-            "scratch_curves": [[list(p) for p in x.scratch_curve] for x in r],
-            "band": list(self.setting.band), "alphabet": self.setting.alphabet,
-            "source": self.setting.source,
-            "recipe": dataclasses.asdict(self.plan.recipe),
-            "nca_tokens": self.plan.nca_tokens, "domain_tokens": self.plan.domain_tokens,
-            "complexity_mean": stats.get("complexity_mean"),
-            "acceptance_rate": stats.get("acceptance_rate"),
-            "upstream": r[0].upstream, "probes": [x.probe for x in r], "tokens": r[0].tokens,
-            "wall_s": self.wall_s, "device": self.device, "record_version": RECORD_VERSION,
-        }
+
+def _seed_record(r: SeedResult) -> SeedRecord:
+    return SeedRecord(
+        seed=r.seed, loss=r.loss, scratch_loss=r.scratch_loss, gain_pct=r.gain_pct,
+        net_gain_pct=r.net_gain_pct, best_scratch_loss=r.best_scratch_loss,
+        best_scratch_recipe=r.best_scratch_recipe, scratch_losses=r.scratch_losses,
+        speedup=r.speedup, curve=tuple(r.curve), scratch_curve=tuple(r.scratch_curve),
+        probe=r.probe,
+    )
 
 
 # -- the trial -----------------------------------------------------------------------------------
@@ -349,12 +336,14 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
     best_label = min(scratch, key=lambda label: scratch[label].final_loss)
     best = scratch[best_label]
     preset = get_preset(context.preset)
+    stats: dict[str, Any] = {}
+    probes: dict[str, Any] | None = None
     if setting.source == "none":
-        curve, upstream, stats, tokens, probes = matched.curve, None, {}, plan.domain_tokens, None
+        curve, upstream, tokens = matched.curve, None, plan.domain_tokens
     else:
         # Live progress (search.progress) goes through the reporter's optional progress method.
-        tell = (functools.partial(reporter.progress, seed_index=index)
-                if hasattr(reporter, "progress") else None)
+        progress = getattr(reporter, "progress", None)
+        tell = functools.partial(progress, seed_index=index) if progress else None
         state, upstream, stats, ppt_tokens = _pretrained(setting, plan, context, seed, tell=tell)
         if tell:
             tell("transfer", tokens=0, total=0)
@@ -385,6 +374,7 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
         probes.update(unigram_loss=unigram, tokens_to_unigram=tokens_to_reach(curve, unigram),
                       scratch_tokens_to_unigram=tokens_to_reach(matched.curve, unigram))
     scores = lm_score(curve, matched.curve, corpus.bytes_per_token)
+    assert scores.gain_pct is not None  # scored against the matched scratch curve
     return SeedResult(
         seed=seed, loss=scores.final_loss, scratch_loss=matched.final_loss, bpb=scores.bpb,
         gain_pct=scores.gain_pct, speedup=scores.speedup, curve=list(curve),

@@ -25,13 +25,13 @@ def journal_storage(path: Path) -> optuna.storages.JournalStorage:
 
 @pytest.fixture(scope="session")
 def synthetic_journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A journal with studies code, math, web (loss objective) and code-mo (loss + tokens)."""
+    """A journal with studies code, math, web (loss objective) and code-mo (loss + compute)."""
     path = tmp_path_factory.mktemp("journal") / "studies.journal"
     storage = journal_storage(path)
     for i, domain in enumerate(("code", "math", "web")):
         create_synthetic_study(storage, domain, domain=domain, n_search=24, seed=i)
     create_synthetic_study(storage, "code-mo", domain="code", n_search=24, seed=9,
-                           objectives=("loss", "tokens"))
+                           objectives=("loss", "compute"))
     return path
 
 

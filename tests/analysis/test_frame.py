@@ -17,7 +17,8 @@ from analysis.synthetic import SEARCH_SPACE
 SECTION_4_KEYS = {
     "kind", "seeds", "losses", "scratch_losses", "bpb", "gain_pct", "gains_pct", "speedup",
     "speedups", "curves", "scratch_curves", "band", "alphabet", "source", "complexity_mean",
-    "acceptance_rate", "upstream", "wall_s", "device", "code_version",
+    "acceptance_rate", "upstream", "wall_s", "device", "record_version", "net_effects_pct",
+    "best_scratch_losses", "best_scratch_recipes", "describe", "setting",
 }
 
 
@@ -35,7 +36,7 @@ def test_trials_frame_agrees_with_optuna_trials_dataframe(synthetic_journal):
     assert len(ours) == len(theirs) == len(records[0].trials)
     np.testing.assert_array_equal(ours["number"], theirs["number"])
     # Optuna names unnamed objectives values_0, values_1; we use the search's objective names.
-    for col, their in (("values_loss", "values_0"), ("values_tokens", "values_1"),
+    for col, their in (("values_loss", "values_0"), ("values_compute", "values_1"),
                        ("params_band_lower", None), ("params_alphabet", None)):
         pd.testing.assert_series_equal(ours[col], theirs[their or col], check_names=False)
     assert (ours["state"] == theirs["state"]).all()

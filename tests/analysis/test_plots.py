@@ -98,7 +98,7 @@ def test_pareto_front_of_multi_objective_study(a):
     fig = plots.plot_pareto(rec, a.trials)
     front = next(c for c in fig.axes[0].collections if "Pareto" in c.get_label())
     t = a.trials[a.trials["study"] == "code-mo"]
-    mask = plots.pareto_mask(t[["values_loss", "values_tokens"]].to_numpy(), rec.directions)
+    mask = plots.pareto_mask(t[["values_loss", "values_compute"]].to_numpy(), rec.directions)
     assert len(front.get_offsets()) == mask.sum() >= 1
     with pytest.raises(plots.FigureSkipped, match="single objective"):
         plots.plot_pareto(_rec(a, "code"), a.trials)
