@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,7 +107,7 @@ def _allowed(module: str, rules: tuple[str, ...]) -> bool:
 
 
 @pytest.mark.parametrize("package", PACKAGES)
-def test_imports_follow_the_layering(package):
+def test_imports_follow_the_layering(package: str) -> None:
     bad = []
     for path in _modules(package):
         for imp in _imports(path):
@@ -119,7 +120,8 @@ def test_imports_follow_the_layering(package):
     assert not bad, "\n".join(bad)
 
 
-def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
+def test_the_checker_sees_every_kind_of_import(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A rule test that parses nothing would pass: check the parser on each form."""
     pkg = tmp_path / "analysis"
     pkg.mkdir()
@@ -137,14 +139,14 @@ def test_the_checker_sees_every_kind_of_import(tmp_path, monkeypatch):
                    ("analysis.frame", False), ("search.trial", False), ("lm.model", True)]
 
 
-def _fresh(code: str) -> dict:
+def _fresh(code: str) -> Any:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          timeout=600, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_search_storage_imports_no_torch_and_no_other_search_module():
+def test_search_storage_imports_no_torch_and_no_other_search_module() -> None:
     got = _fresh("import json, sys\nimport search.storage\n"
                  "print(json.dumps(sorted(m for m in sys.modules if m == 'torch'"
                  " or m.split('.')[0] in ('search', 'nca', 'lm', 'analysis'))))")
@@ -174,7 +176,7 @@ print(json.dumps({"before": before, "after": state(), "modules": names}))
 """
 
 
-def test_importing_every_module_changes_no_process_wide_state():
+def test_importing_every_module_changes_no_process_wide_state() -> None:
     got = _fresh(_EVERY_MODULE % (PACKAGES,))
     assert got["after"] == got["before"]
     assert len(got["modules"]) == sum(len(_modules(p)) for p in PACKAGES)
