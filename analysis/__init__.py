@@ -14,8 +14,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Public name -> defining module. Loaded on first use, so ``python -m analysis.report`` does not
-# import analysis.report twice and ``import analysis.storage`` stays light.
+# Public name -> defining module (``analysis.<module>``, or a dotted module elsewhere). Loaded on
+# first use, so ``python -m analysis.report`` does not import analysis.report twice and
+# ``import analysis`` stays light.
 _EXPORTS = {
     "dashboard_command": "dashboard",
     "SCRATCH_SOURCES": "frame", "StudyRecord": "frame", "band_label": "frame",
@@ -26,7 +27,9 @@ _EXPORTS = {
     "NOISE": "stats", "WILCOXON_MIN_N": "stats", "PairedTest": "stats", "best_setting": "stats",
     "holm": "stats", "mean_ci": "stats", "paired_test": "stats", "seed_noise": "stats",
     "setting_stats": "stats",
-    "StorageError": "storage", "open_storage": "storage", "resolve_study_names": "storage",
+    # The one storage opener, shared with the search (it imports no torch).
+    "StorageError": "search.storage", "open_storage": "search.storage",
+    "resolve_study_names": "search.storage",
 }
 __all__ = [
     "NOISE", "PAPER", "PAPER_MAX_SPEEDUP", "SCRATCH_SOURCES", "WILCOXON_MIN_N", "Analysis",
@@ -40,7 +43,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"analysis.{_EXPORTS[name]}"), name)
+    module = _EXPORTS[name]
+    return getattr(importlib.import_module(module if "." in module else f"analysis.{module}"), name)
 
 
 def __dir__() -> list[str]:

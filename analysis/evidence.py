@@ -33,7 +33,7 @@ from analysis.frame import StudyRecord, load_studies
 from analysis.paper import PAPER_BAND_LABELS, band_anchors
 from analysis.report import Analysis, _atomic_write, analyze, write_report
 from analysis.stats import NOISE, holm, paired_test
-from analysis.storage import StorageError
+from search.storage import StorageError
 
 __all__ = ["DOMAINS", "fidelity_table", "knob_effects", "main", "settings_table",
            "spearman_by_domain", "trials_table"]
@@ -102,7 +102,7 @@ def knob_effects(seeds: pd.DataFrame, base: str = "band-30-40", alpha: float = 0
         return table
     # Several knobs per domain: a verdict must survive the correction for picking among them.
     table["p_holm"] = np.nan
-    for _, idx in table.groupby("domain").groups.items():
+    for idx in table.groupby("domain").groups.values():
         table.loc[idx, "p_holm"] = holm(table.loc[idx, "p"].to_numpy())
     significant = table["p_holm"] < alpha
     table["verdict"] = np.where(significant & (table["delta"] > 0), "helps",

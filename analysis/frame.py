@@ -27,7 +27,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from analysis.storage import open_storage, resolve_study_names
+from search.storage import open_storage, resolve_study_names
 from search.record import TrialRecord
 
 __all__ = ["SCRATCH_SOURCES", "StudyRecord", "band_label", "load_studies", "seeds_frame",
@@ -81,9 +81,9 @@ def load_studies(
     """Read the named studies (default: all) from a journal file, database URL or storage.
 
     Raises:
-        analysis.storage.StorageError: If the storage cannot be opened or a name is unknown.
+        search.storage.StorageError: If the storage cannot be opened or a name is unknown.
     """
-    opened = open_storage(storage)
+    opened = open_storage(storage, create=False)
     records = []
     for name in resolve_study_names(opened, study_names):
         study = optuna.load_study(study_name=name, storage=opened)

@@ -34,7 +34,7 @@ from analysis.document import Block, FigureBlock, Heading, Para, Table, render_m
 from analysis.frame import load_studies, seeds_frame
 from analysis.report import _atomic_write
 from analysis.stats import holm, paired_test
-from analysis.storage import StorageError
+from search.storage import StorageError
 
 __all__ = ["CELL_KEYS", "cell_table", "main", "regime_seeds", "sign_flips"]
 

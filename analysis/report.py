@@ -28,15 +28,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from optuna.storages import BaseStorage
 
-from ncaio import atomic_write, atomic_write_bytes
-
 from analysis import sections
 from analysis.document import Block, FigureBlock, render_html, render_markdown
 from analysis.frame import StudyRecord, _records, load_studies, seeds_frame, trials_frame
 from analysis.paper import cross_domain_table
 from analysis.plots import FigureSkipped
 from analysis.stats import seed_noise, setting_stats
-from analysis.storage import StorageError
+from ncaio import atomic_write, atomic_write_bytes
+from search.storage import StorageError
 
 __all__ = ["Analysis", "analyze", "main", "write_report"]
 
@@ -74,7 +73,7 @@ def analyze(storage: str | os.PathLike[str] | BaseStorage | Sequence[StudyRecord
         alpha: Significance level of the verdicts.
 
     Raises:
-        analysis.storage.StorageError: Unknown storage or study name (one-line message).
+        search.storage.StorageError: Unknown storage or study name (one-line message).
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")

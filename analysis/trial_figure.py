@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+# A Figure drawn without pyplot needs no GUI backend, so nothing switches the process-wide
+# matplotlib backend (importing this module used to call matplotlib.use("Agg")).
+from matplotlib.figure import Figure
 
 Curve = Sequence[Sequence[float]]
 
@@ -16,7 +15,8 @@ Curve = Sequence[Sequence[float]]
 def save_trial_curves(curves: Sequence[Curve], scratch_curves: Sequence[Curve], seeds: Sequence[int],
                       title: str, path: Path) -> Path:
     """Plot each seed's downstream validation loss next to its scratch run; write a PNG."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    fig = Figure(figsize=(6.4, 4.0), dpi=110)
+    ax = fig.subplots()
     for i, (curve, scratch, seed) in enumerate(zip(curves, scratch_curves, seeds)):
         color = f"C{i % 10}"
         x, y = zip(*curve)
@@ -30,5 +30,4 @@ def save_trial_curves(curves: Sequence[Curve], scratch_curves: Sequence[Curve], 
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return Path(path)

@@ -12,6 +12,8 @@ nothing of the project, so the import rules between the others still hold.
 - ``save_verified``/``verify_file``: any file (a torch checkpoint) with a ``<path>.sha256``
   sidecar, written atomically after the file; verify before loading.
 - ``quarantine``: a damaged entry is moved to ``<dir>/.corrupt/`` for inspection, never deleted.
+- ``content_key``/``canonical_json``, ``sha256_bytes``/``sha256_file``, ``source_key``: the one
+  set of hashers behind every cache key and checksum (nca, lm, search).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
@@ -35,13 +37,17 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "canonical_json",
+    "content_key",
     "quarantine",
     "read_intact",
     "read_verified_json",
     "report_corrupt",
     "save_verified",
+    "sha256_bytes",
     "sha256_file",
     "sidecar_path",
+    "source_key",
     "verify_file",
     "write_verified_json",
 ]
@@ -128,8 +134,45 @@ def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 22) -> str
     return h.hexdigest()
 
 
+def source_key(files: Iterable[Path], length: int = 16) -> str:
+    """Hex sha256 prefix of the names and bytes of source ``files``, in the order given (a
+    missing file counts as empty): a code version no one has to bump by hand."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes() if path.exists() else b"")
+    return h.hexdigest()[:length]
+
+
+def _key_default(obj: Any) -> Any:
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if type(obj).__module__ == "numpy" and hasattr(obj, "item"):  # a numpy scalar
+        return obj.item()
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def canonical_json(obj: Any, *, default: Callable[[Any], Any] | None = _key_default) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal text.
+
+    ``default`` turns what JSON cannot hold into what it can; the default writes paths as
+    strings and numpy scalars as numbers, and refuses anything else.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=default)
+
+
+def content_key(obj: Any, *, length: int = 20,
+                default: Callable[[Any], Any] | None = _key_default) -> str:
+    """Hex sha256 prefix of ``canonical_json(obj, default=default)``: a cache key.
+
+    Changing how a key is computed orphans every cache entry stored under it, so callers pin
+    their ``default`` (tests/ncaio/test_content_keys.py pins the keys).
+    """
+    return sha256_bytes(canonical_json(obj, default=default).encode())[:length]
+
+
 def _payload(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return canonical_json(obj, default=None)  # strict: what is stored must read back the same
 
 
 def write_verified_json(path: str | os.PathLike[str], obj: Any) -> None:

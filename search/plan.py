@@ -18,14 +18,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import lm
+import ncaio
 from lm.presets import Preset, get_preset
 from lm.recipe import RECIPES, Recipe, get_recipe
 from lm.trainer import TrainConfig
@@ -116,20 +115,19 @@ def scratch_runs(plan: Plan, context: Any) -> list[ScratchRun]:
 
 
 def content_key(data: Any) -> str:
-    """Hex sha256 prefix of canonical JSON: the one hasher of the search's cache keys."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    """Hex sha256 prefix of canonical JSON: the one hasher of the search's cache keys.
+
+    ``ncaio.content_key`` with ``default=str``: whatever JSON cannot hold (numpy scalars too)
+    is keyed by its text, as it always was, so no cached checkpoint or baseline is orphaned.
+    """
+    return ncaio.content_key(data, default=str)
 
 
 @cache
 def lm_source_key() -> str:
     """Hash of the ``lm`` package's source: editing a preset, the trainer or the model changes
     every key that depends on them, with no version to bump by hand."""
-    h = hashlib.sha256()
-    for path in sorted(Path(lm.__file__).resolve().parent.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    return ncaio.source_key(sorted(Path(lm.__file__).resolve().parent.glob("*.py")))
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from search.config import EXECUTORS, StudyConfig, load_study_config
 from search.driver import Driver, DriverEvents, StudyStopped
 from search.driver_lock import StudyBusyError, StudyLock, acquire_study
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
-from search.storage import check_storage, open_storage
+from search.storage import StorageError, check_storage, open_storage
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             return dry_run(config, context)
         lock = take_study(config)
         study = study_lib.open_study(config, context)
-    except (ConfigError, trial_lib.SetupError) as exc:
+    except (ConfigError, StorageError, trial_lib.SetupError) as exc:
         if lock is not None:
             lock.release()
         print(f"error: {exc}", file=sys.stderr)
@@ -231,14 +231,14 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
     resumed = f", {est.trials_done} already finished" if est.trials_done else ""
     calibrated = "cached" if cached else "measured now"
     lines = [
-        f"[dry-run] study {s.name!r}: {s.domain}, preset {context.preset}, {s.executor} "
-        f"x{est.workers}, storage {config.storage_url}",
-        f"  trials:      {est.trials_total}{resumed}; {est.trials_left} to run, "
-        f"{len(config.anchors)} of them anchors first",
+        (f"[dry-run] study {s.name!r}: {s.domain}, preset {context.preset}, {s.executor} "
+         f"x{est.workers}, storage {config.storage_url}"),
+        (f"  trials:      {est.trials_total}{resumed}; {est.trials_left} to run, "
+         f"{len(config.anchors)} of them anchors first"),
         f"  seeds:       {list(context.seeds)} (each trial runs every seed)",
-        f"  per trial:   NCA stage {fmt_tokens(p.nca_tokens)} tokens + domain stage "
-        f"{fmt_tokens(p.domain_tokens)} tokens, per seed; "
-        f"{fmt_tokens(p.seeds * (p.nca_tokens + p.domain_tokens))} tokens in all",
+        (f"  per trial:   NCA stage {fmt_tokens(p.nca_tokens)} tokens + domain stage "
+         f"{fmt_tokens(p.domain_tokens)} tokens, per seed; "
+         f"{fmt_tokens(p.seeds * (p.nca_tokens + p.domain_tokens))} tokens in all"),
         "  cached:      " + ", ".join(f"{name} {have}/{need}" for name, (have, need) in parts.items()),
         f"  calibration: {cal.host}, {cal.threads} torch thread(s), {calibrated}: domain "
         f"{fmt_tokens(_rate(p.domain_tokens, p.domain_steps, cal.domain_step_s))} tokens/s, NCA "
@@ -247,10 +247,10 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
         + f"; worker start {cal.startup_s:.1f}s, NCA data {cal.data_s:.1f}s/seed, "
         f"artifacts {cal.artifacts_s:.1f}s; {est.workers} workers side by side run "
         f"{cal.parallel_slowdown:.2f}x slower each",
-        f"  estimate:    {fmt_duration(est.total_s)} on this machine (scratch baselines "
-        f"{fmt_duration(est.baseline_s)} for seeds {list(est.baseline_seeds)}, then "
-        f"{est.trials_left} trials of ~{fmt_duration(est.trial_s)}, {est.workers} at a time; "
-        f"from {est.source})",
+        (f"  estimate:    {fmt_duration(est.total_s)} on this machine (scratch baselines "
+         f"{fmt_duration(est.baseline_s)} for seeds {list(est.baseline_seeds)}, then "
+         f"{est.trials_left} trials of ~{fmt_duration(est.trial_s)}, {est.workers} at a time; "
+         f"from {est.source})"),
     ]
     if est.source == "calibration":
         lines.append("               an upper bound: pruned and infeasible trials end early")
@@ -264,12 +264,10 @@ def _rate(tokens: int, steps: int, step_s: float) -> float:
 
 def _existing_study(config: StudyConfig) -> optuna.Study | None:
     """The study when it already exists (a resume), without creating anything."""
-    from search.storage import open_storage
-
     try:
         storage = open_storage(config.storage_url, create=False)
         return optuna.load_study(study_name=config.study.name, storage=storage)
-    except (ConfigError, KeyError):
+    except (StorageError, KeyError):
         return None
 
 

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from search import board as board_lib
 from search._toml import ConfigError
 from search.progress import Progress, progress_path, read_progress
+from search.storage import StorageError
 
 STALE_S = 300.0
 """A progress record older than this is flagged: its worker may be gone."""
@@ -149,7 +150,7 @@ def _slurm_state(job_id: str) -> str:
         return ""
     try:
         out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
-                             text=True, timeout=5)
+                             text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         storage = resolve_storage(args.run_dir, args.storage)
         statuses = gather(storage, args.study, args.run_dir)
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json and not args.watch:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import functools
-import hashlib
 import itertools
 import statistics
 import time
@@ -52,6 +51,7 @@ from ncaio import (
     read_intact,
     read_verified_json,
     report_corrupt,
+    sha256_bytes,
     sidecar_path,
     verify_file,
     write_verified_json,
@@ -554,7 +554,7 @@ def _corpus(context: TrialContext) -> DomainCorpus:
 def _corpus_content_key(context: TrialContext) -> str:
     """Hash of the corpus' tokens (train and val), not of where they came from."""
     corpus = _corpus(context)
-    digests = [hashlib.sha256(np.ascontiguousarray(ds.stream).tobytes()).hexdigest()
+    digests = [sha256_bytes(np.ascontiguousarray(ds.stream).tobytes())
                for ds in (corpus.train, corpus.val)]
     return content_key({"vocab": corpus.vocab_size, "tokens": digests})
 

@@ -1,4 +1,7 @@
-"""Conventions analysis promises: frozen documented dataclasses, exports, its import boundary."""
+"""Conventions analysis promises: frozen documented dataclasses and exports.
+
+Its import boundary (storage and ncaio at module level, nca lazily) is in tests/test_imports.py.
+"""
 
 from __future__ import annotations
 
@@ -40,10 +43,3 @@ def test_exports_resolve():
     for name in analysis.__all__:
         assert getattr(analysis, name) is not None, name
 
-
-def test_reads_storage_only_and_nca_lazily():
-    for path in ANALYSIS_DIR.glob("*.py"):
-        text = path.read_text()
-        # search.record is the trial record's schema (standard library only); nothing else
-        assert not re.search(r"^(from|import) (search(?!\.record\b)|lm)\b", text, re.MULTILINE), path
-        assert not re.search(r"^(from|import) nca\b", text, re.MULTILINE), path

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 def _run(tmp_path, *args):
     cmd = [sys.executable, "-m", "search.run", "--run-dir", str(tmp_path / "run"),
            "--cache-dir", str(tmp_path / "cache"), *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _study_file(tmp_path, body):
@@ -28,7 +28,7 @@ def _study_file(tmp_path, body):
         (["--domain", "chess"], "chess"),
         (["--study", "no-such-study"], "no-such-study"),
         (["--study", "smoke", "--preset", "huge"], "huge"),
-        (["--study", "smoke", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "unreachable"),
+        (["--study", "smoke", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
         (["--study", "smoke", "--storage", "sqlite:///x.db", "--workers", "2"], "SQLite"),
         (["--study", "smoke", "--storage", "ftp://host/x"], "ftp://"),
         (["--study", "smoke", "--seeds", "a,b"], "--seeds"),

@@ -1,0 +1,89 @@
+"""Cache keys never change: each pinned value was computed by the hashers before they moved to ncaio.
+
+A changed key silently orphans every cached NCA dataset, checkpoint, baseline and corpus, so a
+refactor of the hashing must keep these bytes exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# Key material with what the real keys hold: nesting, floats, a Path, numpy scalars, non-ASCII.
+SPEC = {"b": [1, 2.5, "x"], "u": "é",
+        "a": {"path": Path("/data/x.jsonl"), "n": np.int64(7), "f": np.float32(0.25)}}
+
+
+def test_nca_content_key_is_pinned():
+    from nca._util import content_key
+
+    assert content_key(SPEC) == "a2e4ae6f4bb5ffb11021"
+    assert content_key(SPEC, length=12) == "a2e4ae6f4bb5"
+
+
+def test_search_content_key_is_pinned():
+    """search's keys stringify what JSON cannot hold (numpy scalars too), unlike nca's."""
+    from search.plan import content_key
+
+    assert content_key(SPEC) == "b3612fea653dcf9c9692"
+
+
+def test_file_digests_are_pinned(tmp_path):
+    from lm.data import _sha256
+    from nca.controls import file_sha256
+
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b'{"text": "hello"}\n')
+    want = "7cda9ec1f0842184c2f10f1b056ef625e75a4749c94b594d0a70c9eda7553262"
+    assert file_sha256(path) == want and _sha256(path) == want
+
+
+def test_lm_split_buckets_are_pinned():
+    from lm.sources import split_of
+
+    assert [split_of(f"doc-{i}", 50) for i in range(8)] == \
+        ["val", "train", "train", "train", "train", "val", "train", "train"]
+
+
+def test_ncaio_content_key_gives_both_pinned_keys():
+    """Its default is nca's canonical form; search keeps its own (``default=str``)."""
+    import ncaio
+
+    assert ncaio.content_key(SPEC) == "a2e4ae6f4bb5ffb11021"
+    assert ncaio.content_key(SPEC, default=str) == "b3612fea653dcf9c9692"
+
+
+def test_source_key_is_pinned(tmp_path):
+    """The lm source hash of the plan keys (search.plan.lm_source_key) hashes names and bytes."""
+    import ncaio
+
+    (tmp_path / "a.py").write_bytes(b"x = 1\n")
+    (tmp_path / "b.py").write_bytes("é = 2\n".encode())
+    assert ncaio.source_key(sorted(tmp_path.glob("*.py"))) == "2fbcb30e364363ee"
+
+
+def test_lm_source_key_hashes_every_lm_module_by_name_and_bytes():
+    import hashlib
+
+    import lm
+    from search.plan import lm_source_key
+
+    h = hashlib.sha256()  # the old implementation, verbatim
+    for path in sorted(Path(lm.__file__).resolve().parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    assert lm_source_key() == h.hexdigest()[:16]
+
+
+def test_verified_json_checksum_and_token_digest_are_pinned(tmp_path):
+    import json
+
+    import ncaio
+
+    ncaio.write_verified_json(tmp_path / "v.json", {"b": [1, 2.5], "a": {"x": "é"}})
+    recorded = json.loads((tmp_path / "v.json").read_text())["sha256"]
+    assert recorded == "9f06e087906196d72ba66fb9be19db5e447a16c8cede1d2d00cd0481da0ddeb8"
+    tokens = np.ascontiguousarray(np.arange(5, dtype=np.uint16)).tobytes()  # search.trial's corpus key
+    assert ncaio.sha256_bytes(tokens) == \
+        "092977d86764722166958b9307b445c3054aab39bd8f9dddc80363777cecc197"
