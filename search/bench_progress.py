@@ -28,6 +28,7 @@ import torch
 
 
 def _reporter(root: Path, preset: str) -> Any:
+    from search._optuna import trial_id
     from search.config import PrunerSection
     from search.jobs import TrialPayload, _OptunaReporter
     from search.space import Setting
@@ -39,7 +40,7 @@ def _reporter(root: Path, preset: str) -> Any:
     trial = study.ask()
     context = TrialContext(domain="code", data="", tokenizer="byte", preset=preset,
                            nca_tokens=1, domain_tokens=1, seeds=(0,), cache_dir=str(root))
-    payload = TrialPayload(storage=storage, study_name="bench", trial_id=trial._trial_id,
+    payload = TrialPayload(storage=storage, study_name="bench", trial_id=trial_id(trial),
                            setting=Setting(), context=context, pruner=PrunerSection(),
                            objectives=("loss",), work_dir=str(root / "trial"))
     return _OptunaReporter(payload)

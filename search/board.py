@@ -20,7 +20,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Self, TextIO
 
 import optuna
 from optuna.trial import TrialState
@@ -130,7 +130,7 @@ def _baseline_row(driver: Driver, started: float) -> Row:
 
 
 def _counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
-    from search.driver import _counts as counts_towards
+    from search.driver import counts_towards_n_trials as counts_towards
 
     out = {"complete": 0, "pruned": 0, "failed": 0}
     for t in trials:
@@ -256,7 +256,7 @@ class Board:
     def show(self, snap: Snapshot) -> None:
         """Draw ``snap``."""
 
-    def __enter__(self) -> Board:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -337,7 +337,7 @@ class LiveBoard(Board):
         self._snap = snap
         self._live.update(render(snap), refresh=True)
 
-    def __enter__(self) -> LiveBoard:
+    def __enter__(self) -> Self:
         self._live.start()
         return self
 

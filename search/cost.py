@@ -31,8 +31,8 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from search import trial as trial_lib
 from ncaio import atomic_write_json as write_json_atomic
+from search import trial as trial_lib
 from search.config import StudyConfig
 from search.plan import resolve
 from search.space import Setting, setting_from_params
@@ -193,7 +193,8 @@ def _measure(config: StudyConfig, context: trial_lib.TrialContext, threads: int)
         cfg = trial_plan.nca_config(preset, 0, preset.nca_seq_len + 1)
         nca_model = build_model(preset, vocab, seed=0)
         nca_step[alphabet], nca_eval[alphabet] = _time_stage(nca_model, train_ds, val_ds, cfg)
-        diag = max(diag, _timed(lambda: _diagnose(nca_model, train_ds, val_ds))[1])
+        # _timed calls the lambda at once, so it sees this iteration's model and data
+        diag = max(diag, _timed(lambda: _diagnose(nca_model, train_ds, val_ds))[1])  # noqa: B023
     with tempfile.TemporaryDirectory(prefix="ncasearch-calibrate-") as tmp:
         setting = _probe_setting(config)
         data_s = _timed(lambda: _build_data(setting, context, Path(tmp)))[1]
@@ -368,12 +369,12 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
     """The study's wall time from ``cal``, or from its own finished trials when it has some."""
     from search import jobs
     from search.board import _mean_trial_s
-    from search.driver import _counts
+    from search.driver import counts_towards_n_trials
 
     p = plan(config, context)
     workers = config.slurm.max_in_flight if config.study.executor == "slurm" else config.study.workers
     trials = study.get_trials(deepcopy=False) if study is not None else []
-    done = sum(_counts(t) for t in trials)
+    done = sum(counts_towards_n_trials(t) for t in trials)
     left = max(0, config.study.n_trials - done)
     todo = tuple(s for s in context.seeds if not jobs.baseline_cached(context, s))
     measured = _mean_trial_s(trials)
