@@ -167,7 +167,7 @@ def _stage_config(args: argparse.Namespace, preset: Preset, stage: Stage, seq_le
     return dataclasses.replace(cfg, compile=True) if args.compile else cfg
 
 
-# -- the commands ----------------------------------------------------------------------------------
+# -- the commands --------------------------------------------------------------------------------
 
 
 class _StopFlag:
