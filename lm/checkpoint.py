@@ -1,7 +1,16 @@
-"""Verified checkpoint files: written atomically with a sha256 sidecar, checked before loading."""
+"""Verified checkpoint files, and the one layout of a pre-pre-trained model.
+
+Every checkpoint is written atomically with a sha256 sidecar and checked before loading. A
+pre-pre-trained (NCA-stage) checkpoint is ``{"model": Transformer.state_dict(), "upstream":
+UpstreamDiagnostic as a dict}``; the state dict carries its ModelConfig under ``_extra_state``.
+The search trial caches it under ``ppt/``, ``python -m lm.cli nca`` writes it and
+``lm.transfer`` reads it. (The trainer's resumable checkpoint, see lm.trainer, is another file:
+the state of a run in progress, never a transfer source.)
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +18,11 @@ import torch
 
 from ncaio import CorruptCacheError, save_verified, verify_file
 
-__all__ = ["CorruptCacheError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["PRETRAINED_KEYS", "CorruptCacheError", "load_checkpoint", "save_checkpoint",
+           "save_pretrained"]
+
+PRETRAINED_KEYS = frozenset({"model", "upstream"})
+"""The keys of a pre-pre-trained checkpoint, exactly."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -18,6 +31,12 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     The sha256 of the file goes to `<path>.sha256` after it (see ncaio.save_verified).
     """
     return save_verified(path, lambda f: torch.save(state, f))
+
+
+def save_pretrained(path: str | Path, model: torch.nn.Module, upstream: Mapping[str, Any]
+                    ) -> Path:
+    """Write a pre-pre-trained checkpoint: the model's weights and its upstream diagnostic."""
+    return save_checkpoint(path, {"model": model.state_dict(), "upstream": dict(upstream)})
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Named model sizes with their default training knobs and budgets.
 
-Run `python -m lm.presets` to list them with parameter counts.
+Run `python -m lm.cli presets` to list them with parameter counts.
 
 Example:
     >>> preset = get_preset("tiny")
@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -190,18 +189,3 @@ def build_model(preset: Preset | str, vocab_size: int, *, seed: int = 0,
     generator = torch.Generator().manual_seed(seed)
     return Transformer(preset.model_config(vocab_size, max_seq_len), generator=generator)
 
-
-def _main(argv: list[str]) -> int:
-    text_vocab, nca_vocab = 257, 10 ** 4 + 2
-    print(f"{'preset':<12} {'layers':>6} {'width':>6} {'heads':>5} {'params (bytes)':>15} "
-          f"{'params (NCA)':>13} {'non-emb':>12}  description")
-    for p in PRESETS.values():
-        print(f"{p.name:<12} {p.n_layer:>6} {p.n_embd:>6} {p.n_head:>5} "
-              f"{p.num_params(text_vocab):>15,} {p.num_params(nca_vocab):>13,} "
-              f"{p.num_params(0):>12,}  {p.description}")
-    print(f"(byte vocabulary {text_vocab}; NCA vocabulary {nca_vocab} = 10**4 + 2)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

@@ -30,11 +30,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from lm.model import Transformer
+
+if TYPE_CHECKING:  # lm.presets imports this module
+    from lm.presets import Preset, Stage
+    from lm.trainer import TrainConfig
 
 __all__ = ["EMBED_INITS", "NCA_SCHEDULES", "RECIPES", "Recipe", "get_recipe", "init_new_embeddings"]
 
@@ -99,6 +103,24 @@ class Recipe:
         """TrainConfig fields of the domain stage and of its scratch baseline."""
         return {"warmup_frac": self.warmup_frac, "min_lr_ratio": self.min_lr_ratio,
                 "weight_decay": self.weight_decay, "beta2": self.beta2}
+
+    def stage_config(self, preset: Preset, stage: Stage, *, seed: int, seq_len: int,
+                     tokens: int, domain_lr: float) -> TrainConfig:
+        """TrainConfig of ``stage`` under this recipe: the one composition that the search trial
+        (``search.plan``) and the ``lm.cli`` stages share.
+
+        Args:
+            preset: the model size and its defaults.
+            stage: ``nca`` (pre-pre-training) or ``domain`` (also the scratch baseline).
+            seed: batch-order seed.
+            seq_len: tokens per sequence of the stage's dataset.
+            tokens: the stage's budget in training tokens.
+            domain_lr: the domain stage's peak lr (the NCA stage's is a ratio of it).
+        """
+        overrides = (self.nca_overrides(domain_lr) if stage == "nca"
+                     else {"lr": domain_lr, **self.domain_overrides()})
+        return preset.train_config(stage, seq_len=seq_len, seed=seed, total_tokens=tokens,
+                                   **overrides)
 
     def replace(self, **changes: Any) -> Recipe:
         """This recipe with some fields changed (named ``<name>+`` when anything changed)."""

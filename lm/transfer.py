@@ -7,7 +7,7 @@ blocks. The report lists every tensor under exactly one of copied / re-initialis
 ones again under frozen.
 
 Example:
-    >>> model, report = transfer(nca_checkpoint, 257, TransferConfig(freeze=("attention",)))
+    >>> model, report = transfer("ppt.pt", 257, TransferConfig(freeze=("attention",)))
     >>> print(report.summary())
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from lm.checkpoint import load_checkpoint
+from lm.checkpoint import PRETRAINED_KEYS, load_checkpoint
 from lm.model import ModelConfig, Transformer
 from lm.recipe import EMBED_INITS, init_new_embeddings
 
@@ -114,43 +114,50 @@ def _selected(name: str, groups: tuple[str, ...], layers: tuple[int, int] | None
     return block is not None and layers[0] <= block < layers[1]
 
 
-def _unpack(source: Any, source_config: ModelConfig | None
-            ) -> tuple[Mapping[str, torch.Tensor], ModelConfig]:
-    if isinstance(source, (str, Path)):
-        source = load_checkpoint(source)
-    if isinstance(source, Transformer):
-        return source.state_dict(), source.config
-    if isinstance(source, Mapping) and "model" in source and "model_config" in source:
-        return source["model"], ModelConfig(**source["model_config"])
-    if isinstance(source, Mapping) and "model" in source:  # e.g. {"model": sd, "upstream": ...}
-        source = source["model"]
-    if isinstance(source, Mapping) and source_config is not None:
-        return source, source_config
-    if isinstance(source, Mapping) and isinstance(source.get("_extra_state"), dict):
-        return source, ModelConfig(**source["_extra_state"])
-    raise ValueError("transfer source must be a Transformer, a Transformer.state_dict() (it "
-                     "carries its config), a checkpoint dict with 'model', or a path to one")
+_ACCEPTED = ("accepted: a pre-pre-trained checkpoint {'model': state_dict, 'upstream': {...}} "
+             "(lm.checkpoint), the path of one, or a Transformer.state_dict()")
 
 
-def transfer(source: Any, target_vocab_size: int, cfg: TransferConfig = TransferConfig(), *,
-             source_config: ModelConfig | None = None) -> tuple[Transformer, TransferReport]:
+def _unpack(source: Any) -> tuple[Mapping[str, torch.Tensor], ModelConfig]:
+    """The weights and config of `source`: the layout lm.checkpoint defines, or its state dict
+    (which carries its ModelConfig under `_extra_state`), and nothing else."""
+    state = load_checkpoint(source) if isinstance(source, (str, Path)) else source
+    if isinstance(state, Mapping) and set(state) == PRETRAINED_KEYS:
+        state = state["model"]
+    if isinstance(state, Mapping) and isinstance(state.get("_extra_state"), dict):
+        return state, ModelConfig(**state["_extra_state"])
+    where = f"{str(source)!r} holding " if isinstance(source, (str, Path)) else ""
+    raise ValueError(f"transfer source: got {where}{_describe(state)}; {_ACCEPTED}")
+
+
+def _describe(value: Any) -> str:
+    """A short name for what a transfer source was, for the one-line error."""
+    if isinstance(value, Mapping):
+        keys = sorted(map(str, value))
+        more = f" and {len(keys) - 4} more" if len(keys) > 4 else ""
+        return f"a {type(value).__name__} with keys {keys[:4]}{more}"
+    return f"a {type(value).__name__}"
+
+
+def transfer(source: Any, target_vocab_size: int, cfg: TransferConfig = TransferConfig()
+             ) -> tuple[Transformer, TransferReport]:
     """Build a model for `target_vocab_size` tokens from a pre-pre-trained source.
 
     Args:
-        source: a Transformer, its state_dict(), a checkpoint dict holding one under "model"
-            (the trainer's, or {"model": ..., "upstream": ...}), or the path of such a file.
+        source: a pre-pre-trained checkpoint (the layout lm.checkpoint defines:
+            {"model": state_dict, "upstream": ...}), the path of one, or a
+            Transformer.state_dict() (it carries its config).
         target_vocab_size: vocabulary of the target stage (the text tokenizer's).
         cfg: re-initialise / freeze options.
-        source_config: the source's ModelConfig, for a state dict without `_extra_state`.
 
     Returns:
         The target model (on the CPU) and the report of what was copied, re-initialised, frozen.
 
     Raises:
-        ValueError: missing or unexpected tensors, shape mismatches, a layer range beyond the
-            model's blocks.
+        ValueError: a source of another shape, missing or unexpected tensors, shape mismatches,
+            a layer range beyond the model's blocks.
     """
-    state, src_cfg = _unpack(source, source_config)
+    state, src_cfg = _unpack(source)
     for name in ("reinit_layers", "freeze_layers"):
         rng = getattr(cfg, name)
         if rng is not None and rng[1] > src_cfg.n_layer:

@@ -1,23 +1,14 @@
-"""Shared command-line plumbing: NCA flags, one-line errors, exit status 2 on bad values."""
+"""Shared command-line plumbing of nca: NCA flags and their checks (one-line errors and exit
+status 2 come from ncaio.cli)."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 from nca.config import Band, NCAConfig
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def add_nca_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,30 +72,3 @@ def check_cache_dir(path: Path) -> None:
     parent = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
     if not os.access(parent, os.W_OK):
         raise ValueError(f"--cache-dir {str(path)!r}: {str(parent)!r} is not writable")
-
-
-def check_device(text: str) -> None:
-    """Refuse a torch device that does not exist here (torch would fail deep in a rollout)."""
-    import torch
-
-    try:
-        kind = torch.device(text).type
-    except (RuntimeError, ValueError):
-        kind = ""
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": torch.backends.mps.is_available()}
-    if not available.get(kind, False):
-        accepted = ", ".join(k for k, ok in available.items() if ok)
-        raise ValueError(f"--device {text!r} is not available on this machine; accepted: "
-                         f"{accepted}")
-
-
-def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int],
-            argv: list[str] | None) -> int:
-    """Parse `argv` and call `run`; a ValueError becomes one line on stderr and status 2."""
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ValueError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2

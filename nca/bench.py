@@ -20,7 +20,6 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from nca._cli import OneLineParser, run_cli
 from nca._util import default_workers, derive_seed, ordered_map
 from nca.bank import ScoreStream, select_rules
 from nca.config import Band, NCAConfig
@@ -28,6 +27,7 @@ from nca.nca_source import GEN_CHUNK
 from nca.rollout import make_generator, rollout
 from nca.rules import sample_rules
 from nca.tokens import frame_sequences, frames_per_sequence, patch_tokens
+from ncaio.cli import OneLineParser, run_cli
 
 PAPER = NCAConfig()
 SEQ_LEN = 1024

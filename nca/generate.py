@@ -20,18 +20,16 @@ from typing import Any
 from tqdm import tqdm
 
 from nca._cli import (
-    OneLineParser,
     add_nca_arguments,
     check_cache_dir,
-    check_device,
     nca_config_from_args,
     parse_band,
     parse_shares,
-    run_cli,
 )
 from nca.curriculum import FAMILIES, Curriculum
 from nca.dataset import DEFAULT_MAX_CANDIDATES, BuiltDataset, build
 from nca.spec import SOURCES, DataSpec
+from ncaio.cli import OneLineParser, check_device, run_cli
 
 _SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9}
 

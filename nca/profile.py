@@ -12,9 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from nca._cli import OneLineParser, add_nca_arguments, nca_config_from_args, run_cli
+from nca._cli import add_nca_arguments, nca_config_from_args
 from nca.complexity import get_measure
 from nca.profiles import complexity_profile
+from ncaio.cli import OneLineParser, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:

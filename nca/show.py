@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nca._cli import OneLineParser, add_nca_arguments, nca_config_from_args, parse_band, run_cli
+from nca._cli import add_nca_arguments, nca_config_from_args, parse_band
 from nca._util import derive_seed
 from nca.bank import ScoreStream, select_rules
 from nca.config import PAPER_BANDS, NCAConfig
@@ -21,6 +21,7 @@ from nca.profiles import complexity_profile
 from nca.render import contact_sheet, save_gif, save_png
 from nca.rollout import make_generator, rollout
 from nca.rules import sample_rules
+from ncaio.cli import OneLineParser, run_cli
 
 
 def band_trajectories(config: NCAConfig, band_text: str, n_rules: int, n_frames: int, seed: int,

@@ -53,15 +53,13 @@ class Plan:
 
     def domain_config(self, preset: Preset, seed: int, seq_len: int) -> TrainConfig:
         """TrainConfig of the domain stage, shared by the NCA arm and its matched scratch run."""
-        return preset.train_config("domain", seq_len=seq_len, seed=seed,
-                                   total_tokens=self.domain_tokens, lr=self.domain_lr,
-                                   **self.recipe.domain_overrides())
+        return self.recipe.stage_config(preset, "domain", seed=seed, seq_len=seq_len,
+                                        tokens=self.domain_tokens, domain_lr=self.domain_lr)
 
     def nca_config(self, preset: Preset, seed: int, seq_len: int) -> TrainConfig:
         """TrainConfig of the NCA stage."""
-        return preset.train_config("nca", seq_len=seq_len, seed=seed,
-                                   total_tokens=self.nca_tokens,
-                                   **self.recipe.nca_overrides(self.domain_lr))
+        return self.recipe.stage_config(preset, "nca", seed=seed, seq_len=seq_len,
+                                        tokens=self.nca_tokens, domain_lr=self.domain_lr)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

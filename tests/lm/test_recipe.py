@@ -30,12 +30,12 @@ def test_paper_recipe_draws_pytorch_module_defaults_for_embedding_and_head():
 
 def test_the_new_embedding_is_the_same_in_the_nca_arm_and_in_scratch():
     source = tiny_model(vocab_size=50, seed=7)
-    nca_arm, _ = transfer(source, 64, TransferConfig(seed=2, embed_init="reference"))
+    nca_arm, _ = transfer(source.state_dict(), 64, TransferConfig(seed=2, embed_init="reference"))
     scratch = tiny_model(vocab_size=64, seed=2)
     init_new_embeddings(scratch, "reference", seed=2)
     assert torch.equal(nca_arm.tok_emb.weight, scratch.tok_emb.weight)
     assert torch.equal(nca_arm.lm_head.weight, scratch.lm_head.weight)
-    scaled, _ = transfer(source, 64, TransferConfig(seed=2, embed_init="scaled"))
+    scaled, _ = transfer(source.state_dict(), 64, TransferConfig(seed=2, embed_init="scaled"))
     assert abs(float(scaled.tok_emb.weight.std()) - 0.02) < 0.002  # the model's own init
 
 

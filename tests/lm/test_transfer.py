@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lm.checkpoint import save_checkpoint
+from lm.checkpoint import save_checkpoint, save_pretrained
 from lm.transfer import TransferConfig, transfer
 
-from .conftest import tiny_config, tiny_model
+from .conftest import tiny_model
 
 BLOCK_TENSORS = ("attn_norm.weight", "attn.qkv.weight", "attn.out.weight", "mlp_norm.weight",
                  "mlp.up.weight", "mlp.down.weight")
@@ -34,7 +34,7 @@ def test_default_copies_everything_but_embedding_and_head():
 def test_reinit_and_freeze_by_group_and_layer_range():
     source = tiny_model()
     cfg = TransferConfig(reinit=("attention",), reinit_layers=(1, 2), freeze=("mlp", "norm"))
-    model, report = transfer(source, 100, cfg)
+    model, report = transfer(source.state_dict(), 100, cfg)
     attn1 = {"blocks.1.attn.qkv.weight", "blocks.1.attn.out.weight"}
     assert set(report.reinitialized) == {"tok_emb.weight", "lm_head.weight"} | attn1
     assert set(report.copied) == (_names() | {"norm_f.weight"}) - attn1
@@ -48,7 +48,8 @@ def test_reinit_and_freeze_by_group_and_layer_range():
 
 
 def test_norm_group_with_a_layer_range_leaves_the_final_norm():
-    _, report = transfer(tiny_model(), 100, TransferConfig(reinit=("norm",), reinit_layers=(0, 1)))
+    _, report = transfer(tiny_model().state_dict(), 100,
+                         TransferConfig(reinit=("norm",), reinit_layers=(0, 1)))
     assert set(report.reinitialized) == {"tok_emb.weight", "lm_head.weight",
                                          "blocks.0.attn_norm.weight", "blocks.0.mlp_norm.weight"}
 
@@ -56,15 +57,25 @@ def test_norm_group_with_a_layer_range_leaves_the_final_norm():
 def test_sources_accepted(tmp_path):
     source = tiny_model()
     sd = source.state_dict()
-    path = save_checkpoint(tmp_path / "ppt.pt", {"model": sd, "upstream": {"learned": True}})
-    for src in (source, sd, {"model": sd, "upstream": {}}, path, str(path)):
+    path = save_pretrained(tmp_path / "ppt.pt", source, {"learned": True})
+    for src in (sd, {"model": sd, "upstream": {}}, path, str(path)):
         model, _report = transfer(src, 80)
         assert torch.equal(model.blocks[1].mlp.up.weight, source.blocks[1].mlp.up.weight)
+
+
+def test_any_other_source_is_refused_in_one_line_naming_it(tmp_path):
+    sd = tiny_model().state_dict()
     bare = {k: v for k, v in sd.items() if k != "_extra_state"}
-    with pytest.raises(ValueError, match="transfer source"):
-        transfer(bare, 80)
-    model, _ = transfer(bare, 80, source_config=tiny_config())
-    assert model.config.n_head == 2
+    trainer_state = {"model": sd, "model_config": {}, "optimizer": {}}
+    save_checkpoint(tmp_path / "run.pt", trainer_state)
+    for src, got in ((tiny_model(), "got a Transformer"), (bare, "'blocks.0.attn.out.weight'"),
+                     (trainer_state, "'model_config'"),
+                     (tmp_path / "run.pt", f"got {str(tmp_path / 'run.pt')!r} holding a dict")):
+        with pytest.raises(ValueError, match="transfer source") as err:
+            transfer(src, 80)
+        message = str(err.value)
+        assert got in message and "accepted: a pre-pre-trained checkpoint" in message
+        assert "\n" not in message
 
 
 def test_shape_mismatch_and_missing_tensors_are_reported():
@@ -87,4 +98,5 @@ def test_config_validation(kwargs, match):
 
 def test_layer_range_beyond_the_model_is_refused():
     with pytest.raises(ValueError, match="has 2 blocks"):
-        transfer(tiny_model(), 80, TransferConfig(freeze=("mlp",), freeze_layers=(1, 3)))
+        transfer(tiny_model().state_dict(), 80,
+                 TransferConfig(freeze=("mlp",), freeze_layers=(1, 3)))
