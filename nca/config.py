@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -103,20 +102,11 @@ class NCAConfig:
         return asdict(self)
 
 
-_NUM = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_PAIR = re.compile(rf"(?P<q>q?)(?P<lo>{_NUM})\s*[-:]\s*(?P<hi>{_NUM})")
-_PERCENT = re.compile(rf"(?:(?P<lo>{_NUM})-(?P<hi>{_NUM})%|(?P<open>{_NUM})%\+|band-(?P<alo>{_NUM})-(?P<ahi>{_NUM}))")
-_INTERVAL = re.compile(rf"(?P<measure>[a-z_]+?)(?P<q>q?)\[(?P<lo>{_NUM}),\s*(?P<hi>{_NUM})(?P<close>[)\]])")
-_BAND_SPELLINGS = ("LOWER-UPPER or LOWER:UPPER (e.g. 0.3-0.4), qLOWER-UPPER (profile quantiles), "
-                   "30-40%, 50%+, band-30-40 or gzip[0.3, 0.4), where 0 <= lower < upper <= 1")
-
-
 @dataclass(frozen=True, slots=True)
 class Band:
     """An interval [lower, upper) of a complexity measure (upper == 1 is inclusive).
 
-    Positional, `Band(0.5, 1.0)`, because an interval reads best that way. `Band.parse` reads
-    every spelling of a band; `str(band)` writes the one canonical spelling (`gzip[0.3, 0.4)`).
+    Positional, `Band(0.5, 1.0)`, because an interval reads best that way.
     """
 
     lower: float
@@ -142,37 +132,6 @@ class Band:
                 f"Band({self.lower}, {self.upper}) is invalid; accepted: 0 <= lower < upper <= 1"
             )
 
-    @classmethod
-    def parse(cls, text: str) -> Band:
-        """The band `text` spells. Accepted spellings (surrounding spaces are ignored):
-
-        - `0.3-0.4`: a study file's `band` parameter (absolute gzip ratio, lower-upper);
-        - `0.3:0.4`: the `--band` flag of the nca command lines;
-        - `q0.3-0.4`, `q0.3:0.4`: quantiles of the alphabet's complexity profile;
-        - `30-40%`, `50%+`: the paper's names (percent of the gzip ratio; `+` means up to 1);
-        - `band-30-40`, `band-50-100`: the anchor names of the paper's bands;
-        - `gzip[0.3, 0.4)`, `gzipq[0.5, 1]`, `change[0.1, 0.2)`: `str(band)`, measure included.
-
-        Raises:
-            ValueError: One line naming `text` and the accepted spellings.
-        """
-        body = str(text).strip()
-        try:
-            if m := _PAIR.fullmatch(body):
-                return cls(float(m["lo"]), float(m["hi"]), "quantile" if m["q"] else "absolute")
-            if m := _PERCENT.fullmatch(body):
-                lo, hi = (m["open"], "100") if m["open"] else (m["lo"] or m["alo"], m["hi"] or m["ahi"])
-                return cls(float(lo) / 100, float(hi) / 100)
-            if m := _INTERVAL.fullmatch(body):
-                band = cls(float(m["lo"]), float(m["hi"]), "quantile" if m["q"] else "absolute",
-                           m["measure"])
-                if (m["close"] == "]") != (band.upper == 1.0):
-                    raise ValueError("the upper bound is inclusive exactly when it is 1")
-                return band
-        except ValueError:
-            pass  # out of range, unknown measure, `]` below 1: the same one line as a typo
-        raise ValueError(f"band {text!r} is invalid; accepted: {_BAND_SPELLINGS}")
-
     def contains(self, scores: Any) -> Any:
         """Boolean mask of `scores` inside the band (absolute bands only)."""
         if self.kind != "absolute":
@@ -181,20 +140,13 @@ class Band:
         return inside | (scores == 1.0) if self.upper == 1.0 else inside
 
     def __str__(self) -> str:
-        """`gzip[0.3, 0.4)`; `gzipq[...]` for quantiles; `]` when the upper bound is 1."""
         q = "q" if self.kind == "quantile" else ""
         close = "]" if self.upper == 1.0 else ")"
-        return f"{self.measure}{q}[{_exact(self.lower)}, {_exact(self.upper)}{close}"
+        return f"{self.measure}{q}[{self.lower:g}, {self.upper:g}{close}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (for JSON and cache keys)."""
         return {"lower": self.lower, "upper": self.upper, "kind": self.kind, "measure": self.measure}
-
-
-def _exact(x: float) -> str:
-    """`0.3`, `1`: short like `:g`, but every digit `Band.parse` needs to get `x` back."""
-    short = f"{x:g}"
-    return short if float(short) == x else repr(float(x))
 
 
 PAPER_BANDS = (Band(0.2, 0.3), Band(0.3, 0.4), Band(0.4, 0.5), Band(0.5, 1.0))

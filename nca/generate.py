@@ -28,7 +28,7 @@ from nca._cli import (
     parse_shares,
     run_cli,
 )
-from nca.config import Band
+from nca.bands import parse_band
 from nca.curriculum import FAMILIES, Curriculum
 from nca.dataset import DEFAULT_MAX_CANDIDATES, BuiltDataset, build
 from nca.spec import SOURCES, DataSpec
@@ -57,7 +57,7 @@ def spec_from_args(args: argparse.Namespace) -> DataSpec:
                              f"not {args.source}")
         return DataSpec(source=args.source, dyck_k=args.dyck_k, text_path=args.text)
     cfg = nca_config_from_args(args)
-    bands = [Band.parse(b) for b in (args.band or ["0.5:1.0"])]
+    bands = [parse_band(b) for b in (args.band or ["0.5:1.0"])]
     shares = parse_shares(args.shares)
     if args.curriculum == "constant":
         if len(bands) != 1 or shares is not None:

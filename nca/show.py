@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from nca._cli import OneLineParser, add_nca_arguments, nca_config_from_args, run_cli
-from nca.config import PAPER_BANDS, Band
+from nca.bands import parse_band
+from nca.config import PAPER_BANDS
 from nca.render import contact_sheet, save_gif, save_png
 from nca.trajectories import band_trajectories
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     add_nca_arguments(parser)
     parser.add_argument("--band", action="append", default=None,
                         help="LOWER:UPPER, or qLOWER:UPPER for profile quantiles (or any "
-                             "spelling of nca.Band.parse); repeatable (default: the paper's four)")
+                             "spelling of nca.bands.parse_band); repeatable (default: the paper's four)")
     parser.add_argument("--rules", type=int, default=4, help="sample rules per band (default 4)")
     parser.add_argument("--frames", type=int, default=24, help="frames per trajectory (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                                  f"accepted: an integer >= 1")
         # File names follow the text typed (the paper's bands: band_0.2-0.3, ...).
         texts = args.band or [f"{b.lower:g}:{b.upper:g}" for b in PAPER_BANDS]
-        bands = [(text, Band.parse(text)) for text in texts]  # every typo before any work
+        bands = [(text, parse_band(text)) for text in texts]  # every typo before any work
         args.out.mkdir(parents=True, exist_ok=True)
         rows = []
         for text, band in bands:
