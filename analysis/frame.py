@@ -27,8 +27,8 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search.storage import open_storage, resolve_study_names
 from search.record import TrialRecord
+from search.storage import open_storage, resolve_study_names
 
 __all__ = ["SCRATCH_SOURCES", "StudyRecord", "band_label", "load_studies", "seeds_frame",
            "setting_text", "trials_frame"]
@@ -120,7 +120,8 @@ def _records(source: Source, study_names: Sequence[str] | None) -> list[StudyRec
 def band_label(lower: float, upper: float, kind: str = "absolute") -> str:
     """The paper's way of naming a band: ``30-40%``, or ``50%+`` when it is open above.
 
-    Quantile bands (of an alphabet's complexity profile) read ``q0.30-0.40`` instead.
+    Quantile bands (of an alphabet's complexity profile) read ``q0.30-0.40`` instead. A label for
+    reports (rounded), not the canonical ``str(nca.Band)``; ``nca.bands.parse_band`` reads both.
     """
     if kind == "quantile":
         return f"q{lower:.2f}-{upper:.2f}"
@@ -138,11 +139,14 @@ def setting_text(row: Any) -> str:
 
 
 def _parse_band_text(text: Any) -> tuple[float, float] | None:
+    """A ``band`` parameter (``0.3-0.4``) of a trial stored without its ``setting`` JSON."""
+    from nca.bands import parse_band  # lazily: only old trials need it, and nca imports torch
+
     try:
-        lo, hi = (float(x) for x in str(text).split("-"))
+        band = parse_band(str(text))
     except ValueError:
         return None
-    return lo, hi
+    return band.lower, band.upper
 
 
 def _nominal_band(setting: dict[str, Any], p: dict[str, Any], a: dict[str, Any]

@@ -47,7 +47,8 @@ _TESTED = ("gain", "harm")
 
 
 PAPER_BAND_LABELS = ("20-30%", "30-40%", "40-50%", "50%+")
-"""The paper's four bands as :func:`analysis.frame.band_label` names them."""
+"""The paper's four bands (``nca.PAPER_BANDS``) as :func:`analysis.frame.band_label` names
+them; ``nca.bands.parse_band`` reads each back (tests pin both)."""
 
 
 def band_anchors(s: pd.DataFrame) -> pd.DataFrame:

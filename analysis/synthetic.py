@@ -35,7 +35,8 @@ PAPER_BANDS: dict[str, tuple[float, float]] = {
     "band-40-50": (0.4, 0.5),
     "band-50-100": (0.5, 1.0),
 }
-"""The paper's four complexity bands (gzip ratio, lower and upper) keyed by anchor name."""
+"""The paper's four complexity bands (gzip ratio, lower and upper) keyed by anchor name: the
+bands of ``nca.PAPER_BANDS``, which analysis does not import at module level (tests pin them)."""
 
 SEARCH_SPACE: dict[str, optuna.distributions.BaseDistribution] = {
     "source": CategoricalDistribution(["nca", "none"]),

@@ -2,8 +2,8 @@
 
 First choice: the NCA sample GIFs the search uploaded as trial artifacts (one row per GIF, frames
 left to right), read through the artifact store. Otherwise ``nca`` renders it: rules sampled
-from the setting's band (``nca.show.band_trajectories``) drawn by ``nca.render.contact_sheet``
-(a few seconds on CPU). Otherwise the figure is skipped with the reason.
+from the setting's band (``nca.trajectories.band_trajectories``) drawn by
+``nca.render.contact_sheet`` (a few seconds on CPU). Otherwise the figure is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -74,16 +74,17 @@ def _render_with_nca(setting: pd.Series, params: dict[str, Any]) -> np.ndarray:
         FigureSkipped: When nca's renderer is missing or cannot realise the band.
     """
     try:
-        from nca import NCAConfig
+        from nca import Band, NCAConfig
         from nca.render import contact_sheet
-        from nca.show import band_trajectories
+        from nca.trajectories import band_trajectories
     except ImportError as e:
         raise FigureSkipped(f"nca's renderer is not available ({e})") from e
     if not pd.notna(setting["band_lower"]):
         raise FigureSkipped("the setting has no absolute complexity band to render")
+    # The knobs the search varies carry NCAConfig's names (search.space.Setting.nca_config).
     names = {f.name for f in dataclasses.fields(NCAConfig)}
     config = NCAConfig(**{k: v for k, v in params.items() if k in names})
-    band = f"{setting['band_lower']:g}:{setting['band_upper']:g}"
+    band = Band(float(setting["band_lower"]), float(setting["band_upper"]))
     try:
         rows = [band_trajectories(config, band, _MAX_ROWS, _MAX_FRAMES, 0, None,
                                   _MAX_CANDIDATES)]

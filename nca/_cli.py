@@ -8,7 +8,7 @@ import math
 import os
 from pathlib import Path
 
-from nca.config import Band, NCAConfig
+from nca.config import NCAConfig
 
 
 def add_nca_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,20 +34,6 @@ def nca_config_from_args(args: argparse.Namespace) -> NCAConfig:
     return NCAConfig(alphabet=args.alphabet, grid=args.grid, temperature=args.temperature,
                      identity_bias=args.identity_bias, burn_in=args.burn_in, dt=args.dt,
                      patch=args.patch)
-
-
-def parse_band(text: str) -> Band:
-    """`LOWER:UPPER` (absolute) or `qLOWER:UPPER` (quantiles of the profile) as a Band."""
-    kind = "quantile" if text.startswith("q") else "absolute"
-    body = text[1:] if kind == "quantile" else text
-    try:
-        lower, upper = (float(x) for x in body.split(":"))
-    except ValueError:
-        raise ValueError(
-            f"band {text!r} is invalid; accepted: LOWER:UPPER (e.g. 0.5:1.0) or qLOWER:UPPER "
-            f"with 0 <= LOWER < UPPER <= 1"
-        ) from None
-    return Band(lower, upper, "quantile" if kind == "quantile" else "absolute")
 
 
 def parse_shares(text: str | None) -> list[float] | None:

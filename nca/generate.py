@@ -23,9 +23,9 @@ from nca._cli import (
     add_nca_arguments,
     check_cache_dir,
     nca_config_from_args,
-    parse_band,
     parse_shares,
 )
+from nca.bands import parse_band
 from nca.curriculum import FAMILIES, Curriculum
 from nca.dataset import DEFAULT_MAX_CANDIDATES, BuiltDataset, build
 from nca.spec import SOURCES, DataSpec

@@ -11,32 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from nca._cli import add_nca_arguments, nca_config_from_args, parse_band
-from nca._util import derive_seed
-from nca.bank import ScoreStream, select_rules
-from nca.config import PAPER_BANDS, NCAConfig
-from nca.profiles import complexity_profile
+from nca._cli import add_nca_arguments, nca_config_from_args
+from nca.bands import parse_band
+from nca.config import PAPER_BANDS
 from nca.render import contact_sheet, save_gif, save_png
-from nca.rollout import make_generator, rollout
-from nca.rules import sample_rules
+from nca.trajectories import band_trajectories
 from ncaio.cli import OneLineParser, run_cli
-
-
-def band_trajectories(config: NCAConfig, band_text: str, n_rules: int, n_frames: int, seed: int,
-                      cache_dir: Path | None, max_candidates: int) -> tuple[str, np.ndarray]:
-    """(label, (R, T, H, W) frames) of `n_rules` rules from a band."""
-    band = parse_band(band_text)
-    stream = ScoreStream(config, seed, cache_dir)
-    profile = complexity_profile(config, 1024, seed, band.measure, stream=stream)
-    resolved = profile.resolve(band)
-    profile.check_reachable(resolved, n_rules, max_candidates)
-    sel = select_rules(stream, resolved, n_rules, 0, max_candidates=max_candidates)
-    frames = rollout(sample_rules(config.alphabet, seed, sel.train_ids), config, n_frames,
-                     make_generator(derive_seed("show", seed, band_text)))
-    scores = ", ".join(f"{s:.3f}" for s in sel.train_scores)
-    return f"{band}  n={config.alphabet}  scores: {scores}", frames.numpy()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m nca.show", description=__doc__.split("\n")[0])
     add_nca_arguments(parser)
     parser.add_argument("--band", action="append", default=None,
-                        help="LOWER:UPPER, or qLOWER:UPPER for profile quantiles; repeatable "
-                             "(default: the paper's four bands)")
+                        help="LOWER:UPPER, or qLOWER:UPPER for profile quantiles (or any "
+                             "spelling of nca.bands.parse_band); repeatable (default: the paper's four)")
     parser.add_argument("--rules", type=int, default=4, help="sample rules per band (default 4)")
     parser.add_argument("--frames", type=int, default=24, help="frames per trajectory (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -60,14 +40,16 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)} is invalid; "
                                  f"accepted: an integer >= 1")
-        bands = args.band or [f"{b.lower:g}:{b.upper:g}" for b in PAPER_BANDS]
+        # File names follow the text typed (the paper's bands: band_0.2-0.3, ...).
+        texts = args.band or [f"{b.lower:g}:{b.upper:g}" for b in PAPER_BANDS]
+        bands = [(text, parse_band(text)) for text in texts]  # every typo before any work
         args.out.mkdir(parents=True, exist_ok=True)
         rows = []
-        for text in bands:
-            label, frames = band_trajectories(cfg, text, args.rules, args.frames, args.seed,
+        for text, band in bands:
+            label, frames = band_trajectories(cfg, band, args.rules, args.frames, args.seed,
                                               args.cache_dir, args.max_candidates)
             rows.append((label, frames))
-            stem = "band_" + text.replace(":", "-")
+            stem = "band_" + text.strip().replace(":", "-")
             save_png(frames[0], args.out / f"{stem}.png")
             save_gif(frames[0], args.out / f"{stem}.gif")
             print(f"{label}: {args.out / stem}.png, .gif")

@@ -44,16 +44,11 @@ def upload(outcome: TrialOutcome, context: TrialContext, upload_file: Callable[[
 
 
 def _nca_gif(setting: Setting, context: TrialContext, path: Path) -> Path:
-    import nca
     from nca.render import save_gif
-    from nca.show import band_trajectories
+    from nca.trajectories import band_trajectories
 
-    cfg = nca.NCAConfig(alphabet=setting.alphabet, grid=setting.grid,
-                        temperature=setting.temperature, identity_bias=setting.identity_bias)
-    prefix = "q" if setting.band_kind == "quantile" else ""
-    band = f"{prefix}{setting.band[0]}:{setting.band[1]}"
-    _, frames = band_trajectories(cfg, band, 1, _GIF_FRAMES, context.seeds[0],
-                                  Path(context.cache_dir), _GIF_CANDIDATES)
+    _, frames = band_trajectories(setting.nca_config(), setting.nca_band(), 1, _GIF_FRAMES,
+                                  context.seeds[0], Path(context.cache_dir), _GIF_CANDIDATES)
     return save_gif(frames[0], path)
 
 

@@ -10,11 +10,14 @@ for Dyck data.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import nca
 from lm.recipe import EMBED_INITS, NCA_SCHEDULES, RECIPES
+from nca.bands import parse_band
 from search._toml import ConfigError
 
 if TYPE_CHECKING:
@@ -25,9 +28,6 @@ BAND_KINDS = ("absolute", "quantile")
 CURRICULA = ("constant", "ascending", "descending", "mixture")
 TRANSFERS = ("full", "attention-only", "mlp-only", "freeze-attention", "freeze-all")
 
-#: The paper's four complexity bands (gzip ratio), written as a ``band`` parameter accepts them.
-PAPER_BANDS = ("0.2-0.3", "0.3-0.4", "0.4-0.5", "0.5-1.0")
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Setting:
@@ -36,7 +36,8 @@ class Setting:
     source: str = "nca"
     """Pre-pre-training data: ``nca``, ``dyck``, ``text`` (natural-text control) or ``none``."""
     band: tuple[float, float] = (0.5, 1.0)
-    """Complexity band (lower, upper); absolute gzip ratio or profile quantiles (``band_kind``)."""
+    """Complexity band (lower, upper); absolute gzip ratio or profile quantiles (``band_kind``).
+    A pair, not an ``nca.Band``, because the ``setting`` attribute of stored trials is its JSON."""
     band_kind: str = "absolute"
     """``absolute`` (gzip ratio) or ``quantile`` (of the alphabet's complexity profile)."""
     alphabet: int = 10
@@ -81,15 +82,8 @@ class Setting:
         _check_choice("band_kind", self.band_kind, BAND_KINDS)
         _check_choice("curriculum", self.curriculum, CURRICULA)
         _check_choice("transfer", self.transfer, TRANSFERS)
-        lo, hi = self.band
-        if not 0.0 <= lo < hi <= 1.0:
-            raise ValueError(f"band {self.band!r} must satisfy 0 <= lower < upper <= 1")
-        if not 2 <= self.alphabet <= 15:
-            raise ValueError(f"alphabet {self.alphabet!r} must be in 2..15")
-        if self.grid < 2 or self.grid % 2:
-            raise ValueError(f"grid {self.grid!r} must be a positive multiple of 2 (the patch)")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature {self.temperature!r} must be > 0")
+        self.nca_config()  # nca checks its own fields (alphabet, grid, temperature, ...)
+        self.nca_band()
         if self.nca_tokens < 0 or self.ppt_lr < 0 or self.lr < 0:
             raise ValueError("nca_tokens, ppt_lr and lr must be >= 0 (0 = preset default)")
         if self.curriculum != "constant" and self.curriculum_stages < 2:
@@ -107,6 +101,16 @@ class Setting:
                              "(0 = the study's)")
         if self.domain_tokens < 0:
             raise ValueError(f"domain_tokens {self.domain_tokens!r} must be >= 0 (0 = the study's)")
+
+    def nca_config(self) -> nca.NCAConfig:
+        """The NCA generator settings: the knobs the search varies, nca's defaults otherwise."""
+        return nca.NCAConfig(alphabet=self.alphabet, grid=self.grid, temperature=self.temperature,
+                             identity_bias=self.identity_bias)
+
+    def nca_band(self) -> nca.Band:
+        """The whole complexity band (a non-constant curriculum splits it: `nca_data_spec`)."""
+        lo, hi = self.band
+        return nca.Band(lo, hi, kind="quantile" if self.band_kind == "quantile" else "absolute")
 
     def _recipe_text(self) -> str:
         parts = [f"{name}={value}" for name, value in (
@@ -273,22 +277,39 @@ def _coerce(name: str, value: Any, where: str = "") -> Any:
     return value
 
 
-def parse_band(text: str) -> tuple[float, float]:
-    """Parse ``"0.3-0.4"`` into ``(0.3, 0.4)``."""
-    try:
-        lo, hi = (float(x) for x in str(text).split("-"))
-    except ValueError:
-        raise ValueError(f"band {text!r} must look like '0.3-0.4' (lower-upper)") from None
-    if not 0.0 <= lo < hi <= 1.0:
-        raise ValueError(f"band {text!r} must satisfy 0 <= lower < upper <= 1")
-    return lo, hi
+def nca_data_spec(setting: Setting) -> nca.DataSpec:
+    """The NCA data an NCA setting pre-pre-trains on: `nca_config` and `nca_band`, the band split
+    into ``curriculum_stages`` equal sub-bands for a non-constant curriculum.
+
+    The one Setting -> NCA data mapping (trial, cost probe, artifacts): ``nca.build`` hashes it,
+    so the same setting must keep giving the same spec, or every cached NCA dataset is rebuilt.
+    """
+    if setting.source != "nca":
+        raise ValueError(f"setting source {setting.source!r} has no NCA data; accepted: 'nca'")
+    cfg, band = setting.nca_config(), setting.nca_band()
+    if setting.curriculum == "constant":
+        return nca.DataSpec(curriculum=nca.Curriculum.constant(cfg, band))
+    k = setting.curriculum_stages
+    edges = [band.lower + (band.upper - band.lower) * i / k for i in range(k + 1)]
+    bands = [nca.Band(a, b, kind=band.kind) for a, b in itertools.pairwise(edges)]
+    return nca.DataSpec(curriculum=getattr(nca.Curriculum, setting.curriculum)(cfg, bands))
+
+
+def _band_param(text: Any, band_kind: Any) -> tuple[tuple[float, float], str]:
+    """``band`` and ``band_kind`` of a ``band`` parameter (any spelling of ``parse_band``)."""
+    band = parse_band(str(text))
+    if band.measure != "gzip":
+        raise ValueError(f"band {text!r} is a {band.measure} band; accepted: a gzip band")
+    if band.kind == "quantile" and band_kind not in (None, "quantile"):
+        raise ValueError(f"band {text!r} is a quantile band but band_kind is {band_kind!r}")
+    return (band.lower, band.upper), band_kind or band.kind
 
 
 def setting_from_params(params: dict[str, Any]) -> Setting:
     """Build a Setting from flat parameter values (Optuna params, anchors, fixed values)."""
     kwargs = {k: v for k, v in params.items() if k not in ("band", "band_lower", "band_width")}
     if "band" in params:
-        kwargs["band"] = parse_band(params["band"])
+        kwargs["band"], kwargs["band_kind"] = _band_param(params["band"], params.get("band_kind"))
     elif "band_lower" in params:
         lo = float(params["band_lower"])
         kwargs["band"] = (lo, min(1.0, lo + float(params.get("band_width", 0.1))))

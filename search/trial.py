@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import functools
-import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -66,9 +65,7 @@ from search.plan import (
     scratch_runs,
 )
 from search.record import RECORD_VERSION, SeedRecord, TrialRecord
-from search.space import Setting
-
-"""Version of the trial record (user attributes); 2 added recipes, NCA/net effects, probes."""
+from search.space import Setting, nca_data_spec
 
 
 class TrialPrunedError(Exception):
@@ -518,16 +515,7 @@ def data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:
         if path is None or not path.is_file():
             raise InfeasibleSettingError("the text control needs --data pointing at a corpus file")
         return nca.DataSpec(source="text", text_path=path)
-    cfg = nca.NCAConfig(alphabet=setting.alphabet, grid=setting.grid,
-                        temperature=setting.temperature, identity_bias=setting.identity_bias)
-    lo, hi = setting.band
-    if setting.curriculum == "constant":
-        return nca.DataSpec(curriculum=nca.Curriculum.constant(cfg, nca.Band(lo, hi, kind=setting.band_kind)))
-    k = setting.curriculum_stages
-    edges = [lo + (hi - lo) * i / k for i in range(k + 1)]
-    bands = [nca.Band(a, b, kind=setting.band_kind) for a, b in itertools.pairwise(edges)]
-    family = getattr(nca.Curriculum, setting.curriculum)
-    return nca.DataSpec(curriculum=family(cfg, bands))
+    return nca_data_spec(setting)
 
 
 # -- downstream ----------------------------------------------------------------------------------

@@ -120,6 +120,20 @@ def test_band_label():
     assert band_label(0.3, 0.4, "quantile") == "q0.30-0.40"
 
 
+def test_analysis_names_the_paper_bands_as_nca_defines_them():
+    # analysis keeps torch-free copies (it imports nca only lazily); nca reads each one back.
+    from analysis.paper import PAPER_BAND_LABELS
+    from analysis.synthetic import PAPER_BANDS as ANCHOR_BANDS
+    from nca import PAPER_BANDS, Band
+    from nca.bands import parse_band
+
+    assert PAPER_BAND_LABELS == tuple(band_label(b.lower, b.upper) for b in PAPER_BANDS)
+    assert [parse_band(label) for label in PAPER_BAND_LABELS] == list(PAPER_BANDS)
+    assert [parse_band(name) for name in ANCHOR_BANDS] == list(PAPER_BANDS)
+    assert [Band(*bounds) for bounds in ANCHOR_BANDS.values()] == list(PAPER_BANDS)
+    assert parse_band(band_label(0.3, 0.4, "quantile")) == Band(0.3, 0.4, "quantile")
+
+
 def test_non_nca_sources_have_no_band_or_alphabet():
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name="controls")

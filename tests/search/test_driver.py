@@ -231,6 +231,7 @@ def test_unrealisable_proposal_fails_its_trial_not_the_driver(tmp_path):
     trials = study.get_trials()
     odd = [t for t in trials if t.params.get("grid") == 5]
     assert odd and all(t.state == TrialState.FAIL for t in odd)
-    assert all("grid 5 must be a positive multiple of 2" in t.user_attrs["fail_reason"] for t in odd)
+    assert all("grid=5 is invalid; accepted: a multiple of patch=2" in t.user_attrs["fail_reason"]
+               for t in odd)
     assert len(trials) == 6 and not study.get_trials(states=(TrialState.RUNNING,))
     assert all(t.state == TrialState.COMPLETE for t in trials if t not in odd)

@@ -5,20 +5,29 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search.config import config_from_dict
 from search._toml import ConfigError
-from search.space import Setting, parse_band, parse_space, sample, setting_from_params
+from search.config import config_from_dict
+from search.space import Setting, parse_space, sample, setting_from_params
 
 
 def _space(table):
     return config_from_dict({"study": {"name": "s", "domain": "code"}, "space": table}).space_map
 
 
-def test_parse_band():
-    assert parse_band("0.3-0.4") == (0.3, 0.4)
+def test_band_parameter_reads_every_spelling_of_nca_bands():
+    for text in ("0.3-0.4", "0.3:0.4", "30-40%", "band-30-40", "gzip[0.3, 0.4)"):
+        setting = setting_from_params({"band": text})
+        assert (setting.band, setting.band_kind) == ((0.3, 0.4), "absolute"), text
+    quantile = setting_from_params({"band": "q0.8-1.0"})
+    assert (quantile.band, quantile.band_kind) == ((0.8, 1.0), "quantile")
+    assert setting_from_params({"band": "q0.8-1", "band_kind": "quantile"}) == quantile
     for bad in ("0.4-0.3", "0.5", "x-y", "0.5-1.5"):
-        with pytest.raises(ValueError, match="band"):
-            parse_band(bad)
+        with pytest.raises(ValueError, match=f"band '{bad}' is invalid; accepted: "):
+            setting_from_params({"band": bad})
+    with pytest.raises(ValueError, match="quantile band but band_kind is 'absolute'"):
+        setting_from_params({"band": "q0.8-1.0", "band_kind": "absolute"})
+    with pytest.raises(ValueError, match="change band; accepted: a gzip band"):
+        setting_from_params({"band": "change[0.1, 0.2)"})
 
 
 def test_conditional_parameters_only_when_they_apply():
@@ -76,7 +85,7 @@ def test_setting_validation():
 def test_every_bound_and_choice_is_validated(value, needle):
     with pytest.raises(ConfigError) as info:
         parse_space({"alphabet": value})
-    assert needle in str(info.value) and "2..15" in str(info.value)
+    assert needle in str(info.value) and "an integer in [2, 15]" in str(info.value)
 
 
 @pytest.mark.parametrize(
