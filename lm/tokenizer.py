@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 import numpy as np
 
@@ -123,5 +123,9 @@ def train_bpe(texts: Iterable[str], vocab_size: int, path: str | Path) -> BPETok
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
-    save_verified(path, lambda f: f.write(tok.to_str().encode("utf-8")))
+    save_verified(path, lambda f: _write_all(f, tok.to_str().encode("utf-8")))
     return BPETokenizer(path)
+
+
+def _write_all(f: IO[bytes], data: bytes) -> None:
+    f.write(data)

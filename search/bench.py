@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ def _run(root: Path, name: str, preset: str, n_trials: int, cached: bool) -> dic
     study = open_study(config, context)
     in_trials = [0.0]
 
-    def timed(fn):
-        def wrapper(arg):
+    def timed(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def wrapper(arg: Any) -> Any:
             t0 = time.perf_counter()
             try:
                 return fn(arg)
@@ -77,7 +78,7 @@ def _run(root: Path, name: str, preset: str, n_trials: int, cached: bool) -> dic
     driver.run()
     total = time.perf_counter() - t0
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = min(done, key=lambda t: t.value)
+    best = min(done, key=lambda t: float(t.values[0]))
     return {"compute_s": total, "in_trials_s": in_trials[0],
             "overhead_pct": 100 * (total - in_trials[0]) / total,
             "best_value": best.value, "best_setting": best.user_attrs["describe"],

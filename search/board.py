@@ -28,6 +28,8 @@ from optuna.trial import TrialState
 from search.progress import Progress, progress_path, read_progress
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from search.driver import Driver
 
 _log = logging.getLogger(__name__)
@@ -345,7 +347,7 @@ class LiveBoard(Board):
         self._live.stop()
 
 
-def render(snap: Snapshot):  # -> rich.console.RenderableType
+def render(snap: Snapshot) -> RenderableType:
     """The board: the header over a table of running trials."""
     from rich.console import Group
     from rich.progress_bar import ProgressBar
@@ -353,10 +355,9 @@ def render(snap: Snapshot):  # -> rich.console.RenderableType
     from rich.text import Text
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name, justify in (("trial", "left"), ("setting", "left"), ("stage", "left"),
-                          ("progress", "left"), ("tokens", "right"), ("val loss", "right"),
-                          ("elapsed", "right"), ("eta", "right"), ("where", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)
+    numbers = ("tokens", "val loss", "elapsed", "eta")
+    for name in ("trial", "setting", "stage", "progress", *numbers, "where"):
+        table.add_column(name, justify="right" if name in numbers else "left", no_wrap=True)
     for row in snap.rows:
         p = row.progress
         bar = ProgressBar(total=max(1, p.total), completed=p.tokens, width=20) \

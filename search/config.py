@@ -18,7 +18,7 @@ from typing import Any
 
 from lm.recipe import RECIPES
 from search._toml import ConfigError, check_keys, from_table
-from search.record import OBJECTIVES
+from search.record import OBJECTIVES, Direction
 from search.space import ParamSpec, parse_space, setting_from_params
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
@@ -90,7 +90,7 @@ class StudySection:
             raise ConfigError("max_retries and threads must be >= 0")
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [OBJECTIVES[o] for o in self.objectives]
 
 

@@ -42,9 +42,9 @@ def summary(study: optuna.Study, scratch_losses: list[float], out: TextIO) -> No
     if searched:
         # settings may differ in budget, so losses need not compare: rank by the net effect
         if all(t.user_attrs.get("net_effect_pct") is not None for t in searched):
-            best = max(searched, key=lambda t: t.user_attrs["net_effect_pct"])
+            best = max(searched, key=lambda t: float(t.user_attrs["net_effect_pct"]))
         else:
-            best = min(searched, key=lambda t: _mean(t.user_attrs["losses"]))
+            best = min(searched, key=lambda t: statistics.fmean(t.user_attrs["losses"]))
         rows.append(_row(f"best (#{best.number})", best))
     out.write(f"\n{'':16s} {'setting':<52s} {'loss mean ± sd':>18s} {'NCA eff %':>9s} "
               f"{'net eff %':>9s} {'speedup':>8s}\n")

@@ -31,6 +31,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from lm.model import Transformer
 from ncaio import atomic_write_json as write_json_atomic
 from search import trial as trial_lib
 from search.config import StudyConfig
@@ -214,7 +215,7 @@ def _timed(fn: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def _time_stage(model: torch.nn.Module, train_ds: Any, val_ds: Any, cfg: Any) -> tuple[float, float]:
+def _time_stage(model: Transformer, train_ds: Any, val_ds: Any, cfg: Any) -> tuple[float, float]:
     """Seconds per optimiser step (after one warm-up step) and per evaluation."""
     from lm.trainer import evaluate, make_optimizer, train_step
 

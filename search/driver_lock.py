@@ -26,7 +26,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +126,7 @@ class StudyLock:
 
 
 def acquire_study(storage: BaseStorage, storage_spec: str, study_name: str,
-                  directions: list[str]) -> StudyLock:
+                  directions: Sequence[str]) -> StudyLock:
     """Take ``study_name`` (creating the study if new) for this process.
 
     Raises:
@@ -148,7 +148,7 @@ def acquire_study(storage: BaseStorage, storage_spec: str, study_name: str,
     return lock
 
 
-def _study_id(storage: BaseStorage, study_name: str, directions: list[str]) -> int:
+def _study_id(storage: BaseStorage, study_name: str, directions: Sequence[str]) -> int:
     """The study's id, creating it (quietly: nothing is logged) when it does not exist yet."""
     try:
         return storage.get_study_id_from_name(study_name)

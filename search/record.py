@@ -20,13 +20,15 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["OBJECTIVES", "RECORD_VERSION", "SeedRecord", "TrialRecord"]
 
 RECORD_VERSION = 2
 
-OBJECTIVES: dict[str, str] = {
+Direction = Literal["minimize", "maximize"]
+
+OBJECTIVES: dict[str, Direction] = {
     "loss": "minimize", "gain": "maximize", "nca-effect": "maximize", "net-effect": "maximize",
     "speedup": "maximize", "compute": "minimize",
 }
@@ -155,7 +157,7 @@ class TrialRecord:
             return None
         version = int(attrs.get("record_version", 1))
         seeds = tuple(_seed_record(attrs, i) for i in range(len(losses)))
-        band = attrs.get("band")
+        band: Any = attrs.get("band")
         return cls(
             seeds=seeds, source=str(attrs.get("source") or "nca"),
             band=(float(band[0]), float(band[1])) if _is_pair(band) else None,

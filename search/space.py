@@ -166,9 +166,10 @@ class ParamSpec:
             return trial.suggest_categorical(self.name, list(self.choices))
         assert self.low is not None and self.high is not None  # checked in parse_space
         if self._is_int and not self.log:
-            return trial.suggest_int(self.name, self.low, self.high, step=int(self.step or 1))
+            return trial.suggest_int(self.name, int(self.low), int(self.high),
+                                     step=int(self.step or 1))
         if self._is_int:
-            return trial.suggest_int(self.name, self.low, self.high, log=True)
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=True)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
@@ -181,7 +182,7 @@ class ParamSpec:
 
         assert self.low is not None and self.high is not None
         if self._is_int:
-            return IntDistribution(self.low, self.high, log=self.log,
+            return IntDistribution(int(self.low), int(self.high), log=self.log,
                                    step=1 if self.log else int(self.step or 1))
         return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
@@ -30,6 +30,9 @@ from search import board as board_lib
 from search._toml import ConfigError
 from search.progress import Progress, progress_path, read_progress
 from search.storage import StorageError
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 STALE_S = 300.0
 """A progress record older than this is flagged: its worker may be gone."""
@@ -118,7 +121,8 @@ def _progress(t: optuna.trial.FrozenTrial, config: dict[str, Any],
     candidates = []
     s = config.get("study", {})
     origin = t.user_attrs.get("origin", t.number)
-    for folder in {run_dir, s.get("run_dir") or f"runs/{s.get('name', '')}"} - {None}:
+    folders = {run_dir, s.get("run_dir") or f"runs/{s.get('name', '')}"}
+    for folder in (f for f in folders if f is not None):
         record = read_progress(progress_path(Path(folder) / "trials" / f"{origin:05d}"))
         if record is not None and record.trial == t.number:
             candidates.append(record)
@@ -175,7 +179,7 @@ def gather(storage: str, study_name: str | None = None,
 # -- printing ------------------------------------------------------------------------------------
 
 
-def render(statuses: list[dict[str, Any]], now: float | None = None):  # -> RenderableType
+def render(statuses: list[dict[str, Any]], now: float | None = None) -> RenderableType:
     """The studies table, then each study's board (the header and its running trials)."""
     from rich.console import Group
     from rich.table import Table

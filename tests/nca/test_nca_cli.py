@@ -93,7 +93,7 @@ def test_show_writes_png_gif_and_contact_sheet(tmp_path: Path, capsys: pytest.Ca
 def test_generate_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "nca.generate", "--tokens", "1000", "--device",
                            "cuda", "--cache-dir", str(tmp_path / "c")], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "--device 'cuda' is not available" in proc.stderr and not (tmp_path / "c").exists()
 
@@ -101,6 +101,6 @@ def test_generate_on_cuda_without_cuda_is_one_line(tmp_path: Path) -> None:
 def test_generate_cache_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "nca.generate", "--tokens", "1000",
                            "--cache-dir", "/bin/ls"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "--cache-dir '/bin/ls' is not a folder" in proc.stderr

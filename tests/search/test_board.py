@@ -14,16 +14,16 @@ from search.progress import Progress
 
 
 def _progress(stage="domain", tokens=8192, total=16384, **kw):
-    base = dict(trial=3, seed_index=0, n_seeds=2, stage=stage, tokens=tokens, total=total,
-                tokens_per_s=2048.0, tokens_left=8192, val_loss=2.413, scratch_loss=2.45,
-                host="h", pid=1, updated_at=100.0)
+    base = {"trial": 3, "seed_index": 0, "n_seeds": 2, "stage": stage, "tokens": tokens, "total": total,
+                "tokens_per_s": 2048.0, "tokens_left": 8192, "val_loss": 2.413, "scratch_loss": 2.45,
+                "host": "h", "pid": 1, "updated_at": 100.0}
     return Progress(**{**base, **kw})
 
 
 def _snap(now, rows, **kw):
-    base = dict(study="smoke", now=now, started=0.0, complete=1, pruned=2, failed=0,
-                running=len(rows), left=3, rows=tuple(rows), best="#1 3.8055 (nca)",
-                projected_end=None)
+    base = {"study": "smoke", "now": now, "started": 0.0, "complete": 1, "pruned": 2, "failed": 0,
+                "running": len(rows), "left": 3, "rows": tuple(rows), "best": "#1 3.8055 (nca)",
+                "projected_end": None}
     return Snapshot(**{**base, **kw})
 
 
@@ -50,7 +50,7 @@ def test_board_table_shows_stage_tokens_rate_losses_and_eta():
 def test_plain_board_prints_stage_changes_at_once_and_heartbeats_at_its_rate():
     out = io.StringIO()
     board = PlainBoard(out=out, heartbeat_s=10.0)
-    row = lambda p: Row(label="#3", setting="s", started=0.0, progress=p)  # noqa: E731
+    row = lambda p: Row(label="#3", setting="s", started=0.0, progress=p)
     board.show(_snap(1.0, [row(_progress(stage="nca", tokens=10, total=100))]))
     board.show(_snap(2.0, [row(_progress(stage="nca", tokens=20, total=100))]))  # same stage
     board.show(_snap(3.0, [row(_progress(stage="domain"))]))

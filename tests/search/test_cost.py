@@ -14,9 +14,9 @@ from search.trial import TrialContext
 
 
 def _cal(**kw):
-    base = dict(preset="tiny", host="h", threads=1, startup_s=2.0, data_s=1.0, domain_step_s=0.01,
-                domain_eval_s=0.1, nca_step_s={2: 0.01, 4: 0.01, 10: 0.05},
-                nca_eval_s={2: 0.1, 4: 0.1, 10: 0.2}, diagnose_s=0.5, artifacts_s=3.0)
+    base = {"preset": "tiny", "host": "h", "threads": 1, "startup_s": 2.0, "data_s": 1.0, "domain_step_s": 0.01,
+                "domain_eval_s": 0.1, "nca_step_s": {2: 0.01, 4: 0.01, 10: 0.05},
+                "nca_eval_s": {2: 0.1, 4: 0.1, 10: 0.2}, "diagnose_s": 0.5, "artifacts_s": 3.0}
     return cost.Calibration(**{**base, **kw})
 
 

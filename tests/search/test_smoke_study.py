@@ -44,7 +44,7 @@ def smoke_run(tmp_path_factory):
     """One real smoke study, shared by the checks below."""
     tmp_path = tmp_path_factory.mktemp("smoke")
     t0 = time.time()
-    result = subprocess.run(_cmd(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(_cmd(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     return tmp_path, result, time.time() - t0
 
 
@@ -75,7 +75,7 @@ def test_smoke_study_completes(smoke_run):
 def test_rerun_resumes_without_redoing(smoke_run):
     tmp_path, _, _ = smoke_run
     before = [(t.number, t.state, t.datetime_complete) for t in _load(tmp_path).get_trials()]
-    result = subprocess.run(_cmd(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(_cmd(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     after = [(t.number, t.state, t.datetime_complete) for t in _load(tmp_path).get_trials()]
     assert after == before
@@ -91,7 +91,7 @@ def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(tmp_path):
     study = _load(tmp_path)
     assert not study.get_trials(states=(TrialState.RUNNING,))
     result = subprocess.run(_cmd(tmp_path, "--n-trials", "3"), cwd=REPO, capture_output=True,
-                            text=True, timeout=600)
+                            text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     trials = _load(tmp_path).get_trials()
     counted = [t for t in trials if t.state != TrialState.FAIL or not t.user_attrs.get("retried")]
@@ -103,7 +103,7 @@ def test_kill_9_worker_is_recovered(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     running = _wait_for_running(tmp_path, proc)
     os.kill(running.user_attrs["job_pid"], signal.SIGKILL)
-    out, err = proc.communicate(timeout=600)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     trials = _load(tmp_path).get_trials()
     lost = [t for t in trials if t.state == TrialState.FAIL]
@@ -162,7 +162,7 @@ def test_unreachable_band_is_pruned_with_reason(tmp_path):
 
 def test_smoke_study_on_postgresql(tmp_path, postgres_url):
     result = subprocess.run(_cmd(tmp_path, "--storage", postgres_url, "--n-trials", "2"), cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="smoke", storage=postgres_url)
     finished = [t for t in study.trials if t.state.is_finished()]

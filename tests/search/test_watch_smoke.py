@@ -48,7 +48,7 @@ def _seconds(text: str) -> float:
 
 def _status(tmp_path, *extra):
     return subprocess.run([sys.executable, "-m", "search.status", str(tmp_path / "run"), *extra],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120, check=False)
 
 
 def _run_in_pty(argv: list[str], timeout_s: float) -> tuple[int, str]:
@@ -83,7 +83,7 @@ def watched(tmp_path_factory):
     polled from another process while it runs."""
     tmp_path = tmp_path_factory.mktemp("watch")
     dry = subprocess.run(_cmd(tmp_path, "--dry-run"), cwd=REPO, env=_env(), capture_output=True,
-                         text=True, timeout=1200)
+                         text=True, timeout=1200, check=False)
     assert dry.returncode == 0, dry.stderr
     mid: list[dict] = []
     done = threading.Event()
@@ -152,7 +152,7 @@ def test_dry_run_estimate_is_printed_next_to_the_measured_time(watched):
 def test_dry_run_of_the_finished_study_uses_its_own_trials(watched):
     tmp_path = watched[0]
     out = subprocess.run(_cmd(tmp_path, "--dry-run"), cwd=REPO, env=_env(), capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert "4 already finished; 0 to run" in out.stdout, out.stdout
     assert "scratch baselines 2/2, anchor NCA data 2/2, anchor NCA checkpoints 2/2" in out.stdout
@@ -181,7 +181,7 @@ def test_time_budget_stops_sampling_and_says_so(watched):
     tmp_path = watched[0]
     # Same cache: baselines and calibration are reused, so only the budget decides.
     out = subprocess.run(_cmd(tmp_path, "--time-budget", "3s", run="budget"), cwd=REPO, env=_env(),
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert re.search(r"time budget 3s: stopped sampling; the next trial \(about \S+\) would end at",
                      out.stdout), out.stdout
