@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -81,3 +83,17 @@ def test_knob_effects_pair_seeds_against_the_base_anchor():
     other = pd.DataFrame(rows).assign(domain="web")
     pooled = knob_effects(pd.concat([pd.DataFrame(rows), other])).set_index("domain")
     assert pooled.loc["all", "n"] == 6 and pooled.loc["all", "delta"] == pytest.approx(9.833333)
+
+
+def test_committed_tables_regenerate_identically(tmp_path, monkeypatch):
+    """The published evidence (CSV and markdown) is what its committed journals give today."""
+    root = Path(__file__).resolve().parents[2]
+    results = root / "studies" / "results"
+    out = tmp_path / "results"
+    monkeypatch.chdir(root)  # the reports name the storage as given, relative to the repository
+    assert main(["--run-dir", "studies/results/runs", "--out", str(out)]) == 0
+    written = sorted(p.relative_to(out) for p in out.rglob("*") if p.suffix in (".csv", ".md"))
+    assert len(written) >= 10
+    for rel in written:
+        text = (out / rel).read_text().replace(str(out), "studies/results")
+        assert text == (results / rel).read_text(), f"{rel} differs from the committed table"
