@@ -84,3 +84,24 @@ def test_one_byte_of_the_corpus_changes_the_key(tmp_path):
     corpus.write_text("".join(doc % i for i in range(400)).replace("+ 7\\n", "- 7\\n"))
     ctx2 = dataclasses.replace(ctx, cache_dir=str(tmp_path / "c2"))  # a fresh corpus cache
     assert _key(ctx2, Setting()) != before
+
+
+def test_a_preset_field_or_an_lm_source_line_changes_both_cached_keys(context, monkeypatch):
+    """Editing ``lm/presets.py`` or ``lm/trainer.py`` must not reuse old baselines or
+    pre-pre-trained checkpoints; with nothing changed the keys, hence the cache hits, stay."""
+    import lm.presets
+    import search.trial as trial_lib
+
+    def keys():
+        return _key(context, Setting()), trial_lib.pretraining_paths(Setting(), context, 0)[1]
+
+    before = keys()
+    assert keys() == before  # nothing changed: the same cache entries
+    tiny = lm.presets.PRESETS["tiny"]
+    monkeypatch.setitem(lm.presets.PRESETS, "tiny", dataclasses.replace(tiny, lr=tiny.lr * 2))
+    after_preset = keys()
+    assert after_preset[0] != before[0] and after_preset[1] != before[1]
+    monkeypatch.setitem(lm.presets.PRESETS, "tiny", tiny)
+    monkeypatch.setattr(trial_lib, "lm_source_key", lambda: "a-trainer-line-changed")
+    after_source = keys()
+    assert after_source[0] != before[0] and after_source[1] != before[1]
