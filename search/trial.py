@@ -55,6 +55,7 @@ from ncaio import (
     verify_file,
     write_verified_json,
 )
+from search.config import StudyConfig
 from search.plan import (
     Plan,
     ScratchRun,
@@ -133,7 +134,7 @@ class TrialContext:
         return dataclasses.asdict(self)
 
 
-def make_context(config: Any) -> TrialContext:
+def make_context(config: StudyConfig) -> TrialContext:
     """Resolve the study's preset, recipe, budgets and device; check the corpus can be read.
 
     Raises:
