@@ -127,8 +127,11 @@ def _fit_and_cross(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> di
         return out
     c_lo, c_hi = np.nanpercentile(crossings, [2.5, 97.5])
     flip = -intercept / slope
-    out.update(flip_tokens=10 ** flip, flip_low=10 ** c_lo, flip_high=10 ** c_hi,
-               flip=f"{_tokens(10 ** flip)} tokens [{_tokens(10 ** c_lo)}, {_tokens(10 ** c_hi)}]")
+    text = f"{_tokens(10 ** flip)} tokens [{_tokens(10 ** c_lo)}, {_tokens(10 ** c_hi)}]"
+    if not x.min() <= flip <= x.max():  # a line through two budgets says little beyond them
+        text += (f", extrapolated {'below' if flip < x.min() else 'above'} the measured "
+                 f"{_tokens(10 ** x.min())}-{_tokens(10 ** x.max())}")
+    out.update(flip_tokens=10 ** flip, flip_low=10 ** c_lo, flip_high=10 ** c_hi, flip=text)
     return out
 
 

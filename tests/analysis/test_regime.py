@@ -77,7 +77,17 @@ def test_sign_flip_is_placed_where_the_line_crosses_zero_or_declared_unidentifie
     assert paper["flip_tokens"] == pytest.approx(1e7, rel=1e-3)
     assert paper["flip_low"] < 1e7 < paper["flip_high"]
     assert flips.loc[("paper", "net"), "flip_tokens"] == pytest.approx(10 ** 7.5, rel=1e-3)
+    assert "extrapolated" not in flips.loc[("paper", "nca"), "flip"]  # 1e7: inside 1e5-1e8
     assert str(flips.loc[("proxy", "nca"), "flip"]).startswith("not identified")
+
+
+def test_a_crossing_outside_the_measured_budgets_says_it_is_extrapolated(tmp_path):
+    out = tmp_path / "out"
+    regime.main(["--storage", str(_journal(tmp_path / "j.log", budgets=(1e5, 1e6))),
+                 "--out", str(out)])
+    flip = pd.read_csv(out / "sign_flip.csv").set_index(["recipe", "effect"]).loc[("paper", "nca")]
+    assert flip["flip_tokens"] == pytest.approx(1e7, rel=1e-3)
+    assert flip["flip"].endswith("extrapolated above the measured 0.1M-1.0M"), flip["flip"]
 
 
 def test_missing_storage_or_no_trials_exits_2_with_one_line(tmp_path, capsys):
