@@ -12,19 +12,26 @@ Record versions:
     1: the evidence studies (``studies/results/runs``): one scratch run per seed, so the best
        scratch run is the matched one and the net effect equals the NCA effect.
     2: scratch runs per recipe (issue 11): NCA effect, net effect, best scratch run, probes.
+    3: several domains (issue 15): version 2's keys hold the first domain's results, ``domains``
+       and ``by_domain`` every domain's. A one-domain trial still writes version 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["OBJECTIVES", "RECORD_VERSION", "SeedRecord", "TrialRecord"]
+__all__ = ["DOMAINS_RECORD_VERSION", "OBJECTIVES", "PER_DOMAIN_OBJECTIVES", "RECORD_VERSION",
+           "DomainRecord", "SeedRecord", "TrialRecord", "objective_direction"]
 
 RECORD_VERSION = 2
+"""The version of a one-domain record."""
+DOMAINS_RECORD_VERSION = 3
+"""The version of a multi-domain record."""
 
 Direction = Literal["minimize", "maximize"]
 
@@ -34,6 +41,35 @@ OBJECTIVES: dict[str, Direction] = {
 }
 """Objective names a study may use, with their directions. ``gain`` is the NCA effect under its
 older name; ``compute`` is the training tokens per seed (NCA + domain)."""
+
+PER_DOMAIN_OBJECTIVES = ("loss", "gain", "nca-effect", "net-effect", "speedup")
+"""Objectives measured on each domain of a multi-domain study: ``net-effect:math`` is the net
+effect on math, ``mean-net-effect`` its mean over the study's domains (``compute`` is the
+trial's)."""
+
+
+def split_objective(name: str) -> tuple[str, str, bool]:
+    """``(base, domain, mean)`` of an objective name: ``net-effect:math`` -> ``("net-effect",
+    "math", False)``, ``mean-loss`` -> ``("loss", "", True)``, ``loss`` -> ``("loss", "", False)``.
+
+    Raises:
+        ValueError: not an objective name.
+    """
+    base, _, domain = name.partition(":")
+    mean = base.startswith("mean-") and not domain
+    if mean:
+        base = base.removeprefix("mean-")
+    per_domain = bool(domain) or mean
+    if base not in OBJECTIVES or (per_domain and base not in PER_DOMAIN_OBJECTIVES):
+        raise ValueError(f"objective {name!r}: expected one of {', '.join(OBJECTIVES)}, "
+                         f"NAME:DOMAIN or mean-NAME (NAME one of {', '.join(PER_DOMAIN_OBJECTIVES)})")
+    return base, domain, mean
+
+
+def objective_direction(name: str) -> Direction:
+    """The direction of objective ``name`` (a per-domain or mean one: its base objective's)."""
+    return OBJECTIVES[split_objective(name)[0]]
+
 
 Curve = tuple[tuple[int, float], ...]
 
@@ -66,6 +102,25 @@ class SeedRecord:
     """``(tokens, val_loss)`` of the matched scratch run."""
     probe: Mapping[str, Any] | None
     """Transfer probe (``lm.probe``) of both arms, or None when not measured."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DomainRecord:
+    """One domain of a multi-domain trial: its seeds, paired with that domain's scratch runs."""
+
+    seeds: tuple[SeedRecord, ...]
+    """Per-seed results on this domain, in the study's seed order."""
+    bpb: float
+    """Mean final loss in bits per byte of this domain's text."""
+    recipe: Mapping[str, Any] | None
+    """The downstream recipe as resolved for this domain."""
+
+
+_DOMAIN_KEYS = ("seeds", "losses", "scratch_losses", "bpb", "gains_pct", "gain_pct",
+                "nca_effect_pct", "net_effects_pct", "net_effect_pct", "best_scratch_losses",
+                "best_scratch_recipes", "scratch_losses_by_recipe", "speedups", "speedup",
+                "curves", "scratch_curves", "recipe", "probes")
+"""The keys of a one-domain record that ``by_domain`` repeats for each domain."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -102,15 +157,35 @@ class TrialRecord:
     """``cpu`` or ``cuda``."""
     version: int = RECORD_VERSION
     """The record version it was written with (see the module docstring)."""
+    domains: Mapping[str, DomainRecord] = field(default_factory=dict)
+    """Every domain's results in study order (version 3; empty for one domain). ``seeds``,
+    ``bpb`` and ``recipe`` are then the first domain's."""
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("a trial record needs at least one seed; got none")
 
+    def for_domain(self, domain: str) -> TrialRecord:
+        """The record as a one-domain trial on ``domain`` would have written it (a one-domain
+        record is its own: it does not know its domain's name)."""
+        if not self.domains:
+            return self
+        if domain not in self.domains:
+            raise ValueError(f"domain {domain!r}: the trial ran on {', '.join(self.domains)}")
+        d = self.domains[domain]
+        return dataclasses.replace(self, seeds=d.seeds, bpb=d.bpb, recipe=d.recipe, domains={},
+                                   version=RECORD_VERSION)
+
     def objective(self, name: str) -> float:
-        """The value of objective ``name`` (a key of :data:`OBJECTIVES`): a mean over seeds."""
-        if name not in OBJECTIVES:
-            raise ValueError(f"objective {name!r}: expected one of {', '.join(OBJECTIVES)}")
+        """The value of objective ``name``: a key of :data:`OBJECTIVES` (on the first domain),
+        ``NAME:DOMAIN`` or ``mean-NAME`` (see :func:`split_objective`); a mean over seeds."""
+        base, domain, mean = split_objective(name)
+        if mean:
+            return statistics.fmean(self.for_domain(d).objective(base)
+                                    for d in (self.domains or [""]))
+        if domain:
+            return self.for_domain(domain).objective(base)
+        name = base
         if name == "loss":
             return statistics.fmean(s.loss for s in self.seeds)
         if name in ("gain", "nca-effect"):
@@ -146,7 +221,15 @@ class TrialRecord:
             "upstream": _plain(self.upstream), "probes": [_plain(x.probe) for x in s],
             "tokens": self.tokens, "wall_s": self.wall_s, "device": self.device,
             "record_version": self.version,
-        }
+        } | self._domain_attrs()
+
+    def _domain_attrs(self) -> dict[str, Any]:
+        """``domains`` and ``by_domain`` of a multi-domain record (nothing for one domain)."""
+        if not self.domains:
+            return {}
+        return {"domains": list(self.domains), "by_domain": {
+            name: {k: v for k, v in self.for_domain(name).to_attrs().items() if k in _DOMAIN_KEYS}
+            for name in self.domains}}
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any]) -> TrialRecord | None:
@@ -168,8 +251,22 @@ class TrialRecord:
             complexity_mean=attrs.get("complexity_mean"),
             acceptance_rate=attrs.get("acceptance_rate"), upstream=attrs.get("upstream"),
             wall_s=float(attrs.get("wall_s") or 0.0), device=str(attrs.get("device") or ""),
-            version=version,
+            version=version, domains=_domain_records(attrs),
         )
+
+
+def _domain_records(attrs: Mapping[str, Any]) -> dict[str, DomainRecord]:
+    """The ``by_domain`` results of a version-3 record, in the order of ``domains``."""
+    by_domain = attrs.get("by_domain")
+    if not isinstance(by_domain, Mapping):
+        return {}
+    out = {}
+    for name in attrs.get("domains") or list(by_domain):
+        sub = by_domain[name]
+        out[str(name)] = DomainRecord(
+            seeds=tuple(_seed_record(sub, i) for i in range(len(sub["losses"]))),
+            bpb=float(sub.get("bpb") or math.nan), recipe=sub.get("recipe"))
+    return out
 
 
 def _seed_record(attrs: Mapping[str, Any], i: int) -> SeedRecord:

@@ -123,3 +123,48 @@ def test_every_committed_trial_reads(journal: Path):
             assert [s.loss for s in record.seeds] == t.user_attrs["losses"]
             read += 1
     assert read > 0
+
+
+# -- several domains (issue 15) ------------------------------------------------------------------
+
+
+def _multi() -> TrialRecord:
+    from search.record import DOMAINS_RECORD_VERSION, DomainRecord
+
+    code, math = _record(), _record()
+    worse = tuple(dataclasses.replace(s, loss=s.loss + 1, net_gain_pct=s.net_gain_pct - 10)
+                  for s in math.seeds)
+    domains = {"code": DomainRecord(seeds=code.seeds, bpb=3.0, recipe={"name": "paper"}),
+               "math": DomainRecord(seeds=worse, bpb=4.0, recipe={"name": "paper", "x": 1})}
+    return _record(domains=domains, version=DOMAINS_RECORD_VERSION)
+
+
+def test_a_one_domain_record_writes_exactly_the_version_2_keys():
+    attrs = _record().to_attrs()
+    assert "domains" not in attrs and "by_domain" not in attrs
+    assert attrs["record_version"] == RECORD_VERSION == 2
+
+
+def test_a_multi_domain_record_round_trips_and_scores_each_domain():
+    record = _multi()
+    attrs = record.to_attrs()
+    assert attrs["record_version"] == 3 and attrs["domains"] == ["code", "math"]
+    assert attrs["by_domain"]["math"]["losses"] == [3.0, 3.1] and attrs["losses"] == [2.0, 2.1]
+    assert TrialRecord.from_attrs(attrs) == record
+    assert record.objective("net-effect:code") == record.objective("net-effect") == -1.5
+    assert record.objective("net-effect:math") == pytest.approx(-11.5)
+    assert record.objective("mean-net-effect") == pytest.approx(-6.5)
+    assert record.objective("loss:math") == pytest.approx(3.05)
+    assert _record().objective("mean-loss") == _record().objective("loss")
+    with pytest.raises(ValueError, match="'web': the trial ran on code, math"):
+        record.objective("loss:web")
+    with pytest.raises(ValueError, match="mean-compute"):
+        record.objective("mean-compute")
+
+
+def test_every_multi_domain_attribute_is_documented():
+    table = (ROOT / "docs" / "interfaces.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", table))
+    attrs = _multi().to_attrs()
+    keys = set(attrs) | set(attrs["by_domain"]["code"])
+    assert not keys - documented, f"undocumented record keys: {sorted(keys - documented)}"
