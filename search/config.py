@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lm.corpora import DOMAINS as CORPORA
 from lm.recipe import RECIPES
 from search._toml import ConfigError, check_keys, from_table
-from search.record import OBJECTIVES, Direction
+from search.record import OBJECTIVES, PER_DOMAIN_OBJECTIVES, Direction, objective_direction
 from search.space import ParamSpec, parse_space, setting_from_params
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
@@ -34,10 +35,15 @@ class StudySection:
 
     name: str
     """Optuna study name."""
-    domain: str
-    """Target domain: code, math or web."""
-    data: str = ""
-    """Domain data: a local path or a Hugging Face dataset id; empty = the domain's default."""
+    domain: str = ""
+    """Target domain of a one-domain study: code, math or web."""
+    domains: tuple[str, ...] = ()
+    """Target domains of a multi-domain study, in order: each trial pre-pre-trains once and
+    trains on every one (the first one's recipe runs the NCA stage). Give domain or domains."""
+    data: str | tuple[tuple[str, str], ...] = ""
+    """Domain data: a local path or a Hugging Face dataset id; empty = the domain's default. A
+    table ``{math = "...", web = "..."}`` names each domain's (a domain left out uses its
+    built-in corpus); resolved to ``(domain, data)`` pairs in the order of ``domains``."""
     tokenizer: str = "byte"
     """Tokenizer of the domain stage: ``byte`` or ``bpe``."""
     preset: str = "auto"
@@ -70,17 +76,14 @@ class StudySection:
     """Torch threads per trial process; 0 = cores / workers."""
 
     def __post_init__(self) -> None:
-        if self.domain not in DOMAINS:
-            raise ConfigError(f"domain {self.domain!r} is not one of {', '.join(DOMAINS)}")
+        self._resolve_domains()
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
         if self.recipe and self.recipe not in RECIPES:
             raise ConfigError(f"recipe {self.recipe!r} is not one of {', '.join(RECIPES)}")
         if self.tokenizer not in ("byte", "bpe"):
             raise ConfigError(f"tokenizer {self.tokenizer!r} is not one of byte, bpe")
-        bad = [o for o in self.objectives if o not in OBJECTIVES]
-        if bad or not self.objectives:
-            raise ConfigError(f"objectives {list(self.objectives)!r}: each must be one of {', '.join(OBJECTIVES)}")
+        self._resolve_objectives()
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds {list(self.seeds)!r} must be a non-empty list of distinct ints")
         for name in ("n_trials", "workers"):
@@ -91,7 +94,84 @@ class StudySection:
 
     @property
     def directions(self) -> list[Direction]:
-        return [OBJECTIVES[o] for o in self.objectives]
+        return [objective_direction(o) for o in self.objectives]
+
+    @property
+    def domain_data(self) -> tuple[tuple[str, str], ...]:
+        """``(domain, data)`` of every domain the study trains on, in order."""
+        if isinstance(self.data, str):
+            return ((self.domain, self.data),)
+        return self.data
+
+    @property
+    def multi_domain(self) -> bool:
+        return len(self.domain_data) > 1
+
+    def _resolve_domains(self) -> None:
+        """Check ``domain``/``domains``/``data`` and set them to one form: ``domain`` is the
+        first domain; ``data`` a string for one domain, ``(domain, data)`` pairs for several."""
+        if bool(self.domain) == bool(self.domains):
+            raise ConfigError("[study] give domain = \"code\" (one domain) or domains = "
+                              "[\"code\", \"math\", \"web\"] (several), not both or neither")
+        names = self.domains or (self.domain,)
+        for name in names:
+            if name not in DOMAINS:
+                raise ConfigError(f"domain {name!r} is not one of {', '.join(DOMAINS)}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"domains {list(names)!r} name {', '.join(twice)} more than once; "
+                              "each domain may appear once")
+        data = self.data
+        if isinstance(data, str) and len(names) > 1:
+            if data:
+                raise ConfigError(f"data {data!r} is one path but the study has domains "
+                                  f"{', '.join(names)}: give a table, data = {{ web = \"PATH\" }}")
+            data = ()
+        table = dict(data) if not isinstance(data, str) else {}
+        unknown = sorted(set(table) - set(names))
+        if unknown:
+            raise ConfigError(f"data names domain(s) {', '.join(unknown)} the study does not "
+                              f"train on; its domains: {', '.join(names)}")
+        missing = [n for n in names if not table.get(n) and CORPORA[n].builtin is None]
+        if missing and len(names) > 1:
+            raise ConfigError(f"domain {missing[0]!r} has no built-in corpus: give its data, "
+                              f"e.g. data = {{ {missing[0]} = \"PATH\" }} or --data "
+                              f"{missing[0]}=PATH")
+        object.__setattr__(self, "domain", names[0])
+        object.__setattr__(self, "domains", names)
+        if len(names) == 1:
+            object.__setattr__(self, "data", data if isinstance(data, str)
+                               else str(table.get(names[0], "")))
+        else:
+            object.__setattr__(self, "data", tuple((n, str(table.get(n, ""))) for n in names))
+
+    def _resolve_objectives(self) -> None:
+        """A multi-domain study scores each per-domain objective on every domain: a bare name
+        such as ``net-effect`` becomes ``net-effect:code``, ``net-effect:math``, ...; named
+        ones (``net-effect:math``), means over domains (``mean-net-effect``) and ``compute``
+        stay as they are."""
+        accepted = (f"{', '.join(OBJECTIVES)}, NAME:DOMAIN or mean-NAME "
+                    f"(NAME one of {', '.join(PER_DOMAIN_OBJECTIVES)})")
+        if not self.objectives:
+            raise ConfigError(f"objectives []: give at least one of {accepted}")
+        resolved: list[str] = []
+        for name in self.objectives:
+            try:
+                objective_direction(name)
+            except ValueError:
+                raise ConfigError(f"objectives {list(self.objectives)!r}: {name!r} is not one "
+                                  f"of {accepted}") from None
+            base, _, domain = name.partition(":")
+            if domain and domain not in self.domains:
+                raise ConfigError(f"objective {name!r} names domain {domain!r}, which the study "
+                                  f"does not train on; its domains: {', '.join(self.domains)}")
+            if len(self.domains) > 1 and not domain and base in PER_DOMAIN_OBJECTIVES:
+                resolved.extend(f"{base}:{d}" for d in self.domains)
+            else:
+                resolved.append(name)
+        if len(set(resolved)) != len(resolved):
+            raise ConfigError(f"objectives {resolved!r} name an objective more than once")
+        object.__setattr__(self, "objectives", tuple(resolved))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -258,7 +338,10 @@ def load_study_config(name_or_path: str, overrides: dict[str, dict[str, Any]] | 
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for section, values in (overrides or {}).items():
-        raw.setdefault(section, {}).update(values)
+        table = raw.setdefault(section, {})
+        for key, value in values.items():  # a table (``data``) is merged, a value replaced
+            both = isinstance(value, dict) and isinstance(table.get(key), dict)
+            table[key] = {**table[key], **value} if both else value
     return config_from_dict(raw, where=str(path))
 
 
@@ -267,6 +350,9 @@ def config_from_dict(raw: dict[str, Any], where: str = "study") -> StudyConfig:
     check_keys(raw, _SECTIONS, f"{where} (top level)")
     if "study" not in raw:
         raise ConfigError(f"{where} has no [study] section")
+    study = dict(raw["study"])
+    if isinstance(study.get("data"), dict):  # a TOML table: domain -> data
+        study["data"] = tuple((str(k), str(v)) for k, v in study["data"].items())
     slurm = dict(raw.get("slurm", {}))
     if "extra" in slurm:
         slurm["extra"] = tuple(sorted((str(k), str(v)) for k, v in dict(slurm["extra"]).items()))
@@ -275,7 +361,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "study") -> StudyConfig:
         check_keys(a, ("name", "params"), "anchors")
         anchors.append(Anchor(name=a["name"], params=tuple(sorted(a.get("params", {}).items()))))
     return StudyConfig(
-        study=from_table(StudySection, raw["study"], "study"),
+        study=from_table(StudySection, study, "study"),
         budget=from_table(BudgetSection, raw.get("budget", {}), "budget"),
         sampler=from_table(SamplerSection, raw.get("sampler", {}), "sampler"),
         pruner=from_table(PrunerSection, raw.get("pruner", {}), "pruner"),

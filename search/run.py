@@ -31,7 +31,7 @@ from search import console, cost
 from search import study as study_lib
 from search import trial as trial_lib
 from search._toml import ConfigError
-from search.config import EXECUTORS, StudyConfig, load_study_config
+from search.config import DOMAINS, EXECUTORS, StudyConfig, load_study_config
 from search.driver import Driver, DriverEvents, StudyStopped
 from search.driver_lock import StudyBusyError, StudyLock, acquire_study
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
@@ -49,7 +49,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="sampler seed")
     p.add_argument("--seeds", help="training seeds per setting, comma-separated, e.g. 0,1,2")
     p.add_argument("--preset", help="model preset (auto, tiny, cpu-proxy, gpu-proxy, paper-1.6b)")
-    p.add_argument("--data", help="domain data: a local file or folder, or a dataset id")
+    p.add_argument("--data", action="append", metavar="[DOMAIN=]DATA",
+                   help="domain data: a local file or folder, or a dataset id; DOMAIN=DATA names "
+                        "one domain's of a multi-domain study (repeat for several)")
     p.add_argument("--run-dir", help="where the journal, artifacts and config go")
     p.add_argument("--cache-dir", help="shared cache of NCA data, checkpoints and baselines")
     p.add_argument("--name", help="study name (default: from the study file)")
@@ -67,13 +69,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     study: dict[str, Any] = {}
     for flag, key in (("n_trials", "n_trials"), ("storage", "storage"), ("executor", "executor"),
-                      ("workers", "workers"), ("preset", "preset"), ("data", "data"),
+                      ("workers", "workers"), ("preset", "preset"),
                       ("run_dir", "run_dir"), ("cache_dir", "cache_dir"), ("name", "name")):
         value = getattr(args, flag)
         if value is not None:
             study[key] = value
     if args.domain and args.study:
         study["domain"] = args.domain
+    if args.data:
+        study["data"] = _data_override(args.data)
     if args.seeds is not None:
         try:
             study["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -83,6 +87,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if args.seed is not None:
         out["sampler"] = {"seed": args.seed}
     return out
+
+
+def _data_override(values: list[str]) -> str | dict[str, str]:
+    """``--data PATH`` (one domain) or ``--data web=PATH`` (repeatable; merged into the study
+    file's data table): a value is per-domain when the text before its first ``=`` is a domain."""
+    table: dict[str, str] = {}
+    plain: list[str] = []
+    for value in values:
+        domain, sep, data = value.partition("=")
+        if sep and domain in DOMAINS:
+            if domain in table:
+                raise ConfigError(f"--data {value!r}: domain {domain!r} is given twice")
+            table[domain] = data
+        else:
+            plain.append(value)
+    if plain and (table or len(plain) > 1):
+        raise ConfigError(f"--data {plain[-1]!r}: give one plain --data PATH, or DOMAIN=PATH "
+                          f"for each domain ({', '.join(DOMAINS)})")
+    return plain[0] if plain else table
 
 
 def load_config(args: argparse.Namespace) -> StudyConfig:

@@ -86,3 +86,23 @@ def test_unusable_path_exits_2_naming_it_before_anything_is_written(tmp_path, fl
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and value.split("/")[-1] in lines[0], lines
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "body, args, needle",
+    [
+        ('domains = ["code", "math", "math"]\n', [], "math more than once"),
+        ('domains = ["code", "chess"]\n', [], "chess"),
+        ('domains = ["code", "web"]\n', [], "'web' has no built-in corpus"),
+        ('domains = ["code", "web"]\n', ["--data", "poetry=/x"], "poetry=/x"),
+        ('domains = ["code", "web"]\n', ["--data", "web=/a", "--data", "web=/b"], "web=/b"),
+    ],
+)
+def test_bad_domains_exit_2_with_one_line(tmp_path, body, args, needle):
+    path = tmp_path / "multi.toml"
+    path.write_text('[study]\nname = "multi"\npreset = "tiny"\n' + body)
+    result = _run(tmp_path, "--study", str(path), *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert not (tmp_path / "run").exists()

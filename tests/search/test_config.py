@@ -62,3 +62,60 @@ def test_resolved_config_is_json():
 
     data = json.loads(load_study_config("code").to_json())
     assert data["study"]["domain"] == "code" and STUDIES_DIR.is_dir()
+
+
+# -- several domains (issue 15) ------------------------------------------------------------------
+
+_MULTI = {"name": "x", "domains": ["code", "math", "web"], "data": {"math": "m.jsonl", "web": "w"}}
+
+
+def test_domains_table_resolves_in_order():
+    s = config_from_dict({"study": _MULTI}).study
+    assert s.domain == "code" and s.multi_domain
+    assert s.domain_data == (("code", ""), ("math", "m.jsonl"), ("web", "w"))
+
+
+def test_one_domain_forms_agree():
+    plain = config_from_dict({"study": {"name": "x", "domain": "code", "data": "c.jsonl"}}).study
+    listed = config_from_dict({"study": {"name": "x", "domains": ["code"],
+                                         "data": {"code": "c.jsonl"}}}).study
+    assert plain.data == listed.data == "c.jsonl" and not plain.multi_domain
+    assert plain.domain_data == listed.domain_data == (("code", "c.jsonl"),)
+    assert plain.objectives == ("net-effect",)
+
+
+def test_multi_domain_objectives_expand_per_domain():
+    s = config_from_dict({"study": {**_MULTI, "objectives": ["net-effect", "compute"]}}).study
+    assert s.objectives == ("net-effect:code", "net-effect:math", "net-effect:web", "compute")
+    assert s.directions == ["maximize"] * 3 + ["minimize"]
+    mean = config_from_dict({"study": {**_MULTI, "objectives": ["mean-loss"]}}).study
+    assert mean.objectives == ("mean-loss",) and mean.directions == ["minimize"]
+
+
+def test_cli_data_entry_merges_into_the_table(tmp_path):
+    path = tmp_path / "multi.toml"
+    path.write_text('[study]\nname = "x"\ndomains = ["code", "math", "web"]\n'
+                    'data = { math = "m", web = "w" }\n')
+    cfg = load_study_config(str(path), {"study": {"data": {"web": "w2"}}})
+    assert cfg.study.domain_data == (("code", ""), ("math", "m"), ("web", "w2"))
+
+
+@pytest.mark.parametrize(
+    "study, needle",
+    [
+        ({**_MULTI, "domains": ["code", "chess"]}, "'chess' is not one of code, math, web"),
+        ({**_MULTI, "domains": ["code", "math", "code"], "data": {"math": "m"}}, "code more than once"),
+        ({**_MULTI, "data": {"math": "m"}}, "'web' has no built-in corpus"),
+        ({**_MULTI, "data": {"math": "m", "web": "w", "poetry": "p"}}, "poetry"),
+        ({**_MULTI, "data": "one.jsonl"}, "one.jsonl"),
+        ({**_MULTI, "domain": "code"}, "not both"),
+        ({"name": "x"}, "domain"),
+        ({**_MULTI, "objectives": ["net-effect:chess"]}, "net-effect:chess"),
+        ({**_MULTI, "objectives": ["mean-compute"]}, "mean-compute"),
+        ({"name": "x", "domain": "code", "objectives": ["loss:math"]}, "'math'"),
+    ],
+)
+def test_bad_domains_name_the_value(study, needle):
+    with pytest.raises(ConfigError, match=None) as exc:
+        config_from_dict({"study": study})
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
