@@ -99,6 +99,8 @@ class _OptunaReporter:
         study = optuna.load_study(study_name=payload.study_name, storage=storage, pruner=pruner)
         self._trial = optuna.Trial(study, payload.trial_id)
         self._per_seed = payload.pruner.name == "wilcoxon"
+        # Optuna refuses intermediate values in multi-objective studies (and cannot prune them).
+        self._reports = len(payload.objectives) == 1
         self._objective = payload.objectives[0]
         self._prunable = payload.prunable
         self._artifacts = payload.artifact_dir
@@ -115,7 +117,7 @@ class _OptunaReporter:
     def report_curve(self, step: int, point: trial_lib.CurvePoint) -> bool:
         """Report a validation point of the downstream stage, as the study's first objective
         scores trials (a loss, or a % effect); True when the trial should stop."""
-        if self._per_seed:
+        if self._per_seed or not self._reports:
             return False
         self._trial.report(point.value(self._objective), step)
         return self._prunable and self._trial.should_prune()
@@ -123,7 +125,7 @@ class _OptunaReporter:
     def report_seed(self, seed_index: int, point: trial_lib.CurvePoint) -> bool:
         """Wilcoxon pruning compares per-seed results as instances: the paired loss difference
         (trial minus scratch) for a loss objective, the seed's % effect for an effect one."""
-        if not self._per_seed:
+        if not self._per_seed or not self._reports:
             return False
         value = (point.loss - point.scratch_loss if self._objective == "loss"
                  else point.value(self._objective))

@@ -55,6 +55,8 @@ def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:
     resolved["context"] = context.to_dict()
     study.set_user_attr("config", json.dumps(resolved, sort_keys=True))
     study.set_user_attr("domain", config.study.domain)
+    if config.study.multi_domain:
+        study.set_user_attr("domains", list(config.study.domains))
     study.set_user_attr("preset", context.preset)
     study.set_user_attr("objectives", list(config.study.objectives))
     with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since

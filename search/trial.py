@@ -65,7 +65,14 @@ from search.plan import (
     resolve,
     scratch_runs,
 )
-from search.record import RECORD_VERSION, SeedRecord, TrialRecord
+from search.record import (
+    DOMAINS_RECORD_VERSION,
+    RECORD_VERSION,
+    DomainRecord,
+    SeedRecord,
+    TrialRecord,
+    split_objective,
+)
 from search.space import Setting, nca_data_spec
 
 
@@ -103,7 +110,9 @@ class CurvePoint:
     """The lowest among the scratch runs'."""
 
     def value(self, objective: str) -> float:
-        """The point as the objective ``objective`` scores a whole trial (loss or % effect)."""
+        """The point as the objective ``objective`` scores a whole trial (loss or % effect; a
+        per-domain or mean objective as its base objective on the stage's domain)."""
+        objective = split_objective(objective)[0]
         if objective in ("gain", "nca-effect"):
             return (self.scratch_loss - self.loss) / self.scratch_loss * 100.0
         if objective == "net-effect":
@@ -129,9 +138,23 @@ class TrialContext:
     seeds: tuple[int, ...]
     cache_dir: str
     device: str = "cpu"
+    domains: tuple[tuple[str, str], ...] = ()
+    """``(domain, data)`` of every domain of a multi-domain study, in order (``domain`` and
+    ``data`` are then the first's); empty for one domain."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """As a dict; a one-domain context has no ``domains`` key (its keys stay as before)."""
+        out = dataclasses.asdict(self)
+        if not self.domains:
+            del out["domains"]
+        return out
+
+    def per_domain(self) -> tuple[TrialContext, ...]:
+        """One one-domain context per domain, in order (just this one for one domain)."""
+        if not self.domains:
+            return (self,)
+        return tuple(dataclasses.replace(self, domain=d, data=data, domains=())
+                     for d, data in self.domains)
 
 
 def make_context(config: StudyConfig) -> TrialContext:
@@ -149,15 +172,17 @@ def make_context(config: StudyConfig) -> TrialContext:
     except ValueError as exc:
         raise SetupError(str(exc)) from None
     context = TrialContext(
-        domain=s.domain, data=s.data, tokenizer=s.tokenizer, preset=name,
+        domain=s.domain, data=s.domain_data[0][1], tokenizer=s.tokenizer, preset=name,
         recipe=s.recipe or preset.recipe,
         nca_tokens=config.budget.nca_tokens or preset.nca_tokens,
         nca_fraction=config.budget.nca_fraction,
         domain_tokens=config.budget.domain_tokens or preset.domain_tokens,
         seeds=tuple(s.seeds), cache_dir=str(config.cache_dir),
         device="cuda" if torch.cuda.is_available() else "cpu",
+        domains=s.domain_data if s.multi_domain else (),
     )
-    _corpus(context)
+    for one in context.per_domain():
+        _corpus(one)
     return context
 
 
@@ -212,19 +237,30 @@ class TrialOutcome:
     seeds: list[SeedResult]
     wall_s: float
     device: str
+    by_domain: dict[str, tuple[Plan, list[SeedResult]]] = field(default_factory=dict)
+    """Every domain's plan and seeds of a multi-domain trial, in study order (``plan`` and
+    ``seeds`` are then the first's); empty for one domain."""
 
     def record(self) -> TrialRecord:
         """What the trial stores (``search.record``): the seeds as records, the setting as run."""
         first = self.seeds[0]
+        domains = {name: DomainRecord(seeds=tuple(_seed_record(r) for r in seeds),
+                                      bpb=statistics.fmean(r.bpb for r in seeds),
+                                      recipe=dataclasses.asdict(plan.recipe))
+                   for name, (plan, seeds) in self.by_domain.items()}
+        # The NCA stage ran once for all domains; each domain stage ran once per domain.
+        tokens = first.tokens + sum(plan.domain_tokens for plan, _ in self.by_domain.values())
+        tokens -= self.plan.domain_tokens if self.by_domain else 0
         return TrialRecord(
             seeds=tuple(_seed_record(r) for r in self.seeds), source=self.setting.source,
             band=self.setting.band, alphabet=self.setting.alphabet,
             recipe=dataclasses.asdict(self.plan.recipe), nca_tokens=self.plan.nca_tokens,
-            domain_tokens=self.plan.domain_tokens, tokens=first.tokens,
+            domain_tokens=self.plan.domain_tokens, tokens=tokens,
             bpb=statistics.fmean(r.bpb for r in self.seeds),
             complexity_mean=first.data_stats.get("complexity_mean"),
             acceptance_rate=first.data_stats.get("acceptance_rate"), upstream=first.upstream,
-            wall_s=self.wall_s, device=self.device,
+            wall_s=self.wall_s, device=self.device, domains=domains,
+            version=DOMAINS_RECORD_VERSION if domains else RECORD_VERSION,
         )
 
 
@@ -243,51 +279,98 @@ def _seed_record(r: SeedResult) -> SeedRecord:
 
 def run_trial(setting: Setting, context: TrialContext, reporter: Reporter | None = None,
               work_dir: Path | None = None) -> TrialOutcome:
-    """Evaluate ``setting`` on every seed of the study.
+    """Evaluate ``setting`` on every seed of the study (and every domain of a multi-domain one).
+
+    Seed by seed, the NCA data and the pre-pre-trained checkpoint are built or fetched once, then
+    transferred and trained on each domain in turn, each paired with that domain's scratch runs
+    of the same seed and downstream recipe. The NCA stage follows the first domain's recipe.
 
     Args:
         setting: what to evaluate.
         context: the study's shared settings.
         reporter: where intermediate losses go (and whether to prune).
-        work_dir: where the trial keeps finished seeds and the checkpoint of the stage in
-            progress, so a requeued or retried trial resumes instead of starting over.
+        work_dir: where the trial keeps finished seeds (one file per domain and seed) and the
+            checkpoint of the stage in progress, so a requeued or retried trial resumes at the
+            domain and seed it had reached instead of starting over.
 
     Raises:
         TrialPrunedError: the pruner stopped it.
         InfeasibleSettingError: the setting cannot be realised.
     """
     start = time.time()
-    plan = resolve(setting, context)
-    corpus = _corpus(context)
-    results = []
+    stages = context.per_domain()
+    plans = [resolve(setting, one) for one in stages]
+    results: list[list[SeedResult]] = [[] for _ in stages]
     for index, seed in enumerate(context.seeds):
-        key = seed_key(setting, context, seed)
-        done_path = work_dir / f"seed{seed}.json" if work_dir else None
-        done = _finished_seed(done_path, key) if done_path else None
-        if done is not None:
-            results.append(done)
-            continue
-        scratch = {run.label: scratch_baseline(context, run, seed) for run in
-                   scratch_runs(plan, context)}
-        ckpt = work_dir / f"seed{seed}.pt" if work_dir else None
-        result = _run_seed(setting, plan, context, corpus, seed, index, scratch, reporter, ckpt)
-        result.key = key
-        if done_path:
-            write_verified_json(done_path, dataclasses.asdict(result))
-        results.append(result)
-        point = CurvePoint(loss=result.loss, scratch_loss=result.scratch_loss,
-                           best_scratch_loss=result.best_scratch_loss)
-        if reporter and reporter.report_seed(index, point):
-            raise TrialPrunedError(f"pruned after seed {seed} (paired test vs scratch)")
-    return TrialOutcome(setting=setting, plan=plan, seeds=results, wall_s=time.time() - start,
-                        device=context.device)
+        upstream = _Upstream(setting=setting, plan=plans[0], context=stages[0], seed=seed)
+        for d, one in enumerate(stages):
+            result = _domain_seed(setting, plans[d], context, one, seed, index, upstream,
+                                  reporter, work_dir, first_step=(index * len(stages) + d))
+            results[d].append(result)
+            point = CurvePoint(loss=result.loss, scratch_loss=result.scratch_loss,
+                               best_scratch_loss=result.best_scratch_loss)
+            if reporter and reporter.report_seed(index * len(stages) + d, point):
+                raise TrialPrunedError(f"pruned after seed {seed}{_on(one, context)} "
+                                       "(paired test vs scratch)")
+    by_domain = ({one.domain: (plan, seeds) for one, plan, seeds in zip(stages, plans, results)}
+                 if context.domains else {})
+    return TrialOutcome(setting=setting, plan=plans[0], seeds=results[0],
+                        wall_s=time.time() - start, device=context.device, by_domain=by_domain)
 
 
-def seed_key(setting: Setting, context: TrialContext, seed: int) -> str:
-    """Identity of one seed's work: a finished seed found in a work folder must carry it."""
+def _on(one: TrialContext, context: TrialContext) -> str:
+    """`` on math`` in a multi-domain trial's messages; nothing for one domain."""
+    return f" on {one.domain}" if context.domains else ""
+
+
+def _domain_seed(setting: Setting, plan: Plan, context: TrialContext, one: TrialContext,
+                 seed: int, index: int, upstream: _Upstream, reporter: Reporter | None,
+                 work_dir: Path | None, first_step: int) -> SeedResult:
+    """Seed ``seed`` on the domain of ``one``: read back when the work folder holds it finished,
+    otherwise trained (from the seed's shared upstream checkpoint) and saved there."""
+    key = seed_key(setting, context, seed, domain=one.domain if context.domains else "")
+    stem = f"{one.domain}-seed{seed}" if context.domains else f"seed{seed}"
+    done_path = work_dir / f"{stem}.json" if work_dir else None
+    done = _finished_seed(done_path, key) if done_path else None
+    if done is not None:
+        return done
+    scratch = {run.label: scratch_baseline(one, run, seed) for run in scratch_runs(plan, one)}
+    ckpt = work_dir / f"{stem}.pt" if work_dir else None
+    result = _run_seed(setting, plan, one, _corpus(one), seed, index, scratch, reporter, ckpt,
+                       upstream=upstream, first_step=first_step)
+    result.key = key
+    if done_path:
+        write_verified_json(done_path, dataclasses.asdict(result))
+    return result
+
+
+@dataclass(kw_only=True, slots=True)
+class _Upstream:
+    """A seed's pre-pre-trained checkpoint: fetched on first use, then shared by every domain
+    (a seed whose domains are all finished never fetches it)."""
+
+    setting: Setting
+    plan: Plan
+    context: TrialContext
+    seed: int
+    value: tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int] | None = None
+
+    def get(self, tell: Callable[..., None] | None
+            ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
+        if self.value is None:
+            self.value = _pretrained(self.setting, self.plan, self.context, self.seed, tell=tell)
+        return self.value
+
+
+def seed_key(setting: Setting, context: TrialContext, seed: int, domain: str = "") -> str:
+    """Identity of one seed's work (on ``domain`` of a multi-domain study): a finished seed
+    found in a work folder must carry it."""
     study = {k: v for k, v in context.to_dict().items() if k not in ("cache_dir", "seeds")}
-    return content_key({"setting": dataclasses.asdict(setting), "study": study, "seed": seed,
-                        "record": RECORD_VERSION})
+    identity = {"setting": dataclasses.asdict(setting), "study": study, "seed": seed,
+                "record": RECORD_VERSION}
+    if domain:
+        identity.update(domain=domain, record=DOMAINS_RECORD_VERSION)
+    return content_key(identity)
 
 
 def _finished_seed(path: Path, key: str) -> SeedResult | None:
@@ -329,7 +412,13 @@ def _resumable(path: Path | None) -> Path | None:
 
 def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: DomainCorpus,
               seed: int, index: int, scratch: dict[str, Baseline], reporter: Reporter | None,
-              checkpoint: Path | None) -> SeedResult:
+              checkpoint: Path | None, *, upstream: _Upstream | None = None,
+              first_step: int | None = None) -> SeedResult:
+    """Transfer the seed's upstream checkpoint to ``context``'s domain and train it there.
+
+    ``first_step`` counts this domain stage among the trial's (seed-major): its curve reports at
+    steps ``first_step * points`` onwards; defaults to ``index`` (one domain)."""
+    stage = index if first_step is None else first_step
     matched = scratch["matched"]
     best_label = min(scratch, key=lambda label: scratch[label].final_loss)
     best = scratch[best_label]
@@ -337,12 +426,13 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
     stats: dict[str, Any] = {}
     probes: dict[str, Any] | None = None
     if setting.source == "none":
-        curve, upstream, tokens = matched.curve, None, plan.domain_tokens
+        curve, ppt_upstream, tokens = matched.curve, None, plan.domain_tokens
     else:
         # Live progress (search.progress) goes through the reporter's optional progress method.
         progress = getattr(reporter, "progress", None)
         tell = functools.partial(progress, seed_index=index) if progress else None
-        state, upstream, stats, ppt_tokens = _pretrained(setting, plan, context, seed, tell=tell)
+        source = upstream or _Upstream(setting=setting, plan=plan, context=context, seed=seed)
+        state, ppt_upstream, stats, ppt_tokens = source.get(tell)
         if tell:
             tell("transfer", tokens=0, total=0)
         model, _ = lm_transfer(state, corpus.vocab_size, TransferConfig(
@@ -359,7 +449,7 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
             if tell:  # scratch was evaluated at the same token counts (same budget and config)
                 tell("domain", tokens=tokens_seen, total=plan.domain_tokens, val_loss=val_loss,
                      scratch_loss=point.scratch_loss)
-            if reporter and reporter.report_curve(index * n_points + k, point):
+            if reporter and reporter.report_curve(stage * n_points + k, point):
                 raise TrialPrunedError(f"pruned at {tokens_seen} downstream tokens of seed {seed}")
 
         cfg = plan.domain_config(preset, seed, corpus.train.seq_len)
@@ -380,7 +470,7 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
         best_scratch_recipe=best_label,
         net_gain_pct=(best.final_loss - scores.final_loss) / best.final_loss * 100.0,
         scratch_losses={label: b.final_loss for label, b in scratch.items()},
-        upstream=upstream, probe=probes, data_stats=stats, tokens=tokens,
+        upstream=ppt_upstream, probe=probes, data_stats=stats, tokens=tokens,
     )
 
 
