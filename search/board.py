@@ -123,7 +123,8 @@ def _baseline_row(driver: Driver, started: float) -> Row:
     if live:
         merged = Progress(trial=-1, seed_index=0, n_seeds=len(seeds), stage="scratch",
                           tokens=sum(p.tokens for p in live),
-                          total=driver.context.domain_tokens * len(seeds),
+                          # each job counts every scratch run of its seed (recipes, domains)
+                          total=max(p.total for p in live) * len(seeds),
                           tokens_per_s=sum(p.tokens_per_s for p in live),
                           tokens_left=sum(p.tokens_left for p in live),
                           updated_at=max(p.updated_at for p in live))

@@ -289,6 +289,10 @@ class StudyConfig:
         if self.sampler.name == "grid" and ranges:
             raise ConfigError(f"[sampler] grid needs choices for every searched parameter; "
                               f"{', '.join(ranges)} are ranges")
+        if len(self.study.objectives) > 1 and self.pruner.name not in ("median", "none"):
+            raise ConfigError(f"[pruner] {self.pruner.name} cannot judge a study with several "
+                              f"objectives; use median (the first-domain rule, see README) "
+                              f"or none")
 
     @property
     def grid(self) -> dict[str, list[Any]]:

@@ -93,6 +93,13 @@ class Plan:
     domain_evals: int
     nca_steps: int
     nca_evals: int
+    domains: int = 1
+    """Domain stages per seed: one per domain of the study (each timed as the first domain's:
+    the preset's shapes are the same, only the text differs)."""
+
+    @property
+    def tokens_per_trial(self) -> int:
+        return self.seeds * (self.nca_tokens + self.domains * self.domain_tokens)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,7 +147,8 @@ def plan(config: StudyConfig, context: trial_lib.TrialContext) -> Plan:
     return Plan(seeds=len(context.seeds), nca_tokens=trial_plan.nca_tokens,
                 domain_tokens=trial_plan.domain_tokens,
                 domain_steps=_steps(text, preset.seq_len), domain_evals=preset.evals_per_stage + 1,
-                nca_steps=_steps(nca, nca_len), nca_evals=preset.evals_per_stage + 1)
+                nca_steps=_steps(nca, nca_len), nca_evals=preset.evals_per_stage + 1,
+                domains=len(context.per_domain()))
 
 
 def _steps(cfg: Any, seq_len: int) -> int:
@@ -347,11 +355,11 @@ def _parallel_slowdown(workers: int, threads: int, n: int = 400) -> float:
 
 
 def seed_s(cal: Calibration, p: Plan, alphabet: int) -> float:
-    """One seed of one trial: data, NCA stage, diagnostic, domain stage."""
+    """One seed of one trial: data, NCA stage, then per domain diagnostic and domain stage."""
     step = cal.nca_step_s.get(alphabet) or max(cal.nca_step_s.values())
     evals = cal.nca_eval_s.get(alphabet) or max(cal.nca_eval_s.values())
-    return (cal.data_s + p.nca_steps * step + p.nca_evals * evals + cal.diagnose_s
-            + p.domain_steps * cal.domain_step_s + p.domain_evals * cal.domain_eval_s)
+    domain = cal.diagnose_s + p.domain_steps * cal.domain_step_s + p.domain_evals * cal.domain_eval_s
+    return cal.data_s + p.nca_steps * step + p.nca_evals * evals + p.domains * domain
 
 
 def trial_s(cal: Calibration, p: Plan, alphabet: int) -> float:
@@ -387,8 +395,10 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
             raise ValueError("no finished trials to go by: a calibration is needed")
         per = _per_trial(config, cal, p, done, left)
         source = "calibration"
-    # a baseline job runs every distinct scratch run of its seed (matched, paper, proxy)
-    runs = len({r.plan for r in trial_lib.study_scratch_runs(context)})
+    # a baseline job runs every distinct scratch run of its seed (matched, paper, proxy) on
+    # every domain
+    runs = sum(len({r.plan for r in trial_lib.study_scratch_runs(one)})
+               for one in context.per_domain())
     base = 0.0 if not todo or cal is None else (
         math.ceil(len(todo) / workers) * runs * baseline_s(cal, p))
     # Trials run `workers` at a time; the longest one bounds a study shorter than that.

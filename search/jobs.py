@@ -16,10 +16,11 @@ from typing import Any
 
 import optuna
 
-from search import artifacts
+from search import _first_domain, artifacts
 from search import progress as progress_lib
 from search import trial as trial_lib
 from search.config import PrunerSection
+from search.record import SeedRecord, TrialRecord
 from search.space import Setting
 from search.trial import TrialContext
 
@@ -99,9 +100,14 @@ class _OptunaReporter:
         study = optuna.load_study(study_name=payload.study_name, storage=storage, pruner=pruner)
         self._trial = optuna.Trial(study, payload.trial_id)
         self._per_seed = payload.pruner.name == "wilcoxon"
-        # Optuna refuses intermediate values in multi-objective studies (and cannot prune them).
+        # Optuna refuses intermediate values in multi-objective studies (and cannot prune them):
+        # those follow search._first_domain's rule instead (report_domain).
         self._reports = len(payload.objectives) == 1
+        self._objectives = payload.objectives
         self._objective = payload.objectives[0]
+        self._first_domain = payload.context.domain
+        self._pruner = payload.pruner
+        self._study = study
         self._prunable = payload.prunable
         self._artifacts = payload.artifact_dir
         self._init_progress(payload)
@@ -132,6 +138,18 @@ class _OptunaReporter:
         self._trial.report(value, seed_index)
         return self._prunable and self._trial.should_prune()
 
+    def report_domain(self, domain: str, seeds: tuple[SeedRecord, ...]) -> bool:
+        """A multi-objective study's rule (search._first_domain): True when the first domain's
+        ``seeds`` so far are worse than the completed trials' median on every objective."""
+        if (self._reports or not self._prunable or self._pruner.name != "median"
+                or domain != self._first_domain):
+            return False
+        completed = (TrialRecord.from_attrs(t.user_attrs) for t in self._study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        return _first_domain.hopeless(seeds, [r for r in completed if r is not None],
+                                      self._objectives, self._first_domain,
+                                      self._pruner.n_startup_trials)
+
     def set_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
 
@@ -140,7 +158,9 @@ class _OptunaReporter:
     def _init_progress(self, payload: TrialPayload) -> None:
         context, setting = payload.context, payload.setting
         self._nca_tokens = 0 if setting.source == "none" else (setting.nca_tokens or context.nca_tokens)
-        self._domain_tokens = 0 if setting.source == "none" else context.domain_tokens
+        # a multi-domain seed's domain stages count as one (search.trial._across_domains)
+        self._domain_tokens = 0 if setting.source == "none" else (
+            context.domain_tokens * len(context.per_domain()))
         self._n_seeds = len(context.seeds)
         self._writer = (progress_lib.ProgressWriter(progress_lib.progress_path(payload.work_dir),
                                                     trial=self._trial.number, n_seeds=self._n_seeds)
@@ -202,36 +222,38 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
 
 def run_baseline_job(args: tuple[TrialContext, int]) -> float:
     """Compute (or fetch) the scratch runs of one seed at the study's default setting (the
-    matched recipe and every named one); returns the matched run's final loss."""
+    matched recipe and every named one; on every domain of a multi-domain study); returns the
+    first domain's matched run's final loss."""
     context, seed = args
     writer = progress_lib.ProgressWriter(baseline_progress_path(context, seed), trial=-1,
                                          n_seeds=len(context.seeds))
     index = context.seeds.index(seed) if seed in context.seeds else 0
 
-    runs = trial_lib.study_scratch_runs(context)
-    n_distinct = len({run.plan for run in runs})  # matched may be a named one
+    runs = [(one, run) for one in context.per_domain() for run in trial_lib.study_scratch_runs(one)]
+    distinct = {(one.domain, run.plan) for one, run in runs}  # matched may be a named one
     finished: set[Any] = set()  # progress counts tokens over all distinct runs
 
     def progress(tokens: int, total: int) -> None:
-        so_far, whole = len(finished) * total + tokens, n_distinct * total
+        so_far, whole = len(finished) * total + tokens, len(distinct) * total
         writer.update("scratch", index, so_far, whole, tokens_left=whole - so_far)
 
     losses = {}
-    for run in runs:
-        losses[run.label] = trial_lib.scratch_baseline(context, run, seed,
-                                                       progress=progress).final_loss
-        finished.add(run.plan)
-    return losses["matched"]
+    for one, run in runs:
+        losses[one.domain, run.label] = trial_lib.scratch_baseline(
+            one, run, seed, progress=progress).final_loss
+        finished.add((one.domain, run.plan))
+    return losses[context.domain, "matched"]
 
 
 def baseline_progress_path(context: TrialContext, seed: int) -> Path:
     """Where the job computing the scratch runs of ``seed`` writes its progress."""
-    run = trial_lib.study_scratch_runs(context)[0]
-    path = trial_lib.baseline_path(context, run, seed)
+    first = context.per_domain()[0]
+    path = trial_lib.baseline_path(first, trial_lib.study_scratch_runs(first)[0], seed)
     return path.with_name(path.stem + ".progress.json")
 
 
 def baseline_cached(context: TrialContext, seed: int) -> bool:
-    """True when every scratch run of ``seed`` at the study's default setting is cached."""
-    return all(trial_lib.baseline_path(context, run, seed).is_file()
-               for run in trial_lib.study_scratch_runs(context))
+    """True when every scratch run of ``seed`` at the study's default setting is cached (on
+    every domain of a multi-domain study)."""
+    return all(trial_lib.baseline_path(one, run, seed).is_file()
+               for one in context.per_domain() for run in trial_lib.study_scratch_runs(one))

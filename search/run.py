@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         executor.shutdown()
         lock.release()
-    matched = trial_lib.study_scratch_runs(context)[0]
-    scratch = [trial_lib.scratch_baseline(context, matched, s).final_loss
-               for s in config.study.seeds]
+    scratch = {one.domain: [trial_lib.scratch_baseline(
+        one, trial_lib.study_scratch_runs(one)[0], s).final_loss for s in config.study.seeds]
+        for one in context.per_domain()}
     console.summary(study, scratch, sys.stdout)
     _print_where(config)
     return 0
@@ -254,14 +254,14 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
     resumed = f", {est.trials_done} already finished" if est.trials_done else ""
     calibrated = "cached" if cached else "measured now"
     lines = [
-        (f"[dry-run] study {s.name!r}: {s.domain}, preset {context.preset}, {s.executor} "
+        (f"[dry-run] study {s.name!r}: {', '.join(s.domains)}, preset {context.preset}, {s.executor} "
          f"x{est.workers}, storage {config.storage_url}"),
         (f"  trials:      {est.trials_total}{resumed}; {est.trials_left} to run, "
          f"{len(config.anchors)} of them anchors first"),
         f"  seeds:       {list(context.seeds)} (each trial runs every seed)",
-        (f"  per trial:   NCA stage {fmt_tokens(p.nca_tokens)} tokens + domain stage "
-         f"{fmt_tokens(p.domain_tokens)} tokens, per seed; "
-         f"{fmt_tokens(p.seeds * (p.nca_tokens + p.domain_tokens))} tokens in all"),
+        (f"  per trial:   NCA stage {fmt_tokens(p.nca_tokens)} tokens + "
+         f"{_times(p.domains)}domain stage {fmt_tokens(p.domain_tokens)} tokens, per seed; "
+         f"{fmt_tokens(p.tokens_per_trial)} tokens in all"),
         "  cached:      " + ", ".join(f"{name} {have}/{need}" for name, (have, need) in parts.items()),
         f"  calibration: {cal.host}, {cal.threads} torch thread(s), {calibrated}: domain "
         f"{fmt_tokens(_rate(p.domain_tokens, p.domain_steps, cal.domain_step_s))} tokens/s, NCA "
@@ -279,6 +279,11 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
         lines.append("               an upper bound: pruned and infeasible trials end early")
     lines.append("[dry-run] nothing was run; drop --dry-run to start")
     return "\n".join(lines)
+
+
+def _times(domains: int) -> str:
+    """``3 x `` before the domain stage of a three-domain study (nothing for one domain)."""
+    return f"{domains} x " if domains > 1 else ""
 
 
 def _rate(tokens: int, steps: int, step_s: float) -> float:

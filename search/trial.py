@@ -96,6 +96,7 @@ class Reporter(Protocol):
 
     def report_curve(self, step: int, point: CurvePoint) -> bool: ...
     def report_seed(self, seed_index: int, point: CurvePoint) -> bool: ...
+    def report_domain(self, domain: str, seeds: tuple[SeedRecord, ...]) -> bool: ...
     def set_attr(self, key: str, value: Any) -> None: ...
 
 
@@ -305,13 +306,17 @@ def run_trial(setting: Setting, context: TrialContext, reporter: Reporter | None
         upstream = _Upstream(setting=setting, plan=plans[0], context=stages[0], seed=seed)
         for d, one in enumerate(stages):
             result = _domain_seed(setting, plans[d], context, one, seed, index, upstream,
-                                  reporter, work_dir, first_step=(index * len(stages) + d))
+                                  reporter, work_dir, share=(d, len(stages)))
             results[d].append(result)
             point = CurvePoint(loss=result.loss, scratch_loss=result.scratch_loss,
                                best_scratch_loss=result.best_scratch_loss)
             if reporter and reporter.report_seed(index * len(stages) + d, point):
                 raise TrialPrunedError(f"pruned after seed {seed}{_on(one, context)} "
                                        "(paired test vs scratch)")
+            if reporter and reporter.report_domain(one.domain, tuple(map(_seed_record,
+                                                                         results[d]))):
+                raise TrialPrunedError(f"pruned after seed {seed} on {one.domain}: worse than "
+                                       "the completed trials' median on every objective")
     by_domain = ({one.domain: (plan, seeds) for one, plan, seeds in zip(stages, plans, results)}
                  if context.domains else {})
     return TrialOutcome(setting=setting, plan=plans[0], seeds=results[0],
@@ -325,7 +330,7 @@ def _on(one: TrialContext, context: TrialContext) -> str:
 
 def _domain_seed(setting: Setting, plan: Plan, context: TrialContext, one: TrialContext,
                  seed: int, index: int, upstream: _Upstream, reporter: Reporter | None,
-                 work_dir: Path | None, first_step: int) -> SeedResult:
+                 work_dir: Path | None, share: tuple[int, int]) -> SeedResult:
     """Seed ``seed`` on the domain of ``one``: read back when the work folder holds it finished,
     otherwise trained (from the seed's shared upstream checkpoint) and saved there."""
     key = seed_key(setting, context, seed, domain=one.domain if context.domains else "")
@@ -337,7 +342,7 @@ def _domain_seed(setting: Setting, plan: Plan, context: TrialContext, one: Trial
     scratch = {run.label: scratch_baseline(one, run, seed) for run in scratch_runs(plan, one)}
     ckpt = work_dir / f"{stem}.pt" if work_dir else None
     result = _run_seed(setting, plan, one, _corpus(one), seed, index, scratch, reporter, ckpt,
-                       upstream=upstream, first_step=first_step)
+                       upstream=upstream, share=share)
     result.key = key
     if done_path:
         write_verified_json(done_path, dataclasses.asdict(result))
@@ -413,12 +418,14 @@ def _resumable(path: Path | None) -> Path | None:
 def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: DomainCorpus,
               seed: int, index: int, scratch: dict[str, Baseline], reporter: Reporter | None,
               checkpoint: Path | None, *, upstream: _Upstream | None = None,
-              first_step: int | None = None) -> SeedResult:
+              share: tuple[int, int] = (0, 1)) -> SeedResult:
     """Transfer the seed's upstream checkpoint to ``context``'s domain and train it there.
 
-    ``first_step`` counts this domain stage among the trial's (seed-major): its curve reports at
-    steps ``first_step * points`` onwards; defaults to ``index`` (one domain)."""
-    stage = index if first_step is None else first_step
+    ``share`` is ``(d, n)``: this is domain ``d`` of the ``n`` a seed trains on. Its curve
+    reports at the trial's steps ``(index * n + d) * points`` onwards (seed-major), and its
+    progress continues the seed's earlier domain stages, as one stage of ``n`` times the tokens."""
+    d, n = share
+    stage = index * n + d
     matched = scratch["matched"]
     best_label = min(scratch, key=lambda label: scratch[label].final_loss)
     best = scratch[best_label]
@@ -430,7 +437,8 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
     else:
         # Live progress (search.progress) goes through the reporter's optional progress method.
         progress = getattr(reporter, "progress", None)
-        tell = functools.partial(progress, seed_index=index) if progress else None
+        tell = _across_domains(functools.partial(progress, seed_index=index), d, n,
+                               plan.domain_tokens) if progress else None
         source = upstream or _Upstream(setting=setting, plan=plan, context=context, seed=seed)
         state, ppt_upstream, stats, ppt_tokens = source.get(tell)
         if tell:
@@ -472,6 +480,20 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
         scratch_losses={label: b.final_loss for label, b in scratch.items()},
         upstream=ppt_upstream, probe=probes, data_stats=stats, tokens=tokens,
     )
+
+
+def _across_domains(tell: Callable[..., None], d: int, n: int, per_domain: int
+                    ) -> Callable[..., None]:
+    """A multi-domain seed's domain stages told as one: domain ``d``'s tokens follow the earlier
+    domains', out of ``n`` times the tokens (so the board's bar and ETA cover them all)."""
+    if n == 1:
+        return tell
+
+    def told(stage: str, *, tokens: int, total: int, **kw: Any) -> None:
+        if stage == "domain":
+            tokens, total = d * per_domain + tokens, n * per_domain
+        tell(stage, tokens=tokens, total=total, **kw)
+    return told
 
 
 def _stage_progress(tell: Callable[..., None] | None, stage: str

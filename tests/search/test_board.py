@@ -139,3 +139,27 @@ def test_a_board_that_cannot_draw_never_stops_the_study(caplog):
     board.tick(Broken())
     board.tick(Broken())
     assert len([r for r in caplog.records if "could not be drawn" in r.message]) == 1
+
+
+def test_baseline_row_counts_every_scratch_run_of_its_seeds(tmp_path):
+    """A baseline job trains every scratch run of its seed (recipes, domains): the row's total is
+    the jobs' own, so its tokens never pass it."""
+    import time
+    from types import SimpleNamespace
+
+    from search import jobs
+    from search.progress import ProgressWriter
+    from search.trial import TrialContext
+
+    context = TrialContext(domain="code", data="", tokenizer="byte", preset="tiny",
+                           nca_tokens=1, domain_tokens=1000, seeds=(0, 1),
+                           cache_dir=str(tmp_path), domains=(("code", ""), ("math", "m")))
+    started = time.time()
+    for seed in (0, 1):  # each job: 3 runs of 1000 tokens, 1.5 done
+        path = jobs.baseline_progress_path(context, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ProgressWriter(path, trial=-1, n_seeds=2).update("scratch", seed, 1500, 3000,
+                                                         tokens_left=1500)
+    driver = SimpleNamespace(baselines_running=(0, 1), context=context)
+    progress = board_lib._baseline_row(driver, started).progress
+    assert progress is not None and (progress.tokens, progress.total) == (3000, 6000)

@@ -58,6 +58,19 @@ def test_estimate_adds_baselines_and_runs_trials_workers_at_a_time(tmp_path):
     assert slower.total_s == pytest.approx(2 * est.total_s)
 
 
+def test_a_multi_domain_trial_costs_one_nca_stage_and_a_domain_stage_per_domain(tmp_path):
+    import dataclasses
+
+    config, one = _setup(tmp_path)
+    multi = dataclasses.replace(one, domains=(("code", ""), ("math", "m"), ("web", "w")))
+    cal = _cal()
+    p1, p3 = cost.plan(config, one), cost.plan(config, multi)
+    assert (p1.domains, p3.domains) == (1, 3)
+    assert p3.tokens_per_trial == 2 * (8192 + 3 * 16384)
+    domain_s = cal.diagnose_s + p1.domain_steps * cal.domain_step_s + p1.domain_evals * cal.domain_eval_s
+    assert cost.seed_s(cal, p3, 10) == pytest.approx(cost.seed_s(cal, p1, 10) + 2 * domain_s)
+
+
 def test_a_resumed_study_is_estimated_from_its_own_trials(tmp_path):
     config, context = _setup(tmp_path)
     start = datetime.datetime(2026, 1, 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,11 +59,42 @@ def _count(monkeypatch, name: str, fail_on: str = "") -> list[str]:
     return calls
 
 
+class _Recorder:
+    """A reporter that never prunes and keeps what the trial tells the board."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, int, int]] = []
+        self.domains: list[str] = []
+
+    def report_curve(self, step, point) -> bool:
+        return False
+
+    def report_seed(self, seed_index, point) -> bool:
+        return False
+
+    def report_domain(self, domain, seeds) -> bool:
+        self.domains.append(domain)
+        return False
+
+    def set_attr(self, key, value) -> None:
+        pass
+
+    def progress(self, stage, seed_index, tokens, total, val_loss=None, scratch_loss=None):
+        self.told.append((stage, tokens, total))
+
+
 def test_nca_stage_once_per_seed_then_every_domain(shared_data, cache, tmp_path, monkeypatch):
     context = _context(shared_data, cache)
     assert [c.domain for c in context.per_domain()] == list(DOMAINS)
     nca_stages = _count(monkeypatch, "_pretrained")
-    outcome = trial_lib.run_trial(setting_from_params(PAPER), context, work_dir=tmp_path)
+    reporter = _Recorder()
+    outcome = trial_lib.run_trial(setting_from_params(PAPER), context, reporter=reporter,
+                                  work_dir=tmp_path)
+    assert reporter.domains == list(DOMAINS)  # the pruning rule is asked after each domain
+    # The board sees the seed's three domain stages as one of 3 x 4096 tokens.
+    domain = [(tokens, total) for stage, tokens, total in reporter.told if stage == "domain"]
+    assert {total for _, total in domain} == {3 * 4096}
+    assert [t for t, _ in domain] == sorted(t for t, _ in domain) and domain[-1][0] == 3 * 4096
     assert nca_stages == ["code"]  # one seed: one NCA stage, the first domain's recipe
     assert len(list((cache / "ppt").glob("*.pt"))) == 1
     record = outcome.record()
@@ -98,29 +130,48 @@ def test_one_domain_context_keeps_its_keys(shared_data, cache):
     assert "domains" not in context.to_dict() and context.per_domain() == (context,)
 
 
-def test_multi_domain_study_through_the_cli_is_multi_objective(shared_data, cache, tmp_path):
-    raw = _study(shared_data, cache, objectives=["net-effect", "mean-net-effect"])
-    study = raw["study"]
-    toml = "\n".join([
+def write_study_file(path: Path, shared_data: Path, **study: object) -> Path:
+    """A smoke-sized three-domain study file: math and web data in its table, code's given on
+    the command line (``--data code=PATH``), two objectives per domain and their mean."""
+    raw = _study(shared_data, path.parent, objectives=["net-effect", "mean-net-effect"],
+                 **study)["study"]
+    path.write_text("\n".join([
         "[study]",
-        *(f"{k} = {json.dumps(v)}" for k, v in study.items() if k not in ("data", "cache_dir")),
+        *(f"{k} = {json.dumps(v)}" for k, v in raw.items() if k not in ("data", "cache_dir")),
         f'data = {{ math = "{shared_data / "math"}", web = "{shared_data / "web"}" }}',
         "[budget]", "nca_tokens = 2048", "domain_tokens = 4096",
-        "[space]", *(f"{k} = {json.dumps(v)}" for k, v in PAPER.items()), ""])
-    path = tmp_path / "domains.toml"
-    path.write_text(toml)
+        "[space]", *(f"{k} = {json.dumps(v)}" for k, v in PAPER.items()), ""]))
+    return path
+
+
+def check_multi_domain_run(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    """The study a multi-domain run left: four objectives named on the study, every trial
+    complete with a version-3 record whose mean objective is the mean of the three."""
+    storage = open_storage(str(run_dir / "journal.log"), create=False)
+    loaded = optuna.load_study(study_name="domains", storage=storage)
+    names = ["net-effect:code", "net-effect:math", "net-effect:web", "mean-net-effect"]
+    assert loaded.metric_names == names and len(loaded.directions) == 4
+    assert loaded.user_attrs["domains"] == list(DOMAINS)
+    trials = loaded.get_trials()
+    for trial in trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
+        assert trial.user_attrs["record_version"] == 3
+        assert trial.user_attrs["domains"] == list(DOMAINS)
+        assert trial.values[3] == pytest.approx(sum(trial.values[:3]) / 3)
+    return trials
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_multi_domain_study_through_the_cli(shared_data, cache, tmp_path, executor):
+    path = write_study_file(tmp_path / "domains.toml", shared_data, executor=executor,
+                            n_trials=2, workers=2)
     cmd = [sys.executable, "-m", "search.run", "--study", str(path), "--run-dir",
            str(tmp_path / "run"), "--cache-dir", str(cache), "--quiet",
            "--data", f"code={shared_data / 'code'}"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    storage = open_storage(str(tmp_path / "run" / "journal.log"), create=False)
-    loaded = optuna.load_study(study_name="domains", storage=storage)
-    names = ["net-effect:code", "net-effect:math", "net-effect:web", "mean-net-effect"]
-    assert loaded.metric_names == names and len(loaded.directions) == 4
-    trial = loaded.get_trials()[0]
-    assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
-    assert trial.user_attrs["record_version"] == 3 and trial.user_attrs["domains"] == list(DOMAINS)
-    assert trial.values[3] == pytest.approx(sum(trial.values[:3]) / 3)
-    assert loaded.user_attrs["domains"] == list(DOMAINS)
+    assert len(check_multi_domain_run(tmp_path / "run")) == 2
+    # Each finished trial's line ends with its net effect on every domain; one table per domain.
+    assert re.search(r"\| net code [+-]\d+\.\d\d%, math [+-]\d+\.\d\d%, web [+-]", result.stdout)
+    assert [d for d in DOMAINS if f"\n{d}:\n" in result.stdout] == list(DOMAINS), result.stdout
