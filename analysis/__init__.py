@@ -22,7 +22,8 @@ _EXPORTS = {
     "SCRATCH_SOURCES": "frame", "StudyRecord": "frame", "band_label": "frame",
     "load_studies": "frame", "seeds_frame": "frame", "trials_frame": "frame",
     "PAPER": "paper", "PAPER_MAX_SPEEDUP": "paper", "PaperFinding": "paper",
-    "band_anchors": "paper", "cross_domain_table": "paper",
+    "band_anchors": "paper", "band_table": "paper", "cross_domain_table": "paper",
+    "pareto_mask": "pareto", "pareto_table": "pareto",
     "Analysis": "report", "analyze": "report", "write_report": "report",
     "NOISE": "stats", "WILCOXON_MIN_N": "stats", "PairedTest": "stats", "best_setting": "stats",
     "holm": "stats", "mean_ci": "stats", "paired_test": "stats", "seed_noise": "stats",
@@ -34,9 +35,9 @@ _EXPORTS = {
 __all__ = [
     "NOISE", "PAPER", "PAPER_MAX_SPEEDUP", "SCRATCH_SOURCES", "WILCOXON_MIN_N", "Analysis",
     "PairedTest", "PaperFinding", "StorageError", "StudyRecord", "analyze", "band_anchors", "band_label",
-    "best_setting", "cross_domain_table", "dashboard_command", "holm", "load_studies", "mean_ci",
-    "open_storage", "paired_test", "resolve_study_names", "seed_noise", "seeds_frame",
-    "setting_stats", "trials_frame", "write_report",
+    "band_table", "best_setting", "cross_domain_table", "dashboard_command", "holm", "load_studies",
+    "mean_ci", "open_storage", "paired_test", "pareto_mask", "pareto_table", "resolve_study_names",
+    "seed_noise", "seeds_frame", "setting_stats", "trials_frame", "write_report",
 ]
 
 

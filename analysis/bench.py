@@ -50,8 +50,8 @@ def _children_cpu_s() -> float:
 def _phases(journal: Path, out: Path) -> dict[str, float]:
     """One in-process run, timed by phase (seconds)."""
     from analysis.frame import load_studies, seeds_frame, trials_frame
-    from analysis.paper import cross_domain_table
-    from analysis.report import Analysis, _with_upstream, write_report
+    from analysis.paper import band_table, cross_domain_table
+    from analysis.report import Analysis, _with_upstream, pareto_fronts, write_report
     from analysis.stats import seed_noise, setting_stats
 
     t = [time.perf_counter()]
@@ -62,7 +62,8 @@ def _phases(journal: Path, out: Path) -> dict[str, float]:
     t.append(time.perf_counter())
     settings = _with_upstream(setting_stats(seeds), trials)
     a = Analysis(records=tuple(records), trials=trials, seeds=seeds, settings=settings,
-                 noise=seed_noise(seeds), cross_domain=cross_domain_table(settings))
+                 noise=seed_noise(seeds), cross_domain=cross_domain_table(settings),
+                 bands=band_table(settings), pareto=pareto_fronts(records, trials))
     t.append(time.perf_counter())
     write_report(a, out)
     t.append(time.perf_counter())

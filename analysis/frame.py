@@ -2,9 +2,14 @@
 
 ``trials_frame`` has one row per trial: the columns of ``study.trials_dataframe()`` (``number``,
 ``state``, ``value`` or ``values_<name>``, ``datetime_*``, ``params_<name>``) joined with the §4
-user attributes as scalar columns. ``seeds_frame`` has one row per (setting, seed) with the loss,
-the scratch loss of the same seed and the gains, which is what the statistics need. A *setting* is
-one parameter assignment within a study; trials that repeat it pool their seeds.
+user attributes as scalar columns. ``seeds_frame`` has one row per (setting, domain, seed) with the
+loss, the scratch loss of the same seed and the gains, which is what the statistics need. A
+*setting* is one parameter assignment within a study; trials that repeat it pool their seeds.
+
+A multi-domain study (issue 15) reads as one study per domain: its seeds frame has a row per
+domain, scored from ``TrialRecord.for_domain`` against that domain's scratch runs, so every table
+keyed by ``(study, domain)`` treats each domain as a one-domain study would be treated. A
+one-domain study has one domain (its ``domain`` attribute), so its rows are as they always were.
 
 Example:
     >>> records = load_studies("runs/code.journal")         # doctest: +SKIP
@@ -30,8 +35,8 @@ from optuna.trial import FrozenTrial, TrialState
 from search.record import TrialRecord
 from search.storage import open_storage, resolve_study_names
 
-__all__ = ["SCRATCH_SOURCES", "StudyRecord", "band_label", "load_studies", "seeds_frame",
-           "setting_text", "trials_frame"]
+__all__ = ["SCRATCH_SOURCES", "StudyRecord", "band_label", "domain_key", "load_studies",
+           "seeds_frame", "setting_text", "trials_frame"]
 
 _PER_SEED_KEYS = ("seeds", "losses", "scratch_losses", "gains_pct", "speedups", "curves",
                   "scratch_curves", "net_effects_pct", "best_scratch_losses",
@@ -52,7 +57,11 @@ class StudyRecord:
     name: str
     """Study name."""
     domain: str | None
-    """The study's ``domain`` user attribute (code, math, web), if set."""
+    """The study's ``domain`` user attribute (code, math, web), if set; a multi-domain study's
+    first domain."""
+    domains: tuple[str, ...] = ()
+    """A multi-domain study's domains in order (its ``domains`` user attribute); empty for a
+    one-domain study."""
     preset: str | None
     """The study's ``preset`` user attribute, if set."""
     config: dict[str, Any]
@@ -74,6 +83,11 @@ class StudyRecord:
         """True when the study has more than one objective."""
         return len(self.directions) > 1
 
+    @property
+    def is_multi_domain(self) -> bool:
+        """True when each trial trains on several domains."""
+        return len(self.domains) > 1
+
 
 def load_studies(
     storage: str | os.PathLike[str] | BaseStorage, study_names: Sequence[str] | None = None
@@ -93,12 +107,20 @@ def load_studies(
         if not isinstance(names, list) or len(names) != len(directions):
             names = ["value"] if len(directions) == 1 else [str(i) for i in range(len(directions))]
         records.append(StudyRecord(
-            name=name, domain=attrs.get("domain"), preset=attrs.get("preset"),
+            name=name, domain=attrs.get("domain"), domains=_domains(attrs.get("domains")),
+            preset=attrs.get("preset"),
             config=_json_dict(attrs.get("config")),
             directions=directions, metric_names=tuple(names),
             trials=tuple(study.get_trials(deepcopy=False)), study=study, storage=opened,
         ))
     return records
+
+
+def _domains(value: Any) -> tuple[str, ...]:
+    """The ``domains`` study attribute as a tuple (anything but a list of names: none)."""
+    if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+        return ()
+    return tuple(value)
 
 
 def _json_dict(text: Any) -> dict[str, Any]:
@@ -115,6 +137,13 @@ def _records(source: Source, study_names: Sequence[str] | None) -> list[StudyRec
             return list(source)
         return [r for r in source if r.name in set(study_names)]
     return load_studies(source, study_names)  # type: ignore[arg-type]
+
+
+def domain_key(frame: pd.DataFrame) -> pd.Series:
+    """The ``domain`` column with a study without one as ``""``: group by ``["study",
+    domain_key(frame)]`` to treat each domain of a multi-domain study as a study (pandas drops
+    missing keys from groups, and would drop a study whose domain is not set)."""
+    return frame["domain"].fillna("").astype(str).rename("domain")
 
 
 def band_label(lower: float, upper: float, kind: str = "absolute") -> str:
@@ -270,9 +299,11 @@ def _setting_labels(frame: pd.DataFrame) -> dict[str, str]:
 
 def seeds_frame(source: Source, study_names: Sequence[str] | None = None,
                 trials: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (setting, seed) of completed trials: loss, scratch loss and gains.
+    """One row per (setting, domain, seed) of completed trials: loss, scratch loss and gains.
 
-    ``gain_pct`` is the trial's recorded per-seed gain (``gains_pct``), or
+    A multi-domain trial gives a row per domain and seed, each as ``TrialRecord.for_domain``
+    scores it (against that domain's scratch runs); a one-domain trial's ``domain`` is its
+    study's. ``gain_pct`` is the trial's recorded per-seed gain (``gains_pct``), or
     ``100 * (scratch - loss) / scratch`` when absent; ``ppl_gain_pct`` is the perplexity
     reduction ``100 * (1 - exp(loss - scratch))`` for comparison with the paper. When several
     trials evaluate the same setting on the same seed, the latest trial wins.
@@ -301,7 +332,7 @@ def seeds_frame(source: Source, study_names: Sequence[str] | None = None,
                "net_gain_pct", *_PROBE_COLUMNS]
     frame = pd.DataFrame.from_records(rows, columns=columns)
     frame = frame.sort_values(["study", "number"], kind="stable")
-    frame = frame.drop_duplicates(["study", "setting", "seed"], keep="last")
+    frame = frame.drop_duplicates(["study", "domain", "setting", "seed"], keep="last")
     return frame.reset_index(drop=True)
 
 
@@ -314,15 +345,19 @@ _PROBE_COLUMNS = (*(f"{arm}_{f}" for arm in ("nca", "scratch") for f in _PROBE_F
 
 
 def _seed_rows(a: dict[str, Any], base: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-seed rows of the trial's ``search.record.TrialRecord`` (none when it has no results)."""
+    """Per-seed rows of the trial's ``search.record.TrialRecord`` (none when it has no results),
+    per domain for a multi-domain record. A one-domain record in a multi-domain study holds its
+    first domain's results, which is ``base``'s domain."""
     record = TrialRecord.from_attrs(a)
     if record is None:
         return []
-    return [{**base, "seed": s.seed, "loss": s.loss, "scratch_loss": s.scratch_loss,
-             "gain_pct": s.gain_pct, "ppl_gain_pct": _ppl_gain_pct(s.loss, s.scratch_loss),
-             "speedup": s.speedup, "best_scratch_loss": s.best_scratch_loss,
+    parts = [(d, record.for_domain(d)) for d in record.domains] or [(base["domain"], record)]
+    return [{**base, "domain": domain, "seed": s.seed, "loss": s.loss,
+             "scratch_loss": s.scratch_loss, "gain_pct": s.gain_pct,
+             "ppl_gain_pct": _ppl_gain_pct(s.loss, s.scratch_loss), "speedup": s.speedup,
+             "best_scratch_loss": s.best_scratch_loss,
              "best_scratch_recipe": s.best_scratch_recipe, "net_gain_pct": s.net_gain_pct,
-             **_probe_row(s.probe)} for s in record.seeds]
+             **_probe_row(s.probe)} for domain, r in parts for s in r.seeds]
 
 
 def _ppl_gain_pct(loss: float | None, scratch: float | None) -> float | None:

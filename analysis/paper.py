@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.frame import domain_key
 from analysis.stats import best_setting
 
 __all__ = ["PAPER", "PAPER_BAND_LABELS", "PAPER_MAX_SPEEDUP", "PaperFinding", "band_anchors",
-           "cross_domain_table"]
+           "band_table", "cross_domain_table"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,8 +66,14 @@ def _fmt_gain(row: pd.Series) -> str:
     return f"{row['gain_mean']:+.2f} [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
 
 
+def _ranked_anchors(s: pd.DataFrame) -> pd.DataFrame:
+    """One study's (on one domain) paper-band anchors, best mean NCA effect first: the first
+    is its best band, in the cross-domain table and the band table alike."""
+    return band_anchors(s).sort_values("gain_mean", ascending=False)
+
+
 def _band_cells(s: pd.DataFrame, paper: PaperFinding | None) -> dict[str, str]:
-    anchors = band_anchors(s).sort_values("gain_mean", ascending=False)
+    anchors = _ranked_anchors(s)
     if anchors.empty:
         return {"band ranking (anchors)": "no band anchors", "best band": "n.a.",
                 "band agrees": "n.a."}
@@ -95,7 +102,8 @@ def _gain_agrees(best: pd.Series, paper: PaperFinding | None, alpha: float) -> s
 
 
 def cross_domain_table(settings: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """One row per study: best band among the paper-band anchors, best setting, the paper.
+    """One row per study and domain: best band among the paper-band anchors, best setting, the
+    paper. A multi-domain study has a row per domain, scored as a one-domain study on it would be.
 
     The best setting is the one with the highest mean gain among settings run on at least two
     seeds (any setting when none is). The paper's numbers are perplexity reductions, so ours
@@ -106,10 +114,10 @@ def cross_domain_table(settings: pd.DataFrame, alpha: float = 0.05) -> pd.DataFr
         alpha: Significance level for ``gain agrees``.
     """
     rows = []
-    for study, s in settings.groupby("study", sort=True):
+    for (study, _), s in settings.groupby(["study", domain_key(settings)], sort=True):
         domain = s["domain"].iloc[0]
         paper = PAPER.get(str(domain))
-        best = best_setting(settings, str(study))
+        best = best_setting(s, str(study))
         speed = best["speedup_mean"]
         rows.append({
             "study": study, "domain": domain, **_band_cells(s, paper),
@@ -134,3 +142,40 @@ def _fmt_num(p: float) -> str:
 def _fmt_p(row: pd.Series) -> str:
     p = row["p_value"]
     return "n.a." if not np.isfinite(p) else f"{p:.3g} ({row['test']})"
+
+
+_BAND_COLUMNS = ("gain_mean", "ci_low", "ci_high", "net_mean", "net_ci_low", "net_ci_high",
+                 "verdict", "net_verdict")
+
+
+def band_table(settings: pd.DataFrame) -> pd.DataFrame:
+    """One row per paper-band anchor of each study and domain: the paper's "optimal complexity
+    by domain" chart as a table.
+
+    Columns ``study, domain, band, label, n_seeds``, the NCA effect (``gain_mean, ci_low,
+    ci_high, verdict``) and the net effect (``net_mean, net_ci_low, net_ci_high, net_verdict``;
+    NaN when the seeds do not carry it) with their 95% intervals over seeds, ``best`` (our best
+    band: the highest mean NCA effect, as the cross-domain table's ``best band``) and
+    ``paper_best`` (the paper's best band for that domain). Rows in the paper's band order.
+
+    Args:
+        settings: :func:`analysis.stats.setting_stats` output.
+    """
+    columns = ["study", "domain", "band", "label", "n_seeds", *_BAND_COLUMNS, "best",
+               "paper_best"]
+    if settings.empty:
+        return pd.DataFrame(columns=columns)
+    order = {b: i for i, b in enumerate(PAPER_BAND_LABELS)}
+    parts = []
+    for (study, _), s in settings.groupby(["study", domain_key(settings)], sort=True):
+        ranked = _ranked_anchors(s).reindex(columns=[*columns[:5], *_BAND_COLUMNS])
+        if ranked.empty:
+            continue
+        paper = PAPER.get(str(s["domain"].iloc[0]))
+        ranked["best"] = np.arange(len(ranked)) == 0
+        ranked["paper_best"] = ranked["band"] == (paper.best_band if paper else None)
+        parts.append(ranked.sort_values(["band", "label"], key=lambda c: c.map(order)
+                                        if c.name == "band" else c, kind="stable"))
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]

@@ -7,6 +7,7 @@ apply (e.g. no multi-objective study for a Pareto front). Inputs are the DataFra
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -19,12 +20,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 
-from analysis.frame import SCRATCH_SOURCES, StudyRecord, setting_text
-from analysis.paper import PAPER
+from analysis.frame import SCRATCH_SOURCES, StudyRecord, domain_key, setting_text
+from analysis.paper import PAPER, band_anchors
+from analysis.pareto import pareto_mask
+from search.record import TrialRecord
 
 __all__ = [
     "MIN_TRIALS_FOR_IMPORTANCE",
     "FigureSkipped",
+    "plot_best_band_by_domain",
     "plot_curves",
     "plot_gain_by_alphabet",
     "plot_gain_by_band",
@@ -90,6 +94,11 @@ def _title(study: str, domain: object) -> str:
     return f"{domain}" if domain == study else f"{study} ({domain})"
 
 
+def _units(s: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """One panel per study and domain (a multi-domain study has one per domain), sorted."""
+    return [(str(study), d) for (study, _), d in s.groupby(["study", domain_key(s)], sort=True)]
+
+
 def _reference_line(ax: Axes, name: str, t: pd.DataFrame) -> None:
     """Where scratch sits on this objective: its mean loss, or zero gain."""
     if name == "loss" and "scratch_loss_mean" in t and t["scratch_loss_mean"].notna().any():
@@ -129,7 +138,8 @@ def plot_history(rec: StudyRecord, trials: pd.DataFrame) -> Figure:
 
 
 def plot_gain_by_band(settings: pd.DataFrame) -> Figure:
-    """Gain vs complexity band, one panel per study: the paper's "optimal complexity" chart.
+    """Gain vs complexity band, one panel per study and domain: the paper's "optimal complexity"
+    chart over every setting.
 
     Anchors are drawn as a horizontal bar across their band at their mean gain with the 95%
     interval as a vertical error bar; searched settings are grey dots at their band's middle.
@@ -139,10 +149,9 @@ def plot_gain_by_band(settings: pd.DataFrame) -> Figure:
     s = settings.dropna(subset=["band_lower", "band_upper"])
     if s.empty:
         raise FigureSkipped("no setting records a complexity band")
-    studies = sorted(s["study"].unique())
-    fig, axes = _panels(len(studies))
-    for ax, study in zip(axes, studies):
-        d = s[s["study"] == study]
+    units = _units(s)
+    fig, axes = _panels(len(units))
+    for ax, (study, d) in zip(axes, units):
         domain = d["domain"].iloc[0]
         upper = np.minimum(d["band_upper"], 1.0) * 100
         mid = (d["band_lower"] * 100 + upper) / 2
@@ -180,17 +189,17 @@ def plot_gain_by_band(settings: pd.DataFrame) -> Figure:
 
 
 def plot_gain_by_alphabet(settings: pd.DataFrame, seed: int = 0) -> Figure:
-    """Gain vs NCA alphabet size, one panel per study: settings as dots, mean ± 95% CI per size."""
+    """Gain vs NCA alphabet size, one panel per study and domain: settings as dots, mean ± 95%
+    CI per size."""
     if settings.empty:
         raise FigureSkipped("no completed trial records per-seed gains")
     s = settings.dropna(subset=["alphabet"])
     if s.empty:
         raise FigureSkipped("no setting records an alphabet size")
-    studies = sorted(s["study"].unique())
-    fig, axes = _panels(len(studies))
+    units = _units(s)
+    fig, axes = _panels(len(units))
     jitter = np.random.default_rng(seed)
-    for ax, study in zip(axes, studies):
-        d = s[s["study"] == study]
+    for ax, (study, d) in zip(axes, units):
         x = d["alphabet"].to_numpy(dtype=np.float64)
         ax.scatter(x + jitter.uniform(-0.15, 0.15, x.size), d["gain_mean"], s=10, lw=0,
                    c=_SEARCH_COLOR, alpha=_dot_alpha(x.size), rasterized=True,
@@ -209,16 +218,24 @@ def plot_gain_by_alphabet(settings: pd.DataFrame, seed: int = 0) -> Figure:
     return fig
 
 
-def _setting_curves(rec: StudyRecord, numbers: Sequence[int], key: str) -> dict[int, np.ndarray]:
-    """Per seed, the ``(k, 2)`` curve ``key`` of the latest trial among ``numbers``."""
+def _setting_curves(rec: StudyRecord, numbers: Sequence[int], scratch: bool,
+                    domain: str | None = None) -> dict[int, np.ndarray]:
+    """Per seed, the ``(k, 2)`` curve (the matched scratch run's with ``scratch``) of the latest
+    trial among ``numbers``, on ``domain`` of a multi-domain trial (default: its first)."""
     wanted, by_seed = set(numbers), {}
     for t in rec.trials:
         if t.number not in wanted or t.state != TrialState.COMPLETE:
             continue
-        curves, seeds = t.user_attrs.get(key) or [], t.user_attrs.get("seeds") or []
-        for s, c in zip(seeds, curves):
-            if c:
-                by_seed[s] = np.asarray(c, dtype=np.float64)
+        record = TrialRecord.from_attrs(t.user_attrs)
+        if record is None or (domain is not None and record.domains
+                              and domain not in record.domains):
+            continue
+        if domain is not None:
+            record = record.for_domain(domain)
+        for s in record.seeds:
+            curve = s.scratch_curve if scratch else s.curve
+            if curve:
+                by_seed[s.seed] = np.asarray(curve, dtype=np.float64)
     return by_seed
 
 
@@ -227,16 +244,20 @@ def _on_grid(curves: dict[int, np.ndarray], grid: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in curves.values()])
 
 
-def plot_curves(rec: StudyRecord, settings: pd.DataFrame, best_label: str) -> Figure:
-    """Validation curves of scratch, the paper's setting and the best setting (mean, seed range).
+def plot_curves(rec: StudyRecord, settings: pd.DataFrame, best_label: str,
+                domain: str | None = None) -> Figure:
+    """Validation curves of scratch, the paper's setting and the best setting (mean, seed range),
+    on ``domain`` of a multi-domain study.
 
     Left: loss vs tokens. Right: the same as gain over scratch of the same seed, in %.
     """
     s = settings[settings["study"] == rec.name]
+    if domain is not None:
+        s = s[s["domain"] == domain]
     picks = [("paper", s[s["label"].astype(str).str.contains("paper")]),
              ("best", s[s["label"] == best_label])]
     numbers = [int(n) for _, p in picks for n in ",".join(p["trials"]).split(",") if n]
-    scratch = _setting_curves(rec, numbers, "scratch_curves")
+    scratch = _setting_curves(rec, numbers, True, domain)
     if not scratch:
         raise FigureSkipped(f"study {rec.name!r}: no scratch curves recorded")
     grid = next(iter(scratch.values()))[:, 0]
@@ -247,7 +268,7 @@ def plot_curves(rec: StudyRecord, settings: pd.DataFrame, best_label: str) -> Fi
         if p.empty:
             continue
         row = p.iloc[0]
-        curves = _setting_curves(rec, [int(n) for n in row["trials"].split(",")], "curves")
+        curves = _setting_curves(rec, [int(n) for n in row["trials"].split(",")], False, domain)
         seeds = [k for k in curves if k in scratch]
         if not seeds:
             continue
@@ -266,7 +287,8 @@ def plot_curves(rec: StudyRecord, settings: pd.DataFrame, best_label: str) -> Fi
         a.set_xlabel("downstream training tokens")
         a.grid(alpha=0.3, which="both")
         a.legend(fontsize=8)
-    fig.suptitle(f"Validation curves: {rec.name} (mean over seeds, shaded: seed range)")
+    where = rec.name if domain is None else f"{rec.name} on {domain}"
+    fig.suptitle(f"Validation curves: {where} (mean over seeds, shaded: seed range)")
     return fig
 
 
@@ -303,45 +325,106 @@ def plot_importances(rec: StudyRecord) -> Figure:
     return fig
 
 
-def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
-    """Non-dominated rows of an ``(n, 2)`` array, O(n log n)."""
-    v = values * np.where(np.asarray(directions) == "maximize", -1.0, 1.0)  # all minimised
-    order = np.lexsort((v[:, 1], v[:, 0]))
-    best1 = np.minimum.accumulate(v[order, 1])
-    front = np.empty(len(order), dtype=bool)
-    front[0] = True
-    front[1:] = v[order[1:], 1] < best1[:-1]
-    mask = np.zeros(len(v), dtype=bool)
-    mask[order[front]] = True
-    return mask
-
-
 def plot_pareto(rec: StudyRecord, trials: pd.DataFrame) -> Figure:
-    """First two objectives of a multi-objective study with the Pareto front highlighted."""
+    """Each pair of objectives of a multi-objective study (one panel per pair), the Pareto front
+    over all objectives highlighted and the paper-band anchors marked: between domains, for a
+    study with an objective per domain."""
     if not rec.is_multi_objective:
         raise FigureSkipped(f"study {rec.name!r} has a single objective")
     t = trials[(trials["study"] == rec.name) & (trials["state"] == "COMPLETE")]
-    cols = [f"values_{m}" for m in rec.metric_names[:2]]
+    cols = [f"values_{m}" for m in rec.metric_names]
     t = t.dropna(subset=cols)
     if t.empty:
         raise FigureSkipped(f"study {rec.name!r} has no completed trial")
     v = t[cols].to_numpy(dtype=np.float64)
-    front = pareto_mask(v, rec.directions[:2])
-    fig = Figure(figsize=(6.5, 4.6), layout="constrained")
-    ax = fig.subplots()
-    ax.scatter(v[~front, 0], v[~front, 1], s=10, c=_SEARCH_COLOR, label="trials", rasterized=True)
-    f = v[front][np.argsort(v[front, 0])]
-    ax.step(f[:, 0], f[:, 1], where="post", c="#d62728", lw=1)
-    ax.scatter(f[:, 0], f[:, 1], s=30, c="#d62728", label=f"Pareto front ({front.sum()})", zorder=3)
+    front = pareto_mask(v, rec.directions)
+    anchors = t.index.isin(band_anchors(t).index)
+    pairs = list(itertools.combinations(range(len(cols)), 2))
+    fig, axes = _panels(len(pairs), width=5.0, height=4.2, max_cols=3)
+    for ax, pair in zip(axes, pairs):
+        _pareto_panel(ax, rec, t, v, front, anchors, pair)
+    _shared_legend(fig, axes)
+    fig.suptitle(f"Pareto front: {rec.name} ({front.sum()} of {len(t)} trials on the front)")
+    return fig
+
+
+def _pareto_panel(ax: Axes, rec: StudyRecord, t: pd.DataFrame, v: np.ndarray, front: np.ndarray,
+                  anchors: np.ndarray, pair: tuple[int, int]) -> None:
+    """Objectives ``pair`` of every trial; front trials numbered when few; anchors by band."""
+    i, j = pair
+    ax.scatter(v[~front, i], v[~front, j], s=10, c=_SEARCH_COLOR, label="trials", rasterized=True)
+    if len(rec.directions) == 2:  # with more objectives the front's projection is no staircase
+        f = v[front][np.argsort(v[front, i])]
+        ax.step(f[:, i], f[:, j], where="post", c=_PAPER_COLOR, lw=1)
+    ax.scatter(v[front, i], v[front, j], s=30, c=_PAPER_COLOR, label=f"Pareto front ({front.sum()})",
+               zorder=3)
     numbers = t["number"].to_numpy()[front] if front.sum() <= 25 else []
-    for number, x, y in zip(numbers, v[front, 0], v[front, 1]):
-        ax.annotate(f"#{number}", (x, y), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.set_xlabel(f"{rec.metric_names[0]} ({rec.directions[0]})")
-    ax.set_ylabel(f"{rec.metric_names[1]} ({rec.directions[1]})")
-    if np.all(v[:, 1] > 0) and v[:, 1].max() / v[:, 1].min() > 100:
+    for number, x, y in zip(numbers, v[front, i], v[front, j]):
+        ax.annotate(f"#{number}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for label, rows in pd.Series(np.flatnonzero(anchors)).groupby(
+            t["label"].to_numpy()[anchors], sort=True):
+        band = t["band"].to_numpy()[rows.iloc[0]]
+        ax.scatter(v[rows, i], v[rows, j], s=70, marker="D", c=_anchor_color(band),
+                   edgecolors="black", linewidths=0.6, zorder=4, label=f"{label} ({band})")
+    ax.set_xlabel(f"{rec.metric_names[i]} ({rec.directions[i]})")
+    ax.set_ylabel(f"{rec.metric_names[j]} ({rec.directions[j]})")
+    if np.all(v[:, j] > 0) and v[:, j].max() / v[:, j].min() > 100:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"Pareto front: {rec.name}")
+
+
+_EFFECT_STYLES = ((("gain_mean", "ci_low", "ci_high"), "NCA effect (vs matched scratch)", "o",
+                   "#4c72b0", -0.14),
+                  (("net_mean", "net_ci_low", "net_ci_high"), "net effect (vs best scratch)", "s",
+                   "#dd8452", 0.14))
+"""Per effect: its mean and 95% interval columns of ``band_table``, legend, marker, colour and
+offset from the band's position (the two effects side by side)."""
+
+
+def plot_best_band_by_domain(bands: pd.DataFrame) -> Figure:
+    """The paper's "optimal complexity by domain" chart from our anchors: one panel per study
+    and domain, each paper band's NCA and net effect (mean over seeds, whisker: 95% CI), our best
+    band shaded and the paper's best band outlined.
+
+    Args:
+        bands: :func:`analysis.paper.band_table` output.
+    """
+    if bands.empty:
+        raise FigureSkipped("no paper-band anchors (anchors named paper or band-* at the "
+                            "paper's bands, alphabet 10)")
+    units = _units(bands)
+    fig, axes = _panels(len(units), width=4.6, max_cols=3)
+    for ax, (study, d) in zip(axes, units):
+        x = np.arange(len(d), dtype=np.float64)
+        for columns, name, marker, color, offset in _EFFECT_STYLES:
+            _effect_bars(ax, d, x + offset, columns, name, marker, color)
+        for flags, style in ((d["best"], {"color": _BEST_COLOR, "alpha": 0.25,
+                                          "label": "our best band (NCA effect)"}),
+                             (d["paper_best"], {"fill": False, "ec": _PAPER_COLOR, "ls": "--",
+                                                "lw": 1.5, "label": "the paper's best band"})):
+            for at in x[flags.to_numpy(dtype=bool)]:
+                ax.axvspan(at - 0.45, at + 0.45, **style)
+        twice = d["band"].duplicated(keep=False).to_numpy()
+        ax.set_xticks(x, [f"{b}\n{lb}" if dup else str(b)
+                          for b, lb, dup in zip(d["band"], d["label"], twice)])
+        ax.set_xlim(-0.6, len(d) - 0.4)
+        ax.axhline(0, color="black", lw=0.8, ls="--")
+        ax.set_xlabel("complexity band (gzip ratio)")
+        ax.set_ylabel("effect (% of scratch's final loss)")
+        ax.set_title(_title(study, d["domain"].iloc[0]))
+        ax.grid(alpha=0.3, axis="y")
+    _shared_legend(fig, axes)
+    fig.suptitle("Best complexity band by domain (paper-band anchors; whisker: 95% CI over seeds)")
     return fig
+
+
+def _effect_bars(ax: Axes, d: pd.DataFrame, x: np.ndarray, columns: tuple[str, str, str],
+                 name: str, marker: str, color: str) -> None:
+    """Mean and 95% interval from ``columns`` (mean, low, high); nothing when the seeds do not
+    carry that effect."""
+    mean, lo, hi = (d[c].to_numpy(dtype=np.float64) for c in columns)
+    if np.isnan(mean).all():
+        return
+    err = np.nan_to_num(np.stack([mean - lo, hi - mean]))  # one seed: no interval to draw
+    ax.errorbar(x, mean, yerr=err, fmt=marker, color=color, capsize=3, ms=6, lw=1.2, label=name,
+                zorder=3)

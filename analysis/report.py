@@ -31,13 +31,14 @@ from optuna.storages import BaseStorage
 from analysis import sections
 from analysis.document import Block, FigureBlock, render_html, render_markdown
 from analysis.frame import StudyRecord, _records, load_studies, seeds_frame, trials_frame
-from analysis.paper import cross_domain_table
+from analysis.paper import band_table, cross_domain_table
+from analysis.pareto import pareto_table
 from analysis.plots import FigureSkipped
 from analysis.stats import seed_noise, setting_stats
 from ncaio import atomic_write, atomic_write_bytes
 from search.storage import StorageError
 
-__all__ = ["Analysis", "analyze", "main", "write_report"]
+__all__ = ["Analysis", "analyze", "main", "pareto_fronts", "write_report"]
 
 log = logging.getLogger(__name__)
 _DPI = 110
@@ -59,7 +60,19 @@ class Analysis:
     noise: pd.DataFrame
     """Seed noise per study (:func:`analysis.stats.seed_noise`)."""
     cross_domain: pd.DataFrame
-    """One row per study next to the paper (:func:`analysis.paper.cross_domain_table`)."""
+    """One row per study and domain next to the paper (:func:`analysis.paper.cross_domain_table`)."""
+    bands: pd.DataFrame
+    """Each study's (per domain) paper-band anchors with their effects, our best band and the
+    paper's (:func:`analysis.paper.band_table`)."""
+    pareto: pd.DataFrame
+    """The Pareto front of each multi-objective multi-domain study with its per-domain effects
+    (:func:`analysis.pareto.pareto_table`); empty when there is none."""
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """Every domain the studies trained on, in study order."""
+        names = (d for r in self.records for d in (r.domains or (r.domain,)) if d)
+        return tuple(dict.fromkeys(names))
 
 
 def analyze(storage: str | os.PathLike[str] | BaseStorage | Sequence[StudyRecord],
@@ -84,7 +97,17 @@ def analyze(storage: str | os.PathLike[str] | BaseStorage | Sequence[StudyRecord
     return Analysis(records=tuple(records), trials=trials, seeds=seeds, settings=settings,
                     noise=seed_noise(seeds) if not seeds.empty else pd.DataFrame(),
                     cross_domain=cross_domain_table(settings, alpha) if not settings.empty
-                    else pd.DataFrame())
+                    else pd.DataFrame(), bands=band_table(settings),
+                    pareto=pareto_fronts(records, trials))
+
+
+def pareto_fronts(records: Sequence[StudyRecord], trials: pd.DataFrame) -> pd.DataFrame:
+    """The Pareto tables of the multi-objective multi-domain studies, one after the other (a
+    one-domain study's report stays as it was)."""
+    parts = [pareto_table(r, trials) for r in records
+             if r.is_multi_domain and r.is_multi_objective]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def _with_upstream(settings: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
@@ -127,7 +150,9 @@ def _figure_saver(out_dir: Path) -> Callable[[str, str, Callable[[], Figure]], F
 def write_report(analysis: Analysis, out_dir: Path, *, artifact_store: Any | None = None,
                  source: str = "", dashboard_hint: str | None = None,
                  render_nca: bool = True) -> Path:
-    """Write trials.csv, seeds.csv, settings.csv, cross_domain.csv, figures/, report.md/html.
+    """Write trials.csv, seeds.csv, settings.csv, cross_domain.csv, figures/, report.md/html;
+    bands.csv too when the studies span several domains, and pareto.csv when a multi-domain
+    study is multi-objective.
 
     Args:
         analysis: From :func:`analyze`.
@@ -142,8 +167,13 @@ def write_report(analysis: Analysis, out_dir: Path, *, artifact_store: Any | Non
         The path of report.md.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in [("trials", analysis.trials), ("seeds", analysis.seeds),
-                        ("settings", analysis.settings), ("cross_domain", analysis.cross_domain)]:
+    tables = [("trials", analysis.trials), ("seeds", analysis.seeds),
+              ("settings", analysis.settings), ("cross_domain", analysis.cross_domain)]
+    if len(analysis.domains) > 1:
+        tables.append(("bands", analysis.bands))
+    if not analysis.pareto.empty:
+        tables.append(("pareto", analysis.pareto))
+    for name, frame in tables:
         _atomic_write(out_dir / f"{name}.csv", frame.to_csv(index=False).encode())
     save = _figure_saver(out_dir)
     blocks: list[Block] = sections.overview(analysis, source, dashboard_hint, save)

@@ -33,7 +33,7 @@ def _fmt(v: Any, spec: str) -> str:
 def overview(a: Analysis, source: str, hint: str | None, save: Saver) -> list[Block]:
     """Title, what was read, the cross-domain table with the paper, cross-study figures."""
     studies = "; ".join(
-        f"`{r.name}` ({r.domain or 'domain not set'}, {r.preset or 'preset not set'}, "
+        f"`{r.name}` ({_domain_text(r)}, {r.preset or 'preset not set'}, "
         f"{len(r.trials)} trials)" for r in a.records)
     blocks: list[Block] = [Heading(text="NCA pre-pre-training search report"),
                            Para(text=f"Storage `{source}`. Studies: {studies}.")]
@@ -58,6 +58,8 @@ def overview(a: Analysis, source: str, hint: str | None, save: Saver) -> list[Bl
                        lambda: plots.plot_gain_by_band(a.settings)))
     blocks.append(save("gain_by_alphabet", "Gain by alphabet size per study",
                        lambda: plots.plot_gain_by_alphabet(a.settings)))
+    if len(a.domains) > 1:
+        blocks += _best_band_blocks(a, save)
     if not a.noise.empty:
         blocks += [Heading(text="Seed noise", level=2), Para(text=(
             "How far seeds alone move the numbers: the scratch baseline's final loss over seeds, "
@@ -67,9 +69,54 @@ def overview(a: Analysis, source: str, hint: str | None, save: Saver) -> list[Bl
     return blocks
 
 
+def _domain_text(rec: StudyRecord) -> str:
+    return ", ".join(rec.domains) if rec.is_multi_domain else rec.domain or "domain not set"
+
+
+def _fmt_ci(mean: pd.Series, n: pd.Series, low: pd.Series, high: pd.Series) -> list[str]:
+    """``+1.23 [+0.50, +1.96]``, or the mean alone for one seed or no interval."""
+    return [_fmt(m, "+.2f") if k < 2 or not np.isfinite(lo) else
+            f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, k, lo, hi in zip(mean, n, low, high)]
+
+
+def _best_band_blocks(a: Analysis, save: Saver) -> list[Block]:
+    """Each domain's paper-band anchors with both effects, ours and the paper's best band."""
+    blocks: list[Block] = [Heading(text="Best complexity band by domain", level=2), Para(text=(
+        "The paper's bands on each domain, from the anchors named `paper` or `band-*` at the "
+        "paper's bands with alphabet 10: the NCA effect (vs the scratch run of the same recipe) "
+        "and the net effect (vs the best scratch run of the seed), % of scratch's final loss, "
+        "mean over seeds [95% CI]. `ours` marks the band with the highest mean NCA effect (the "
+        "table above's best band), `paper` the paper's best band for the domain. A "
+        "multi-domain study is read per domain, each domain against its own scratch runs. "
+        "Every row is in `bands.csv`."))]
+    if a.bands.empty:
+        blocks.append(Para(text="No study has paper-band anchors with per-seed results."))
+    else:
+        b = a.bands
+        blocks.append(Table(frame=pd.DataFrame({
+            "study": b["study"], "domain": b["domain"], "band": b["band"], "anchor": b["label"],
+            "seeds": b["n_seeds"],
+            "NCA effect % [95% CI]": _fmt_ci(b["gain_mean"], b["n_seeds"], b["ci_low"],
+                                             b["ci_high"]),
+            "net effect % [95% CI]": _fmt_ci(b["net_mean"], b["n_seeds"], b["net_ci_low"],
+                                             b["net_ci_high"]),
+            "verdict": b["verdict"], "net verdict": b["net_verdict"],
+            "best": [" + ".join(w for w, f in (("ours", o), ("paper", p)) if f)
+                     for o, p in zip(b["best"], b["paper_best"])],
+        })))
+    blocks.append(save("best_band_by_domain", "Best complexity band by domain: NCA and net "
+                       "effect of each paper band (95% CI); ours shaded, the paper's outlined",
+                       lambda: plots.plot_best_band_by_domain(a.bands)))
+    return blocks
+
+
 def _fmt_noise(noise: pd.DataFrame) -> pd.DataFrame:
+    # A multi-domain study has a row per domain; a one-domain study's row is named as before.
+    several = noise["study"].duplicated(keep=False)
+    study = noise["study"].where(~several, noise["study"] + " (" + noise["domain"].astype(str)
+                                 + ")")
     return pd.DataFrame({
-        "study": noise["study"],
+        "study": study,
         "scratch loss (mean ± sd)": [f"{m:.4f} ± {_fmt(s, '.4f')}" for m, s in
                                      zip(noise["scratch_loss_mean"], noise["scratch_loss_sd"])],
         "pooled gain sd (%)": [_fmt(v, ".3f") for v in noise["gain_sd_pooled"]],
@@ -145,43 +192,94 @@ def _config_paras(rec: StudyRecord) -> list[Block]:
 
 def study_section(a: Analysis, rec: StudyRecord, save: Saver, store: Any | None,
                   render_nca: bool = True) -> list[Block]:
-    """Counts, settings table, history, curves, importances, Pareto front, contact sheet."""
+    """Counts, settings table, history, curves, importances, Pareto front, contact sheet; a
+    multi-domain study's settings and curves per domain, and its Pareto front as a table."""
     t = a.trials[(a.trials["study"] == rec.name) & (a.trials["state"] == "COMPLETE")]
     s = a.settings[a.settings["study"] == rec.name] if not a.settings.empty else a.settings
     objective = ", ".join(f"{m} ({d})" for m, d in zip(rec.metric_names, rec.directions))
+    domain = ", ".join(rec.domains) if rec.is_multi_domain else rec.domain
     blocks: list[Block] = [
-        Heading(text=f"Study `{rec.name}`: {rec.domain}, preset {rec.preset}", level=2),
+        Heading(text=f"Study `{rec.name}`: {domain}, preset {rec.preset}", level=2),
         *_config_paras(rec),
         Para(text=f"Trials: {_state_counts(rec, a.trials)}. Objective: {objective}. "
                   f"{_upstream_text(t)}")]
     if s.empty:
         return [*blocks, Para(text="No completed trial with per-seed losses.")]
+    name = rec.name
+    history = save(f"{name}_history", f"Optimisation history of {name}",
+                   lambda: plots.plot_history(rec, a.trials))
+    importances = save(f"{name}_importances", f"Parameter importances (PED-ANOVA) of {name}",
+                       lambda: plots.plot_importances(rec))
+    if rec.is_multi_domain:
+        blocks += [b for d in rec.domains for b in _domain_blocks(a, rec, s, d, save)]
+        blocks += [history, importances]
+        first = next((d for d in rec.domains if (s["domain"] == d).any()), None)
+        best = best_setting(s, name, first)  # the contact sheet's: best on the first domain
+    else:
+        best = best_setting(a.settings, rec.name)
+        blocks += [*_settings_blocks(s, "Settings"), history,
+                   save(f"{name}_curves", f"Validation curves of {name}: scratch, paper, best",
+                        lambda: plots.plot_curves(rec, a.settings, str(best["label"]))),
+                   importances]
+    if rec.is_multi_objective:
+        blocks.append(save(f"{name}_pareto", f"Pareto front of {name}",
+                           lambda: plots.plot_pareto(rec, a.trials)))
+        if rec.is_multi_domain:
+            blocks += _pareto_blocks(a, rec)
+    same = a.trials[(a.trials["study"] == name) & (a.trials["setting"] == best["setting"])]
+    numbers = same.sort_values("number", ascending=False)["number"].tolist()
+    where = f" (best on {best['domain']})" if rec.is_multi_domain else ""
+    blocks.append(save(f"{name}_trajectories",
+                       f"NCA trajectories of the best setting of {name}{where}",
+                       lambda: plot_contact_sheet(rec, best, numbers, store, render_nca)))
+    return blocks
+
+
+def _settings_blocks(s: pd.DataFrame, title: str) -> list[Block]:
+    """Anchors, then the best searched settings by mean gain (``s``: one study, one domain)."""
     anchor = ~s["label"].astype(str).str.startswith("#")
     searched = s[~anchor]
     shown = searched.head(_TOP_SEARCHED)  # already sorted by mean gain
-    blocks += [Heading(text="Settings", level=3), Para(text=(
+    return [Heading(text=title, level=3), Para(text=(
         f"Anchors ({int(anchor.sum())}), then the best {len(shown)} of {len(searched)} "
         "searched settings by mean gain. All settings are in `settings.csv`, all trials in "
         "`trials.csv`, every seed in `seeds.csv`.")),
         Table(frame=_fmt_settings(pd.concat([s[anchor], shown])))]
-    best = best_setting(a.settings, rec.name)
-    name = rec.name
-    blocks += [
-        save(f"{name}_history", f"Optimisation history of {name}",
-             lambda: plots.plot_history(rec, a.trials)),
-        save(f"{name}_curves", f"Validation curves of {name}: scratch, paper, best",
-             lambda: plots.plot_curves(rec, a.settings, str(best["label"]))),
-        save(f"{name}_importances", f"Parameter importances (PED-ANOVA) of {name}",
-             lambda: plots.plot_importances(rec)),
-    ]
-    if rec.is_multi_objective:
-        blocks.append(save(f"{name}_pareto", f"Pareto front of {name}",
-                           lambda: plots.plot_pareto(rec, a.trials)))
-    same = a.trials[(a.trials["study"] == name) & (a.trials["setting"] == best["setting"])]
-    numbers = same.sort_values("number", ascending=False)["number"].tolist()
-    blocks.append(save(f"{name}_trajectories", f"NCA trajectories of the best setting of {name}",
-                       lambda: plot_contact_sheet(rec, best, numbers, store, render_nca)))
-    return blocks
+
+
+def _domain_blocks(a: Analysis, rec: StudyRecord, s: pd.DataFrame, domain: str, save: Saver
+                   ) -> list[Block]:
+    """One domain of a multi-domain study, as a one-domain study on it would be reported."""
+    on = s[s["domain"] == domain]
+    title = f"Settings on {domain}"
+    if on.empty:
+        return [Heading(text=title, level=3), Para(text="No completed trial with per-seed "
+                                                       f"losses on {domain}.")]
+    best = best_setting(on, rec.name)
+    return [*_settings_blocks(on, title),
+            save(f"{rec.name}_{domain}_curves",
+                 f"Validation curves of {rec.name} on {domain}: scratch, paper, best",
+                 lambda: plots.plot_curves(rec, a.settings, str(best["label"]), domain))]
+
+
+def _pareto_blocks(a: Analysis, rec: StudyRecord) -> list[Block]:
+    """The trials on the Pareto front between the study's objectives, per domain."""
+    front = a.pareto[a.pareto["study"] == rec.name] if not a.pareto.empty else a.pareto
+    blocks: list[Block] = [Heading(text="Pareto front", level=3)]
+    if front.empty:
+        return [*blocks, Para(text="No completed trial has every objective.")]
+    shown = front.dropna(axis=1, how="all").head(_TOP_SEARCHED)
+    which = (f"The {len(front)} trials" if len(shown) == len(front) else
+             f"The first {len(shown)} of the {len(front)} trials")
+    blocks.append(Para(text=(
+        f"{which} on the Pareto front over {', '.join(rec.metric_names)}, best first on "
+        f"{rec.metric_names[0]}: no other trial is at least as good on every objective and "
+        "better on one. Per domain, `nca-effect` and `net-effect` are % of that domain's "
+        "scratch loss, mean over seeds. All are in `pareto.csv`.")))
+    table = shown.drop(columns="study").assign(number=[f"#{n}" for n in shown["number"]])
+    if "alphabet" in table:
+        table["alphabet"] = [_fmt(v, ".0f") for v in table["alphabet"]]
+    return [*blocks, Table(frame=table.round(3))]
 
 
 def method_notes() -> list[Block]:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from analysis.frame import SCRATCH_SOURCES
+from analysis.frame import SCRATCH_SOURCES, domain_key
 
 __all__ = [
     "NOISE", "WILCOXON_MIN_N", "PairedTest", "best_setting", "holm", "mean_ci", "paired_test",
@@ -144,70 +144,82 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 
 def setting_stats(seeds: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """One row per setting with its seed statistics, test, p-values and verdict.
+    """One row per setting and domain with its seed statistics, test, p-values and verdict.
 
     Rows whose ``source`` is ``none``/``scratch`` are left out: scratch is the reference every
-    gain is measured against, not a setting.
+    gain is measured against, not a setting. Each domain of a multi-domain study is a study of
+    its own here: a setting has a row per domain, and Holm's correction runs over one domain's
+    settings.
 
     Args:
         seeds: :func:`analysis.frame.seeds_frame` output.
         alpha: Significance level for the verdict.
 
     Returns:
-        Columns ``study, domain, setting, label, band, band_lower, band_upper, alphabet, source,
+        Columns ``study, setting, domain, label, band, band_lower, band_upper, alphabet, source,
         describe, trials, n_seeds, gain_mean, gain_sd, ci_low, ci_high, ppl_gain_mean,
         speedup_mean, n_reached, test, statistic, p_value, p_holm, verdict`` (the NCA effect:
         vs scratch with the same recipe) and, when the seeds carry it, ``net_mean, net_ci_low,
         net_ci_high, net_p_value, net_p_holm, net_verdict`` (the net effect: vs the best scratch
-        recipe), sorted by study then mean gain (best first).
+        recipe), sorted by study, domain, then mean gain (best first).
     """
     d = seeds.dropna(subset=["gain_pct"])
     if "source" in d:
         d = d[~d["source"].isin(SCRATCH_SOURCES)]
     if d.empty:
         return pd.DataFrame()
-    g = d.groupby(["study", "setting"], sort=False)
-    out = g.agg(domain=("domain", "first"), label=("label", "first"), band=("band", "first"),
+    g = d.groupby(_setting_key(d), sort=False)
+    out = g.agg(study=("study", "first"), setting=("setting", "first"),
+                domain=("domain", "first"), label=("label", "first"), band=("band", "first"),
                 band_lower=("band_lower", "first"), band_upper=("band_upper", "first"),
                 alphabet=("alphabet", "first"), source=("source", "first"),
                 describe=("describe", "first"),
                 n_seeds=("gain_pct", "size"),
                 gain_mean=("gain_pct", "mean"), gain_sd=("gain_pct", "std"),
                 ppl_gain_mean=("ppl_gain_pct", "mean"), speedup_mean=("speedup", "mean"),
-                n_reached=("speedup", "count")).reset_index()
+                n_reached=("speedup", "count")).reset_index(drop=True)
     out.insert(out.columns.get_loc("n_seeds"), "trials", _trial_lists(d, out))
     out = out.join(_tests(d, out, alpha).drop(columns="mean"))
     out["p_holm"] = np.nan
-    for idx in out.groupby("study").groups.values():
+    for idx in out.groupby(["study", domain_key(out)]).groups.values():
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy())
     out = out[[*out.columns.drop(["verdict"]), "verdict"]]
     net = _net_columns(d, out, alpha)
     if not net.empty or len(net.columns):
         out = out.join(net)
         out.insert(out.columns.get_loc("net_verdict"), "net_p_holm", np.nan)
-        for idx in out.groupby("study").groups.values():
+        for idx in out.groupby(["study", domain_key(out)]).groups.values():
             out.loc[idx, "net_p_holm"] = holm(out.loc[idx, "net_p_value"].to_numpy())
-    return out.sort_values(["study", "gain_mean"], ascending=[True, False]).reset_index(drop=True)
+    out = out.assign(_domain=domain_key(out))
+    out = out.sort_values(["study", "_domain", "gain_mean"], ascending=[True, True, False])
+    return out.drop(columns="_domain").reset_index(drop=True)
+
+
+def _setting_key(frame: pd.DataFrame) -> pd.Series:
+    """One setting on one domain of one study, as one string (study, domain and setting joined
+    by NUL, which none of them contains)."""
+    return frame["study"] + "\0" + domain_key(frame) + "\0" + frame["setting"]
 
 
 def _trial_lists(d: pd.DataFrame, out: pd.DataFrame) -> np.ndarray:
     """Comma-separated trial numbers per setting, in ``out``'s row order (Python only for the
     few settings that span several trials)."""
-    u = d[["study", "setting", "number"]].drop_duplicates().sort_values("number")
-    key = u["study"] + "\0" + u["setting"]
+    u = d.assign(key=_setting_key(d))[["key", "number"]].drop_duplicates().sort_values("number")
+    key = u["key"]
     many = key.duplicated(keep=False)
     text = dict(zip(key[~many], u["number"][~many].astype(str)))
     for k, numbers in u["number"][many].astype(str).groupby(key[many]):
         text[k] = ",".join(numbers)
-    return (out["study"] + "\0" + out["setting"]).map(text).to_numpy()
+    return _setting_key(out).map(text).to_numpy()
 
 
 def _tests(d: pd.DataFrame, out: pd.DataFrame, alpha: float, column: str = "gain_pct"
            ) -> pd.DataFrame:
     """The t-interval and paired t-test of ``column`` vectorised over settings; exact tests per
     setting only where they differ (n >= WILCOXON_MIN_N, or degenerate samples)."""
-    keys = pd.MultiIndex.from_arrays([out["study"], out["setting"]])
-    groups = d.dropna(subset=[column]).groupby(["study", "setting"], sort=False)[column]
+    keys = _setting_key(out)
+    valid = d.dropna(subset=[column])
+    groups = valid.groupby(_setting_key(valid), sort=False)[column]
     agg = groups.agg(["size", "mean", "std"]).reindex(keys)
     n = agg["size"].to_numpy(dtype=np.float64)
     mean, sd = agg["mean"].to_numpy(dtype=np.float64), agg["std"].to_numpy(dtype=np.float64)
@@ -222,7 +234,7 @@ def _tests(d: pd.DataFrame, out: pd.DataFrame, alpha: float, column: str = "gain
                       for m, lo, hi, pv in zip(mean, res["ci_low"], res["ci_high"], p)]
     exact = np.flatnonzero(((n >= WILCOXON_MIN_N) | (n < 2) | ~(sd > 0)) & (n > 0))
     for i in exact:
-        r = paired_test(groups.get_group(tuple(keys[i])).to_numpy(), alpha)
+        r = paired_test(groups.get_group(keys.iloc[i]).to_numpy(), alpha)
         res.loc[out.index[i]] = [r.mean, r.ci_low, r.ci_high, r.test, r.statistic, r.p_value,
                                  r.verdict]
     return res
@@ -239,15 +251,16 @@ def _net_columns(d: pd.DataFrame, out: pd.DataFrame, alpha: float) -> pd.DataFra
 
 
 def seed_noise(seeds: pd.DataFrame) -> pd.DataFrame:
-    """Per study: how much seeds alone move the numbers.
+    """Per study and domain (each domain of a multi-domain study on its own): how much seeds
+    alone move the numbers.
 
     Returns:
-        Columns ``study, scratch_loss_mean, scratch_loss_sd`` (over distinct seeds),
+        Columns ``study, domain, scratch_loss_mean, scratch_loss_sd`` (over distinct seeds),
         ``gain_sd_pooled`` (within-setting SD of per-seed gains, pooled over settings with at
         least two seeds) and ``settings_pooled``.
     """
     rows = []
-    for study, d in seeds.groupby("study", sort=True):
+    for (study, _), d in seeds.groupby(["study", domain_key(seeds)], sort=True):
         scratch = d.drop_duplicates("seed")["scratch_loss"].dropna()
         multi = d.dropna(subset=["gain_pct"]).groupby("setting")["gain_pct"]
         dof = multi.size() - 1
@@ -255,22 +268,27 @@ def seed_noise(seeds: pd.DataFrame) -> pd.DataFrame:
         keep = dof > 0
         pooled = float(np.sqrt((var[keep] * dof[keep]).sum() / dof[keep].sum())) if keep.any() \
             else float("nan")
-        rows.append({"study": study, "scratch_loss_mean": scratch.mean(),
+        rows.append({"study": study, "domain": d["domain"].iloc[0],
+                     "scratch_loss_mean": scratch.mean(),
                      "scratch_loss_sd": scratch.std(ddof=1), "gain_sd_pooled": pooled,
                      "settings_pooled": int(keep.sum())})
     return pd.DataFrame(rows)
 
 
-def best_setting(settings: pd.DataFrame, study: str) -> pd.Series:
+def best_setting(settings: pd.DataFrame, study: str, domain: str | None = None) -> pd.Series:
     """The study's setting with the highest mean gain among those run on at least two seeds
-    (any setting when none was).
+    (any setting when none was), on ``domain`` when given (a multi-domain study has a row per
+    setting and domain).
 
     Raises:
-        ValueError: If the study has no setting with a recorded gain.
+        ValueError: If the study (on that domain) has no setting with a recorded gain.
     """
     s = settings[settings["study"] == study]
+    if domain is not None:
+        s = s[s["domain"] == domain]
     if s.empty:
-        raise ValueError(f"study {study!r} has no setting with a recorded gain")
+        where = f"study {study!r}" + (f" on {domain}" if domain is not None else "")
+        raise ValueError(f"{where} has no setting with a recorded gain")
     multi = s[s["n_seeds"] >= 2]
     pool = multi if not multi.empty else s
     return pool.loc[pool["gain_mean"].idxmax()]

@@ -27,13 +27,15 @@ def report_dir(synthetic_journal, tmp_path_factory):
 
 
 def test_report_files_and_figures(report_dir):
-    for name in ("trials.csv", "seeds.csv", "settings.csv", "cross_domain.csv", "report.md",
-                 "report.html"):
+    for name in ("trials.csv", "seeds.csv", "settings.csv", "cross_domain.csv", "bands.csv",
+                 "report.md", "report.html"):
         assert (report_dir / name).stat().st_size > 0, name
+    assert not (report_dir / "pareto.csv").exists(), "Pareto tables of multi-domain studies only"
     md = (report_dir / "report.md").read_text()
     linked = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", md)
     assert {"figures/gain_by_band.png", "figures/code-mo_pareto.png",
-            "figures/web_importances.png", "figures/code_curves.png"} <= set(linked)
+            "figures/web_importances.png", "figures/code_curves.png",
+            "figures/best_band_by_domain.png"} <= set(linked), "several domains: best band each"
     for rel in linked:
         assert (report_dir / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "rendering with nca was turned off" in md, "skipped figures say why"
@@ -72,6 +74,8 @@ def test_sqlite_storage_and_study_selection(tmp_path):
     assert main(["--storage", f"sqlite:///{db}", "--study", "b", "--out", str(out),
                  "--no-nca-render"]) == 0
     assert set(pd.read_csv(out / "trials.csv")["study"]) == {"b"}
+    assert not (out / "bands.csv").exists(), "one domain: no best band by domain"
+    assert "best_band_by_domain" not in (out / "report.md").read_text()
 
 
 def test_studies_from_several_storages_report_together(tmp_path):
