@@ -26,6 +26,7 @@ from PIL import Image
 
 from analysis.dashboard import dashboard_command
 from analysis.frame import load_studies
+from search.record import TrialRecord
 
 READY_TIMEOUT_S = 60.0
 CHROMIUM_TIMEOUT_S = 90.0
@@ -60,9 +61,19 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+DOMAINS_STUDY = "domains-synthetic"
+DOMAIN_OBJECTIVES = ("net-effect:code", "net-effect:math", "net-effect:web")
+
+
 @pytest.fixture(scope="module")
 def dashboard(served_study, tmp_path_factory):
-    """Base URL of a dashboard on 127.0.0.1 serving ``served_study`` with its artifacts."""
+    """Base URL of a dashboard on 127.0.0.1 serving ``served_study`` with its artifacts, and a
+    synthetic three-domain study (``DOMAINS_STUDY``) written into the same journal."""
+    from analysis.synthetic import create_synthetic_study
+    from tests.analysis.conftest import journal_storage
+
+    create_synthetic_study(journal_storage(served_study.journal), DOMAINS_STUDY, n_search=6,
+                           domains=("code", "math", "web"), objectives=DOMAIN_OBJECTIVES)
     exe = _dashboard_exe()
     if exe is None:
         pytest.skip("optuna-dashboard is not installed")
@@ -123,6 +134,30 @@ def test_api_serves_study_trials_and_user_attributes(study_detail, served_study)
         assert attrs["kind"] == stored.user_attrs["kind"]
         assert attrs["losses"] == stored.user_attrs["losses"]
         assert served["values"] == stored.values and served["state"] == "Complete"
+
+
+def test_api_serves_a_multi_domain_study_with_its_pareto_front(dashboard, served_study):
+    """The dashboard labels each domain's value with the study's metric names and serves the
+    Pareto front between domains as the study's best trials."""
+    from analysis.pareto import pareto_mask
+
+    body, _ = _get(f"{dashboard}/api/studies")
+    (summary,) = [s for s in json.loads(body)["study_summaries"]
+                  if s["study_name"] == DOMAINS_STUDY]
+    detail = json.loads(_get(f"{dashboard}/api/studies/{summary['study_id']}")[0])
+    assert detail["objective_names"] == list(DOMAIN_OBJECTIVES)  # study.metric_names
+    assert _attrs(summary["user_attrs"])["domains"] == ["code", "math", "web"]
+    (rec,) = load_studies(served_study.journal, [DOMAINS_STUDY])
+    done = [t for t in rec.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    front = pareto_mask(np.array([t.values for t in done]), rec.directions)
+    served = {t["number"] for t in detail["best_trials"]}
+    assert served == {t.number for t, on in zip(done, front) if on} and len(served) > 1
+    stored = {t.number: t for t in rec.trials}
+    for trial in detail["trials"]:
+        mine = stored[trial["number"]]
+        record = TrialRecord.from_attrs(mine.user_attrs)
+        assert record is not None and "by_domain" in _attrs(trial["user_attrs"])
+        assert trial["values"] == mine.values == [record.objective(o) for o in DOMAIN_OBJECTIVES]
 
 
 def test_api_serves_every_artifact_byte_for_byte(dashboard, study_detail, served_study):
