@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 
 from search import trial as trial_lib
@@ -175,3 +176,15 @@ def test_multi_domain_study_through_the_cli(shared_data, cache, tmp_path, execut
     # Each finished trial's line ends with its net effect on every domain; one table per domain.
     assert re.search(r"\| net code [+-]\d+\.\d\d%, math [+-]\d+\.\d\d%, web [+-]", result.stdout)
     assert [d for d in DOMAINS if f"\n{d}:\n" in result.stdout] == list(DOMAINS), result.stdout
+    if executor == "inline":  # the report of the real study: per-domain tables, Pareto front
+        out = tmp_path / "report"
+        report = subprocess.run([sys.executable, "-m", "analysis.report", "--storage",
+                                 str(tmp_path / "run" / "journal.log"), "--out", str(out)],
+                                cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+        assert report.returncode == 0, report.stdout + report.stderr
+        settings = pd.read_csv(out / "settings.csv")
+        assert sorted(settings["domain"]) == sorted(DOMAINS)
+        pareto = pd.read_csv(out / "pareto.csv")
+        assert len(pareto) >= 1 and {f"net-effect:{d}" for d in DOMAINS} <= set(pareto.columns)
+        text = (out / "report.md").read_text()
+        assert all(f"Settings on {d}" in text for d in DOMAINS) and "Pareto" in text
