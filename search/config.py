@@ -19,7 +19,13 @@ from typing import Any
 from lm.corpora import DOMAINS as CORPORA
 from lm.recipe import RECIPES
 from search._toml import ConfigError, check_keys, from_table
-from search.record import OBJECTIVES, PER_DOMAIN_OBJECTIVES, Direction, objective_direction
+from search.record import (
+    OBJECTIVES,
+    PER_DOMAIN_OBJECTIVES,
+    Direction,
+    objective_direction,
+    split_objective,
+)
 from search.space import ParamSpec, parse_space, setting_from_params
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
@@ -157,15 +163,14 @@ class StudySection:
         resolved: list[str] = []
         for name in self.objectives:
             try:
-                objective_direction(name)
+                base, domain, mean = split_objective(name)
             except ValueError:
                 raise ConfigError(f"objectives {list(self.objectives)!r}: {name!r} is not one "
                                   f"of {accepted}") from None
-            base, _, domain = name.partition(":")
             if domain and domain not in self.domains:
                 raise ConfigError(f"objective {name!r} names domain {domain!r}, which the study "
                                   f"does not train on; its domains: {', '.join(self.domains)}")
-            if len(self.domains) > 1 and not domain and base in PER_DOMAIN_OBJECTIVES:
+            if len(self.domains) > 1 and not (domain or mean) and base in PER_DOMAIN_OBJECTIVES:
                 resolved.extend(f"{base}:{d}" for d in self.domains)
             else:
                 resolved.append(name)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["DOMAINS_RECORD_VERSION", "OBJECTIVES", "PER_DOMAIN_OBJECTIVES", "RECORD_VERSION",
-           "DomainRecord", "SeedRecord", "TrialRecord", "objective_direction"]
+           "DomainRecord", "SeedRecord", "TrialRecord", "objective_direction", "split_objective"]
 
 RECORD_VERSION = 2
 """The version of a one-domain record."""

@@ -417,8 +417,8 @@ def _resumable(path: Path | None) -> Path | None:
 
 def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: DomainCorpus,
               seed: int, index: int, scratch: dict[str, Baseline], reporter: Reporter | None,
-              checkpoint: Path | None, *, upstream: _Upstream | None = None,
-              share: tuple[int, int] = (0, 1)) -> SeedResult:
+              checkpoint: Path | None, *, upstream: _Upstream,
+              share: tuple[int, int]) -> SeedResult:
     """Transfer the seed's upstream checkpoint to ``context``'s domain and train it there.
 
     ``share`` is ``(d, n)``: this is domain ``d`` of the ``n`` a seed trains on. Its curve
@@ -439,8 +439,7 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
         progress = getattr(reporter, "progress", None)
         tell = _across_domains(functools.partial(progress, seed_index=index), d, n,
                                plan.domain_tokens) if progress else None
-        source = upstream or _Upstream(setting=setting, plan=plan, context=context, seed=seed)
-        state, ppt_upstream, stats, ppt_tokens = source.get(tell)
+        state, ppt_upstream, stats, ppt_tokens = upstream.get(tell)
         if tell:
             tell("transfer", tokens=0, total=0)
         model, _ = lm_transfer(state, corpus.vocab_size, TransferConfig(
