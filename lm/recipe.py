@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from lm.corpora import DOMAINS
 from lm.model import Transformer
 
 if TYPE_CHECKING:  # lm.presets imports this module
@@ -45,9 +46,6 @@ __all__ = ["EMBED_INITS", "NCA_SCHEDULES", "RECIPES", "Recipe", "get_recipe", "i
 EMBED_INITS = ("reference", "scaled")
 NCA_SCHEDULES = ("warmup-only", "cosine")
 RECIPES = ("paper", "proxy")
-
-_RECIPE_DOMAINS = ("code", "math", "web")
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Recipe:
@@ -139,8 +137,8 @@ def get_recipe(name: str, domain: str) -> Recipe:
     """
     if name not in RECIPES:
         raise ValueError(f"recipe {name!r} is not one of {', '.join(RECIPES)}")
-    if domain not in _RECIPE_DOMAINS:
-        raise ValueError(f"domain {domain!r} is not one of {', '.join(_RECIPE_DOMAINS)}")
+    if domain not in DOMAINS:
+        raise ValueError(f"domain {domain!r} is not one of {', '.join(DOMAINS)}")
     if name == "proxy":
         return Recipe(name="proxy", embed_init="scaled", nca_schedule="cosine", nca_lr_ratio=1.0,
                       nca_beta2=0.95, nca_weight_decay=0.1, warmup_frac=0.05, min_lr_ratio=0.1,

@@ -17,11 +17,16 @@ the first domain measures never prunes. Anchors are never pruned.
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 from collections.abc import Iterable, Sequence
 
-from search.record import SeedRecord, TrialRecord, objective_direction, split_objective
+from search.record import (
+    SeedRecord,
+    TrialRecord,
+    objective_direction,
+    seeds_objective,
+    split_objective,
+)
 
 
 def judged_objectives(objectives: Sequence[str], first_domain: str) -> tuple[str, ...]:
@@ -43,25 +48,15 @@ def hopeless(seeds: Sequence[SeedRecord], completed: Iterable[TrialRecord],
     peers = [p for r in completed if (p := _first_seeds(r, first_domain, n)) is not None]
     if not judged or len(peers) < max(n_startup_trials, 1):
         return False
-    mine = _as_record(seeds)
-    return all(_worse(mine.objective(base), statistics.median(p.objective(base) for p in peers),
+    return all(_worse(seeds_objective(seeds, base),
+                      statistics.median(seeds_objective(p, base) for p in peers),
                       objective_direction(base)) for base in judged)
 
 
-def _first_seeds(record: TrialRecord, first_domain: str, n: int) -> TrialRecord | None:
+def _first_seeds(record: TrialRecord, first_domain: str, n: int) -> Sequence[SeedRecord] | None:
     """A completed trial's first ``n`` seeds on the first domain (None if it has fewer)."""
     one = record.for_domain(first_domain) if record.domains else record
-    if len(one.seeds) < n:
-        return None
-    return dataclasses.replace(one, seeds=one.seeds[:n])
-
-
-def _as_record(seeds: Sequence[SeedRecord]) -> TrialRecord:
-    """Seeds as a one-domain record, so that they are scored as a whole trial is."""
-    return TrialRecord(seeds=tuple(seeds), source="", band=None, alphabet=0, recipe=None,
-                       nca_tokens=0, domain_tokens=0, tokens=0, bpb=float("nan"),
-                       complexity_mean=None, acceptance_rate=None, upstream=None, wall_s=0.0,
-                       device="")
+    return one.seeds[:n] if len(one.seeds) >= n else None
 
 
 def _worse(value: float, median: float, direction: str) -> bool:

@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from search.config import config_from_dict
+from search.config import DOMAINS, config_from_dict
 from search.plan import resolve
 from search.space import setting_from_params
 from search.trial import TrialContext, make_context, run_trial, scratch_baseline, scratch_runs
 
-DOMAINS = ("code", "math", "web")
 PAPER = setting_from_params({"source": "nca", "band": "0.3-0.4", "alphabet": 10})
 
 

@@ -29,7 +29,8 @@ from search.record import (
 from search.space import ParamSpec, parse_space, setting_from_params
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
-DOMAINS = ("code", "math", "web")
+DOMAINS = tuple(CORPORA)
+"""The domains a study may train on (``lm.corpora``'s registry)."""
 EXECUTORS = ("inline", "local", "slurm")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")

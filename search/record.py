@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = ["DOMAINS_RECORD_VERSION", "OBJECTIVES", "PER_DOMAIN_OBJECTIVES", "RECORD_VERSION",
-           "DomainRecord", "SeedRecord", "TrialRecord", "objective_direction", "split_objective"]
+           "DomainRecord", "SeedRecord", "TrialRecord", "objective_direction", "seeds_objective",
+           "split_objective"]
 
 RECORD_VERSION = 2
 """The version of a one-domain record."""
@@ -69,6 +70,21 @@ def split_objective(name: str) -> tuple[str, str, bool]:
 def objective_direction(name: str) -> Direction:
     """The direction of objective ``name`` (a per-domain or mean one: its base objective's)."""
     return OBJECTIVES[split_objective(name)[0]]
+
+
+def seeds_objective(seeds: Sequence[SeedRecord], name: str) -> float:
+    """The mean over ``seeds`` of a per-domain objective (a key of
+    :data:`PER_DOMAIN_OBJECTIVES`): how a trial, or the seeds of one so far, is scored."""
+    if name == "loss":
+        return statistics.fmean(s.loss for s in seeds)
+    if name in ("gain", "nca-effect"):
+        return statistics.fmean(s.gain_pct for s in seeds)
+    if name == "net-effect":
+        return statistics.fmean(s.net_gain_pct for s in seeds)
+    if name == "speedup":
+        return statistics.fmean(s.speedup or 0.0 for s in seeds)
+    raise ValueError(f"objective {name!r} is not measured per seed; "
+                     f"expected one of {', '.join(PER_DOMAIN_OBJECTIVES)}")
 
 
 Curve = tuple[tuple[int, float], ...]
@@ -185,16 +201,7 @@ class TrialRecord:
                                     for d in (self.domains or [""]))
         if domain:
             return self.for_domain(domain).objective(base)
-        name = base
-        if name == "loss":
-            return statistics.fmean(s.loss for s in self.seeds)
-        if name in ("gain", "nca-effect"):
-            return statistics.fmean(s.gain_pct for s in self.seeds)
-        if name == "net-effect":
-            return statistics.fmean(s.net_gain_pct for s in self.seeds)
-        if name == "speedup":
-            return statistics.fmean(s.speedup or 0.0 for s in self.seeds)
-        return float(self.tokens)
+        return float(self.tokens) if base == "compute" else seeds_objective(self.seeds, base)
 
     def to_attrs(self) -> dict[str, Any]:
         """The user attributes of docs/interfaces.md §4: per-seed values as parallel lists."""

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -100,6 +101,10 @@ def _data_override(values: list[str]) -> str | dict[str, str]:
             if domain in table:
                 raise ConfigError(f"--data {value!r}: domain {domain!r} is given twice")
             table[domain] = data
+        elif sep and domain.isidentifier() and not Path(value).exists():
+            # ``chess=PATH`` reads as a wrong domain name, not as a path with '=' in it.
+            raise ConfigError(f"--data {value!r}: {domain!r} is not a domain; "
+                              f"give DOMAIN=PATH with DOMAIN one of {', '.join(DOMAINS)}")
         else:
             plain.append(value)
     if plain and (table or len(plain) > 1):

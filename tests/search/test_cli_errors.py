@@ -94,7 +94,7 @@ def test_unusable_path_exits_2_naming_it_before_anything_is_written(tmp_path, fl
         ('domains = ["code", "math", "math"]\n', [], "math more than once"),
         ('domains = ["code", "chess"]\n', [], "chess"),
         ('domains = ["code", "web"]\n', [], "'web' has no built-in corpus"),
-        ('domains = ["code", "web"]\n', ["--data", "poetry=/x"], "poetry=/x"),
+        ('domains = ["code", "web"]\n', ["--data", "poetry=/x"], "'poetry' is not a domain"),
         ('domains = ["code", "web"]\n', ["--data", "web=/a", "--data", "web=/b"], "web=/b"),
     ],
 )

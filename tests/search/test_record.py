@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pytest
 
-from search.record import OBJECTIVES, RECORD_VERSION, SeedRecord, TrialRecord
+from search.record import OBJECTIVES, RECORD_VERSION, SeedRecord, TrialRecord, seeds_objective
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +47,15 @@ def test_objectives_are_means_over_seeds_and_unknown_names_are_refused():
     with pytest.raises(ValueError, match="objective 'tokens': expected one of loss"):
         record.objective("tokens")
     assert set(OBJECTIVES) == {"loss", "gain", "nca-effect", "net-effect", "speedup", "compute"}
+
+
+def test_seeds_so_far_are_scored_as_a_trial_is():
+    record = _record()
+    assert seeds_objective(record.seeds[:1], "nca-effect") == pytest.approx(9.0)
+    for name in ("loss", "nca-effect", "net-effect", "speedup"):
+        assert seeds_objective(record.seeds, name) == record.objective(name)
+    with pytest.raises(ValueError, match="'compute' is not measured per seed"):
+        seeds_objective(record.seeds, "compute")
 
 
 def test_a_trial_without_results_has_no_record_and_a_record_needs_a_seed():
