@@ -158,9 +158,8 @@ class _OptunaReporter:
     def _init_progress(self, payload: TrialPayload) -> None:
         context, setting = payload.context, payload.setting
         self._nca_tokens = 0 if setting.source == "none" else (setting.nca_tokens or context.nca_tokens)
-        # a multi-domain seed's domain stages count as one (search.trial._across_domains)
-        self._domain_tokens = 0 if setting.source == "none" else (
-            context.domain_tokens * len(context.per_domain()))
+        self._domain_tokens = 0 if setting.source == "none" else progress_lib.domain_stage_tokens(
+            context.domain_tokens, len(context.per_domain()))
         self._n_seeds = len(context.seeds)
         self._writer = (progress_lib.ProgressWriter(progress_lib.progress_path(payload.work_dir),
                                                     trial=self._trial.number, n_seeds=self._n_seeds)

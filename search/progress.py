@@ -126,6 +126,26 @@ def tokens_left(stage: str, seed_index: int, n_seeds: int, tokens: int, total: i
     return max(0, total - tokens) + later
 
 
+def domain_stage_tokens(per_domain: int, n_domains: int) -> int:
+    """The tokens of one seed's ``domain`` stage: a multi-domain seed's domain stages are told
+    as one stage of ``n_domains`` times the tokens (see :func:`across_domains`)."""
+    return per_domain * n_domains
+
+
+def across_domains(tell: Callable[..., None], d: int, n: int, per_domain: int
+                   ) -> Callable[..., None]:
+    """``tell`` for domain ``d`` of a seed's ``n`` domain stages, told as one: its tokens follow
+    the earlier domains', out of :func:`domain_stage_tokens` (so bars and ETAs cover them all)."""
+    if n == 1:
+        return tell
+
+    def told(stage: str, *, tokens: int, total: int, **kw: Any) -> None:
+        if stage == "domain":
+            tokens, total = d * per_domain + tokens, domain_stage_tokens(per_domain, n)
+        tell(stage, tokens=tokens, total=total, **kw)
+    return told
+
+
 class ProgressWriter:
     """Writes a trial's ``Progress`` atomically at a low rate; cheap enough to call every step.
 

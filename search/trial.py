@@ -55,6 +55,7 @@ from ncaio import (
     verify_file,
     write_verified_json,
 )
+from search import progress as progress_lib
 from search.config import StudyConfig
 from search.plan import (
     Plan,
@@ -437,8 +438,8 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
     else:
         # Live progress (search.progress) goes through the reporter's optional progress method.
         progress = getattr(reporter, "progress", None)
-        tell = _across_domains(functools.partial(progress, seed_index=index), d, n,
-                               plan.domain_tokens) if progress else None
+        tell = progress_lib.across_domains(functools.partial(progress, seed_index=index), d, n,
+                                            plan.domain_tokens) if progress else None
         state, ppt_upstream, stats, ppt_tokens = upstream.get(tell)
         if tell:
             tell("transfer", tokens=0, total=0)
@@ -479,20 +480,6 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
         scratch_losses={label: b.final_loss for label, b in scratch.items()},
         upstream=ppt_upstream, probe=probes, data_stats=stats, tokens=tokens,
     )
-
-
-def _across_domains(tell: Callable[..., None], d: int, n: int, per_domain: int
-                    ) -> Callable[..., None]:
-    """A multi-domain seed's domain stages told as one: domain ``d``'s tokens follow the earlier
-    domains', out of ``n`` times the tokens (so the board's bar and ETA cover them all)."""
-    if n == 1:
-        return tell
-
-    def told(stage: str, *, tokens: int, total: int, **kw: Any) -> None:
-        if stage == "domain":
-            tokens, total = d * per_domain + tokens, n * per_domain
-        tell(stage, tokens=tokens, total=total, **kw)
-    return told
 
 
 def _stage_progress(tell: Callable[..., None] | None, stage: str

@@ -9,7 +9,14 @@ import numpy as np
 import optuna
 import pytest
 
-from search.progress import Progress, ProgressWriter, read_progress, tokens_left
+from search.progress import (
+    Progress,
+    ProgressWriter,
+    across_domains,
+    domain_stage_tokens,
+    read_progress,
+    tokens_left,
+)
 
 
 class _Clock:
@@ -82,6 +89,20 @@ def test_tokens_left_counts_later_stages_and_seeds():
     assert tokens_left("nca", 0, 2, 40, 100, **kw) == 60 + 1000 + 1100
     assert tokens_left("transfer", 1, 2, 0, 0, **kw) == 1000
     assert tokens_left("domain", 1, 2, 400, 1000, **kw) == 600
+
+
+def test_a_seeds_domain_stages_are_told_as_one():
+    told = []
+    tell = across_domains(lambda stage, **kw: told.append((stage, kw)), 1, 3, 100)
+    tell("domain", tokens=40, total=100, val_loss=2.0)
+    tell("transfer", tokens=0, total=0)
+    assert told == [("domain", {"tokens": 140, "total": 300, "val_loss": 2.0}),
+                    ("transfer", {"tokens": 0, "total": 0})]
+    assert domain_stage_tokens(100, 3) == 300
+
+    def alone(stage, **kw):
+        return None
+    assert across_domains(alone, 0, 1, 100) is alone
 
 
 def test_trainer_reports_tokens_after_every_step(tiny_corpus):
