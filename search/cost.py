@@ -36,6 +36,7 @@ from ncaio import atomic_write_json as write_json_atomic
 from search import trial as trial_lib
 from search.config import StudyConfig
 from search.plan import resolve
+from search.record import SeedRecord
 from search.space import Setting, setting_from_params
 
 __all__ = ["Calibration", "Estimate", "TimeBudget", "calibrate", "estimate", "parse_duration",
@@ -304,10 +305,11 @@ def _write_artifacts(setting: Setting, context: trial_lib.TrialContext, tmp: Pat
     """The dashboard files every finished trial renders (curves, an NCA GIF), on fake curves."""
     from search import artifacts
 
-    curve = [(0, 5.0), (context.domain_tokens, 4.0)]
-    seeds = [trial_lib.SeedResult(seed=s, loss=4.0, scratch_loss=4.1, bpb=1.0, gain_pct=1.0,
-                                  speedup=None, curve=curve, scratch_curve=curve)
-             for s in context.seeds]
+    curve = ((0, 5.0), (context.domain_tokens, 4.0))
+    seeds = [trial_lib.SeedResult(record=SeedRecord(
+        seed=s, loss=4.0, scratch_loss=4.1, gain_pct=1.0, net_gain_pct=1.0, best_scratch_loss=4.1,
+        best_scratch_recipe="matched", scratch_losses={"matched": 4.1}, speedup=None, curve=curve,
+        scratch_curve=curve, probe=None), bpb=1.0) for s in context.seeds]
     outcome = trial_lib.TrialOutcome(setting=setting, plan=resolve(setting, context), seeds=seeds,
                                      wall_s=0.0, device="cpu")
     out = tmp / "artifacts"

@@ -119,6 +119,16 @@ class SeedRecord:
     probe: Mapping[str, Any] | None
     """Transfer probe (``lm.probe``) of both arms, or None when not measured."""
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SeedRecord:
+        """The record of ``dataclasses.asdict(record)`` read back from JSON (curves as lists).
+
+        Raises:
+            TypeError: ``data`` misses a field or has one the record does not know.
+        """
+        return cls(**{**data, "curve": _curve(data.get("curve")),
+                      "scratch_curve": _curve(data.get("scratch_curve"))})
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DomainRecord:

@@ -198,36 +198,32 @@ class Baseline:
 
 @dataclass(kw_only=True, slots=True)
 class SeedResult:
-    """One seed of one setting, paired with the scratch runs of the same seed and budget.
+    """One seed of one setting on one domain, and the seed's work file (a retried trial resumes
+    from it): ``record`` is what the study stores of the seed; the rest is what the trial's record
+    takes from its seeds as a whole."""
 
-    The seed's work file (a retried trial resumes from it); what the study stores of it is
-    ``search.record.SeedRecord``."""
-
-    seed: int
-    loss: float
-    scratch_loss: float
-    """The matched scratch run's final loss (same downstream recipe)."""
+    record: SeedRecord
     bpb: float
-    gain_pct: float
-    """NCA effect: % lower loss than the matched scratch run."""
-    speedup: float | None
-    curve: list[tuple[int, float]]
-    scratch_curve: list[tuple[int, float]]
-    best_scratch_loss: float = float("nan")
-    """The lowest final loss among the scratch runs (matched and every named recipe)."""
-    best_scratch_recipe: str = ""
-    """Which scratch run that was (``matched``, ``paper``, ``proxy``)."""
-    net_gain_pct: float = float("nan")
-    """Net effect: % lower loss than the best scratch run."""
-    scratch_losses: dict[str, float] = field(default_factory=dict)
-    """Final loss of each scratch run by label."""
+    """Final loss in bits per byte of the domain's text."""
     upstream: dict[str, Any] | None = None
-    probe: dict[str, Any] | None = None
-    """Transfer probe: ``nca`` and ``scratch`` ResidualProbe dicts, tokens to the unigram loss."""
+    """The NCA stage's own losses (None for scratch)."""
     data_stats: dict[str, Any] = field(default_factory=dict)
+    """The NCA data's manifest statistics (complexity, acceptance rate)."""
     tokens: int = 0
+    """Training tokens of the seed, NCA + domain."""
     key: str = ""
     """What was computed (setting, study, seed): a resumed seed is reused only if it matches."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SeedResult:
+        """Read back ``dataclasses.asdict(result)``.
+
+        Raises:
+            TypeError: not a seed's work file of this version.
+        """
+        if not isinstance(data.get("record"), dict):
+            raise TypeError("it has no seed record")
+        return cls(**{**data, "record": SeedRecord.from_dict(data["record"])})
 
 
 @dataclass(kw_only=True, slots=True)
@@ -246,7 +242,7 @@ class TrialOutcome:
     def record(self) -> TrialRecord:
         """What the trial stores (``search.record``): the seeds as records, the setting as run."""
         first = self.seeds[0]
-        domains = {name: DomainRecord(seeds=tuple(_seed_record(r) for r in seeds),
+        domains = {name: DomainRecord(seeds=tuple(r.record for r in seeds),
                                       bpb=statistics.fmean(r.bpb for r in seeds),
                                       recipe=dataclasses.asdict(plan.recipe))
                    for name, (plan, seeds) in self.by_domain.items()}
@@ -254,7 +250,7 @@ class TrialOutcome:
         tokens = first.tokens + sum(plan.domain_tokens for plan, _ in self.by_domain.values())
         tokens -= self.plan.domain_tokens if self.by_domain else 0
         return TrialRecord(
-            seeds=tuple(_seed_record(r) for r in self.seeds), source=self.setting.source,
+            seeds=tuple(r.record for r in self.seeds), source=self.setting.source,
             band=self.setting.band, alphabet=self.setting.alphabet,
             recipe=dataclasses.asdict(self.plan.recipe), nca_tokens=self.plan.nca_tokens,
             domain_tokens=self.plan.domain_tokens, tokens=tokens,
@@ -264,16 +260,6 @@ class TrialOutcome:
             wall_s=self.wall_s, device=self.device, domains=domains,
             version=DOMAINS_RECORD_VERSION if domains else RECORD_VERSION,
         )
-
-
-def _seed_record(r: SeedResult) -> SeedRecord:
-    return SeedRecord(
-        seed=r.seed, loss=r.loss, scratch_loss=r.scratch_loss, gain_pct=r.gain_pct,
-        net_gain_pct=r.net_gain_pct, best_scratch_loss=r.best_scratch_loss,
-        best_scratch_recipe=r.best_scratch_recipe, scratch_losses=r.scratch_losses,
-        speedup=r.speedup, curve=tuple(r.curve), scratch_curve=tuple(r.scratch_curve),
-        probe=r.probe,
-    )
 
 
 # -- the trial -----------------------------------------------------------------------------------
@@ -309,13 +295,14 @@ def run_trial(setting: Setting, context: TrialContext, reporter: Reporter | None
             result = _domain_seed(setting, plans[d], context, one, seed, index, upstream,
                                   reporter, work_dir, share=(d, len(stages)))
             results[d].append(result)
-            point = CurvePoint(loss=result.loss, scratch_loss=result.scratch_loss,
-                               best_scratch_loss=result.best_scratch_loss)
+            seed_record = result.record
+            point = CurvePoint(loss=seed_record.loss, scratch_loss=seed_record.scratch_loss,
+                               best_scratch_loss=seed_record.best_scratch_loss)
             if reporter and reporter.report_seed(index * len(stages) + d, point):
                 raise TrialPrunedError(f"pruned after seed {seed}{_on(one, context)} "
                                        "(paired test vs scratch)")
-            if reporter and reporter.report_domain(one.domain, tuple(map(_seed_record,
-                                                                         results[d]))):
+            if reporter and reporter.report_domain(one.domain,
+                                                          tuple(r.record for r in results[d])):
                 raise TrialPrunedError(f"pruned after seed {seed} on {one.domain}: worse than "
                                        "the completed trials' median on every objective")
     by_domain = ({one.domain: (plan, seeds) for one, plan, seeds in zip(stages, plans, results)}
@@ -384,7 +371,7 @@ def _finished_seed(path: Path, key: str) -> SeedResult | None:
     aside (kept for inspection) and the seed recomputed."""
     try:
         data = read_verified_json(path)
-        result = SeedResult(**data)
+        result = SeedResult.from_json(data)
         if result.key != key:
             raise CorruptCacheError(path, "it holds the work of another setting or study")
     except FileNotFoundError:
@@ -394,8 +381,6 @@ def _finished_seed(path: Path, key: str) -> SeedResult | None:
         report_corrupt(error, "finished seed")
         _discard_stage_checkpoint(path.with_suffix(".pt"))
         return None
-    result.curve = [tuple(p) for p in result.curve]  # type: ignore[misc]
-    result.scratch_curve = [tuple(p) for p in result.scratch_curve]  # type: ignore[misc]
     return result
 
 
@@ -471,15 +456,15 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
                       scratch_tokens_to_unigram=tokens_to_reach(matched.curve, unigram))
     scores = lm_score(curve, matched.curve, corpus.bytes_per_token)
     assert scores.gain_pct is not None  # scored against the matched scratch curve
-    return SeedResult(
-        seed=seed, loss=scores.final_loss, scratch_loss=matched.final_loss, bpb=scores.bpb,
-        gain_pct=scores.gain_pct, speedup=scores.speedup, curve=list(curve),
-        scratch_curve=list(matched.curve), best_scratch_loss=best.final_loss,
+    record = SeedRecord(
+        seed=seed, loss=scores.final_loss, scratch_loss=matched.final_loss,
+        gain_pct=scores.gain_pct, speedup=scores.speedup, curve=tuple(curve),
+        scratch_curve=tuple(matched.curve), best_scratch_loss=best.final_loss,
         best_scratch_recipe=best_label,
         net_gain_pct=(best.final_loss - scores.final_loss) / best.final_loss * 100.0,
-        scratch_losses={label: b.final_loss for label, b in scratch.items()},
-        upstream=ppt_upstream, probe=probes, data_stats=stats, tokens=tokens,
-    )
+        scratch_losses={label: b.final_loss for label, b in scratch.items()}, probe=probes)
+    return SeedResult(record=record, bpb=scores.bpb, upstream=ppt_upstream, data_stats=stats,
+                      tokens=tokens)
 
 
 def _stage_progress(tell: Callable[..., None] | None, stage: str

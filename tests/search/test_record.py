@@ -4,6 +4,7 @@ synthetic studies; every committed journal still reads."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -90,11 +91,12 @@ def test_the_trial_outcome_is_stored_as_its_record():
     from search.space import setting_from_params
     from search.trial import SeedResult, TrialOutcome
 
-    seed = SeedResult(seed=3, loss=2.0, scratch_loss=2.2, bpb=2.9, gain_pct=9.09, speedup=1.2,
-                      curve=[(0, 5.0), (10, 2.0)], scratch_curve=[(0, 5.0), (10, 2.2)],
-                      best_scratch_loss=2.1, best_scratch_recipe="proxy", net_gain_pct=4.76,
-                      scratch_losses={"matched": 2.2, "proxy": 2.1}, tokens=123,
-                      upstream={"val_loss": 6.0}, data_stats={"complexity_mean": 0.33})
+    seed = SeedResult(record=SeedRecord(
+        seed=3, loss=2.0, scratch_loss=2.2, gain_pct=9.09, speedup=1.2,
+        curve=((0, 5.0), (10, 2.0)), scratch_curve=((0, 5.0), (10, 2.2)),
+        best_scratch_loss=2.1, best_scratch_recipe="proxy", net_gain_pct=4.76,
+        scratch_losses={"matched": 2.2, "proxy": 2.1}, probe=None), bpb=2.9, tokens=123,
+        upstream={"val_loss": 6.0}, data_stats={"complexity_mean": 0.33})
     plan = Plan(recipe=get_recipe("paper", "code"), nca_tokens=23, domain_tokens=100,
                 domain_lr=2e-3)
     setting = setting_from_params({"source": "nca", "band": "0.3-0.4", "alphabet": 10})
@@ -105,6 +107,10 @@ def test_the_trial_outcome_is_stored_as_its_record():
     assert attrs["band"] == [0.3, 0.4] and attrs["complexity_mean"] == 0.33
     assert attrs["recipe"]["embed_init"] == "reference" and attrs["tokens"] == 123
     assert attrs["scratch_losses_by_recipe"] == [{"matched": 2.2, "proxy": 2.1}]
+    # the seed's work file (JSON: curves come back as lists) reads back to the same seed
+    assert SeedResult.from_json(json.loads(json.dumps(dataclasses.asdict(seed)))) == seed
+    with pytest.raises(TypeError, match="no seed record"):
+        SeedResult.from_json({"seed": 3, "loss": 2.0, "bpb": 2.9})  # an older, flat work file
 
 
 def test_synthetic_trials_are_records_with_the_search_objectives():
