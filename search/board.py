@@ -87,7 +87,7 @@ def snapshot(driver: Driver, started: float, *, trial_s: float | None = None) ->
     (``search.cost``) until the study has finished trials of its own."""
     now = time.time()
     trials = driver.study.get_trials(deepcopy=False)
-    counts = _counts(trials)
+    counts = trial_counts(trials)
     rows = [_trial_row(r.number, r.describe, r.started, read_progress(progress_path(r.work_dir)),
                        r.info) for r in driver.running()]
     if driver.baselines_running:
@@ -132,7 +132,9 @@ def _baseline_row(driver: Driver, started: float) -> Row:
                progress=merged)
 
 
-def _counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """The trials that count towards ``n_trials`` (``search.driver.counts_towards_n_trials``),
+    by outcome: ``complete``, ``pruned`` and ``failed`` (for good)."""
     from search.driver import counts_towards_n_trials as counts_towards
 
     out = {"complete": 0, "pruned": 0, "failed": 0}

@@ -9,6 +9,8 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
+from search.board import trial_counts
+
 
 def trial_line(t: optuna.trial.FrozenTrial, elapsed_s: float) -> str:
     """``#3  anchor:paper  nca band=... loss 1.532  nca +0.4%  net -1.2%  1.10x  COMPLETE  95s``:
@@ -51,11 +53,20 @@ def summary(study: optuna.Study, scratch_losses: dict[str, list[float]], out: Te
         _table(done, domain if len(scratch_losses) > 1 else "", losses, out)
     out.write("NCA effect: vs scratch with the same recipe and seed; net effect: vs the best "
               "scratch recipe (paper, proxy or matched) at the same budget and seed.\n")
-    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name in counts:
-            counts[t.state.name] += 1
-    out.write("trials: " + ", ".join(f"{v} {k.lower()}" for k, v in counts.items()) + "\n")
+    out.write(_counts_line(study.get_trials(deepcopy=False)) + "\n")
+
+
+def _counts_line(trials: list[optuna.trial.FrozenTrial]) -> str:
+    """The trials counted as the board counts them, then the attempts it leaves out."""
+    counts = trial_counts(trials)
+    infeasible = sum(t.state == TrialState.PRUNED for t in trials) - counts["pruned"]
+    lost = sum(t.state == TrialState.FAIL for t in trials) - counts["failed"]
+    line = "trials: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+    if infeasible:
+        line += f", {infeasible} infeasible (not counted)"
+    if lost:
+        line += f"; {lost} attempt(s) lost or interrupted (not counted: run again or never started)"
+    return line
 
 
 def _table(done: list[optuna.trial.FrozenTrial], domain: str, scratch_losses: list[float],

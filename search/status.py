@@ -78,7 +78,7 @@ def study_status(study: optuna.Study, now: float | None = None,
     trials = study.get_trials(deepcopy=False)
     config = _config(study)
     target = int(config.get("study", {}).get("n_trials", 0))
-    counts = board_lib._counts(trials)
+    counts = board_lib.trial_counts(trials)
     running = [_running(t, config, now, run_dir) for t in trials if t.state == TrialState.RUNNING]
     finished = sum(counts.values())
     left = max(0, target - finished - len(running)) if target else 0
