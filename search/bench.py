@@ -11,7 +11,6 @@ pruned). Prints the compute each took, the best setting each found, and the serv
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -24,6 +23,8 @@ from typing import Any
 
 import optuna
 
+from lm.presets import PRESETS
+from ncaio.cli import OneLineParser
 from search import jobs
 from search.config import config_from_dict
 from search.driver import Driver
@@ -86,8 +87,8 @@ def _run(root: Path, name: str, preset: str, n_trials: int, cached: bool) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny")
+    p = OneLineParser(prog="python -m search.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="tiny", choices=PRESETS)
     p.add_argument("--n-trials", type=int, default=12)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lm.presets import PRESETS
+from ncaio.cli import OneLineParser
 from search.config import DOMAINS, config_from_dict
 from search.plan import resolve
 from search.space import setting_from_params
@@ -42,13 +44,20 @@ def _timed(context: TrialContext, cache: Path) -> tuple[float, int]:
     return time.perf_counter() - start, record.tokens * len(context.seeds)
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of ints") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.bench_domains", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m search.bench_domains", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--preset", default="tiny", choices=PRESETS)
+    p.add_argument("--seeds", type=_seeds, default="0,1")
     args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     with tempfile.TemporaryDirectory(prefix="bench-domains-") as tmp:
         cache = Path(tmp)
         multi = _context(args.data, cache, args.preset, seeds, DOMAINS)

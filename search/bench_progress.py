@@ -14,7 +14,6 @@ the noise of a shared machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -25,6 +24,9 @@ from typing import Any
 
 import optuna
 import torch
+
+from lm.presets import PRESETS
+from ncaio.cli import OneLineParser
 
 
 def _reporter(root: Path, preset: str) -> Any:
@@ -115,10 +117,9 @@ def run(preset: str, tokens: int, runs: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.bench_progress",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny", help="tiny (most steps per second: the worst "
-                   "case for a per-step callback) or cpu-proxy")
+    p = OneLineParser(prog="python -m search.bench_progress", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="tiny", choices=PRESETS, help="tiny (most steps per second: "
+                   "the worst case for a per-step callback) or cpu-proxy")
     p.add_argument("--tokens", type=int, default=0,
                    help="training tokens per run (default: 64 steps of the preset)")
     p.add_argument("--runs", type=int, default=7, help="runs with and without, alternating")

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from lm.presets import PRESETS
+from ncaio.cli import OneLineParser, run_cli
 from search.config import config_from_dict
 from search.plan import resolve
 from search.space import setting_from_params
@@ -66,16 +68,18 @@ def _context(preset: str, domain_tokens: int, nca_fraction: float, seed: int, ca
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.bench_trial",
-                                description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny")
+    p = OneLineParser(prog="python -m search.bench_trial", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="tiny", choices=PRESETS)
     p.add_argument("--domain-tokens", type=int, default=0, help="0: the preset's budget")
     p.add_argument("--nca-fraction", type=float, default=0.02,
                    help="NCA tokens as a share of the downstream budget (the paper: 0.013-0.039)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", type=Path, default=None, help="default: a temporary folder")
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    return run_cli(p, _main, argv)
+
+
+def _main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-trial-") as tmp:
         out = bench_trial(args.preset, args.domain_tokens, args.nca_fraction, args.seed,
                           args.cache_dir or Path(tmp))

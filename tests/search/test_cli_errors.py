@@ -106,3 +106,21 @@ def test_bad_domains_exit_2_with_one_line(tmp_path, body, args, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "module, args, needle",
+    [
+        ("search.bench", ["--preset", "huge"], "'huge'"),
+        ("search.bench_domains", ["--seeds", "a,b"], "'a,b'"),
+        ("search.bench_progress", ["--preset", "huge"], "'huge'"),
+        ("search.bench_trial", ["--preset", "huge"], "'huge'"),
+        ("search.bench_trial", ["--nca-fraction", "2"], "nca_fraction 2.0 must be in (0, 1]"),
+    ],
+)
+def test_benchmarks_refuse_bad_input_in_one_line(module, args, needle):
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
