@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 import nca
+import ncaio
 from lm.checkpoint import load_checkpoint, save_checkpoint
 from lm.corpora import DomainCorpus, load_domain
 from lm.diagnose import diagnose, unigram_loss
@@ -327,14 +328,55 @@ def _domain_seed(setting: Setting, plan: Plan, context: TrialContext, one: Trial
     done = _finished_seed(done_path, key) if done_path else None
     if done is not None:
         return done
-    scratch = {run.label: scratch_baseline(one, run, seed) for run in scratch_runs(plan, one)}
-    ckpt = work_dir / f"{stem}.pt" if work_dir else None
-    result = _run_seed(setting, plan, one, _corpus(one), seed, index, scratch, reporter, ckpt,
-                       upstream=upstream, share=share)
+    shared = shared_seed_path(setting, plan, one, upstream.context, seed)
+    result = read_intact(shared, _read_shared_seed, "shared finished seed") if shared else None
+    if result is None:
+        scratch = {run.label: scratch_baseline(one, run, seed) for run in scratch_runs(plan, one)}
+        ckpt = work_dir / f"{stem}.pt" if work_dir else None
+        result = _run_seed(setting, plan, one, _corpus(one), seed, index, scratch, reporter, ckpt,
+                           upstream=upstream, share=share)
+        if shared:
+            write_verified_json(shared, dataclasses.asdict(result))
     result.key = key
     if done_path:
         write_verified_json(done_path, dataclasses.asdict(result))
     return result
+
+
+def shared_seed_path(setting: Setting, plan: Plan, context: TrialContext,
+                     upstream: TrialContext, seed: int) -> Path | None:
+    """Where a finished seed is shared between studies (``<cache>/seeds``), so that a setting
+    another study already ran on the same domain, budget and recipe is not trained again: keyed
+    by everything its result depends on (the pre-pre-trained checkpoint's key, the transfer, the
+    downstream stage, the scratch runs it is scored against, which cover the corpus' tokens, the
+    device and the ``lm`` code), and by this module's code. ``upstream`` is the context whose
+    recipe the NCA stage follows (the first domain's). None for a scratch setting."""
+    if setting.source == "none":
+        return None
+    preset = get_preset(context.preset)
+    _, ppt = pretraining_paths(setting, upstream, seed)
+    key = content_key({
+        "ppt": ppt.stem, "seed": seed, "record": RECORD_VERSION, "search": _search_source_key(),
+        "transfer": {**_TRANSFERS[setting.transfer], "embed_init": plan.recipe.embed_init},
+        "downstream": config_dict(plan.domain_config(preset, seed, _corpus(context).train.seq_len)),
+        "scratch": {run.label: baseline_path(context, run, seed).stem
+                    for run in scratch_runs(plan, context)},
+    })
+    return Path(context.cache_dir) / "seeds" / f"{context.domain}-{key}.json"
+
+
+@cache
+def _search_source_key() -> str:
+    """The code that trains and scores a seed beyond ``lm``: this module and ``search.plan``."""
+    here = Path(__file__).resolve().parent
+    return ncaio.source_key([here / "trial.py", here / "plan.py"])
+
+
+def _read_shared_seed(path: Path) -> SeedResult:
+    try:
+        return SeedResult.from_json(read_verified_json(path))
+    except TypeError as exc:
+        raise CorruptCacheError(path, str(exc)) from None
 
 
 @dataclass(kw_only=True, slots=True)

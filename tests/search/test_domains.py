@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,7 @@ def test_nca_stage_once_per_seed_then_every_domain(shared_data, cache, tmp_path,
 def test_a_resumed_trial_redoes_no_finished_domain(shared_data, cache, tmp_path, monkeypatch):
     context = _context(shared_data, cache)
     setting = setting_from_params(PAPER)
+    shutil.rmtree(cache / "seeds", ignore_errors=True)  # what the test above shared: train again
     stages = _count(monkeypatch, "_run_seed", fail_on="math")
     with pytest.raises(RuntimeError, match="worker lost during math"):
         trial_lib.run_trial(setting, context, work_dir=tmp_path)
