@@ -476,25 +476,36 @@ class TimeBudget:
 
 
 def cached_parts(config: StudyConfig, context: trial_lib.TrialContext) -> dict[str, tuple[int, int]]:
-    """(cached, needed) of what a trial reuses: scratch baselines, and the anchors' NCA data and
-    pre-pre-trained checkpoints (sampled settings are not known before they are sampled)."""
+    """(cached, needed) of what a trial reuses: scratch baselines, and the anchors' NCA data,
+    pre-pre-trained checkpoints and finished seeds (on each domain, shared by any study that ran
+    them: ``search.trial.shared_seed_path``). Sampled settings are not known before they are
+    sampled."""
     from search import jobs
 
     out = {"scratch baselines": (sum(jobs.baseline_cached(context, s) for s in context.seeds),
                                  len(context.seeds))}
-    data = ckpt = needed = 0
+    stages = context.per_domain()
+    data = ckpt = needed = seeds = 0
     for setting in _anchor_settings(config):
         if setting.source == "none":
             continue
         for seed in context.seeds:
             needed += 1
-            data_dir, ckpt_path = trial_lib.pretraining_paths(setting, context, seed)
+            data_dir, ckpt_path = trial_lib.pretraining_paths(setting, stages[0], seed)
             data += (data_dir / "manifest.json").is_file()
             ckpt += ckpt_path.is_file()
+            seeds += sum(_shared_seed_cached(setting, one, stages[0], seed) for one in stages)
     if needed:
         out["anchor NCA data"] = (data, needed)
         out["anchor NCA checkpoints"] = (ckpt, needed)
+        out["anchor seeds finished"] = (seeds, needed * len(stages))
     return out
+
+
+def _shared_seed_cached(setting: Setting, one: trial_lib.TrialContext,
+                        upstream: trial_lib.TrialContext, seed: int) -> bool:
+    path = trial_lib.shared_seed_path(setting, resolve(setting, one), one, upstream, seed)
+    return path is not None and path.is_file()
 
 
 def _anchor_settings(config: StudyConfig) -> list[Setting]:

@@ -142,6 +142,7 @@ def test_dry_run_estimate_is_printed_next_to_the_measured_time(watched):
     shared machine's load between them is no fault of the estimate."""
     _, dry, _, _, measured, _ = watched
     assert "cached:      scratch baselines 0/2, anchor NCA data 0/2" in dry, dry
+    assert "anchor seeds finished 0/2" in dry, dry
     assert "trials:      4; 4 to run" in dry and "seeds:       [0, 1]" in dry, dry
     estimate = _seconds(re.search(r"estimate: +(\S+) on this machine", dry).group(1))
     print(f"\nsmoke study: dry-run estimate {estimate:.0f} s, measured {measured:.0f} s "
@@ -155,7 +156,8 @@ def test_dry_run_of_the_finished_study_uses_its_own_trials(watched):
                          text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert "4 already finished; 0 to run" in out.stdout, out.stdout
-    assert "scratch baselines 2/2, anchor NCA data 2/2, anchor NCA checkpoints 2/2" in out.stdout
+    assert ("scratch baselines 2/2, anchor NCA data 2/2, anchor NCA checkpoints 2/2, "
+            "anchor seeds finished 2/2") in out.stdout, out.stdout
     assert "from finished trials" in out.stdout
     assert [p.name for p in (tmp_path / "run").iterdir()] != [], "the real run's folder"
 
