@@ -364,9 +364,11 @@ def seed_s(cal: Calibration, p: Plan, alphabet: int) -> float:
     return cal.data_s + p.nca_steps * step + p.nca_evals * evals + p.domains * domain
 
 
-def trial_s(cal: Calibration, p: Plan, alphabet: int) -> float:
-    """One trial in a worker running side by side with the study's other workers."""
-    alone = cal.startup_s + p.seeds * seed_s(cal, p, alphabet) + cal.artifacts_s
+def trial_s(cal: Calibration, p: Plan, alphabet: int, finished: float = 0.0) -> float:
+    """One trial in a worker running side by side with the study's other workers; ``finished``
+    is the share of its seeds (on each domain) that a study sharing the cache already finished,
+    which are only read back."""
+    alone = cal.startup_s + p.seeds * seed_s(cal, p, alphabet) * (1.0 - finished) + cal.artifacts_s
     return alone * cal.parallel_slowdown
 
 
@@ -395,7 +397,8 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
     else:
         if cal is None:
             raise ValueError("no finished trials to go by: a calibration is needed")
-        per = _per_trial(config, cal, p, done, left)
+        finished = [f / n if n else 0.0 for f, n in _anchor_seeds_finished(config, context)]
+        per = _per_trial(config, cal, p, done, left, finished)
         source = "calibration"
     # a baseline job runs every distinct scratch run of its seed (matched, paper, proxy) on
     # every domain
@@ -411,8 +414,10 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
                     total_s=base + trials_wall, source=source)
 
 
-def _per_trial(config: StudyConfig, cal: Calibration, p: Plan, done: int, left: int) -> list[float]:
-    """Anchors run first with their own alphabets; sampled trials average the space's."""
+def _per_trial(config: StudyConfig, cal: Calibration, p: Plan, done: int, left: int,
+               finished: list[float]) -> list[float]:
+    """Anchors run first with their own alphabets, less their ``finished`` seeds; sampled trials
+    average the space's."""
     anchors = _anchor_settings(config)
     sampled = _space_alphabets(config)
     mean_sampled = sum(trial_s(cal, p, a) for a in sampled) / len(sampled)
@@ -420,7 +425,8 @@ def _per_trial(config: StudyConfig, cal: Calibration, p: Plan, done: int, left: 
     for i in range(done, done + left):
         if i < len(anchors):
             a = anchors[i]
-            out.append(trial_s(cal, p, a.alphabet) if a.source != "none" else cal.startup_s)
+            out.append(trial_s(cal, p, a.alphabet, finished[i]) if a.source != "none"
+                       else cal.startup_s)
         else:
             out.append(mean_sampled)
     return out
@@ -484,28 +490,38 @@ def cached_parts(config: StudyConfig, context: trial_lib.TrialContext) -> dict[s
 
     out = {"scratch baselines": (sum(jobs.baseline_cached(context, s) for s in context.seeds),
                                  len(context.seeds))}
-    stages = context.per_domain()
-    data = ckpt = needed = seeds = 0
+    first = context.per_domain()[0]
+    data = ckpt = needed = 0
     for setting in _anchor_settings(config):
         if setting.source == "none":
             continue
         for seed in context.seeds:
             needed += 1
-            data_dir, ckpt_path = trial_lib.pretraining_paths(setting, stages[0], seed)
+            data_dir, ckpt_path = trial_lib.pretraining_paths(setting, first, seed)
             data += (data_dir / "manifest.json").is_file()
             ckpt += ckpt_path.is_file()
-            seeds += sum(_shared_seed_cached(setting, one, stages[0], seed) for one in stages)
     if needed:
         out["anchor NCA data"] = (data, needed)
         out["anchor NCA checkpoints"] = (ckpt, needed)
-        out["anchor seeds finished"] = (seeds, needed * len(stages))
+        finished = _anchor_seeds_finished(config, context)
+        out["anchor seeds finished"] = (sum(f for f, _ in finished), sum(n for _, n in finished))
     return out
 
 
-def _shared_seed_cached(setting: Setting, one: trial_lib.TrialContext,
-                        upstream: trial_lib.TrialContext, seed: int) -> bool:
-    path = trial_lib.shared_seed_path(setting, resolve(setting, one), one, upstream, seed)
-    return path is not None and path.is_file()
+def _anchor_seeds_finished(config: StudyConfig, context: trial_lib.TrialContext
+                           ) -> list[tuple[int, int]]:
+    """Per anchor: (its seeds, on each domain, that a study sharing the cache already finished;
+    seeds x domains). A scratch anchor has none to finish."""
+    stages = context.per_domain()
+    out = []
+    for setting in _anchor_settings(config):
+        if setting.source == "none":
+            out.append((0, 0))
+            continue
+        paths = [trial_lib.shared_seed_path(setting, resolve(setting, one), one, stages[0], seed)
+                 for seed in context.seeds for one in stages]
+        out.append((sum(p is not None and p.is_file() for p in paths), len(paths)))
+    return out
 
 
 def _anchor_settings(config: StudyConfig) -> list[Setting]:

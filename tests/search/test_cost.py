@@ -58,6 +58,27 @@ def test_estimate_adds_baselines_and_runs_trials_workers_at_a_time(tmp_path):
     assert slower.total_s == pytest.approx(2 * est.total_s)
 
 
+def test_an_anchor_another_study_finished_costs_only_its_start_and_artifacts(tmp_path):
+    from search import trial as trial_lib
+    from search.plan import resolve
+    from search.space import setting_from_params
+
+    config, context = _setup(tmp_path)
+    cal = _cal()
+    p = cost.plan(config, context)
+    before = cost.estimate(config, context, cal)
+    paper = setting_from_params({"source": "nca", "band": "0.3-0.4", "alphabet": 10})
+    for seed in context.seeds:  # as a study sharing the cache leaves them (only their presence counts)
+        path = trial_lib.shared_seed_path(paper, resolve(paper, context), context, context, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    after = cost.estimate(config, context, cal)
+    assert cost.trial_s(cal, p, 10, 1.0) == pytest.approx(cal.startup_s + cal.artifacts_s)
+    assert before.total_s - after.total_s == pytest.approx(
+        (cost.trial_s(cal, p, 10) - cost.trial_s(cal, p, 10, 1.0)) / 2)  # 2 workers
+    assert cost.cached_parts(config, context)["anchor seeds finished"] == (2, 2)
+
+
 def test_a_multi_domain_trial_costs_one_nca_stage_and_a_domain_stage_per_domain(tmp_path):
     import dataclasses
 
