@@ -302,8 +302,8 @@ def run_trial(setting: Setting, context: TrialContext, reporter: Reporter | None
             if reporter and reporter.report_seed(index * len(stages) + d, point):
                 raise TrialPrunedError(f"pruned after seed {seed}{_on(one, context)} "
                                        "(paired test vs scratch)")
-            if reporter and reporter.report_domain(one.domain,
-                                                          tuple(r.record for r in results[d])):
+            seeds_so_far = tuple(r.record for r in results[d])
+            if reporter and reporter.report_domain(one.domain, seeds_so_far):
                 raise TrialPrunedError(f"pruned after seed {seed} on {one.domain}: worse than "
                                        "the completed trials' median on every objective")
     by_domain = ({one.domain: (plan, seeds) for one, plan, seeds in zip(stages, plans, results)}
@@ -349,7 +349,7 @@ def shared_seed_path(setting: Setting, plan: Plan, context: TrialContext,
     another study already ran on the same domain, budget and recipe is not trained again: keyed
     by everything its result depends on (the pre-pre-trained checkpoint's key, the transfer, the
     downstream stage, the scratch runs it is scored against, which cover the corpus' tokens, the
-    device and the ``lm`` code), and by this module's code. ``upstream`` is the context whose
+    device and the ``lm`` code), and by the code of this module, the plan and the record. ``upstream`` is the context whose
     recipe the NCA stage follows (the first domain's). None for a scratch setting."""
     if setting.source == "none":
         return None
@@ -367,9 +367,10 @@ def shared_seed_path(setting: Setting, plan: Plan, context: TrialContext,
 
 @cache
 def _search_source_key() -> str:
-    """The code that trains and scores a seed beyond ``lm``: this module and ``search.plan``."""
+    """The code that trains, scores and stores a seed beyond ``lm``: this module, the plan and
+    the record."""
     here = Path(__file__).resolve().parent
-    return ncaio.source_key([here / "trial.py", here / "plan.py"])
+    return ncaio.source_key([here / "trial.py", here / "plan.py", here / "record.py"])
 
 
 def _read_shared_seed(path: Path) -> SeedResult:
