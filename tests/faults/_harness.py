@@ -68,9 +68,13 @@ def load(paths: Paths) -> optuna.Study:
 
 
 def link_cache(src: Paths, dst: Paths, *, skip: tuple[str, ...] = ()) -> None:
-    """Share the reference's cache by hard links (damage files with ``damage``, never in place)."""
+    """Share the reference's cache by hard links (damage files with ``damage``, never in place).
+
+    Its finished seeds (``seeds/``) are never shared: a trial would read them back instead of
+    training, and the faults below have to meet a trial that trains."""
+    leave = (*skip, "seeds")
     shutil.copytree(src.cache, dst.cache, copy_function=os.link,
-                    ignore=lambda d, names: [n for n in names if n in skip or n.endswith(".lock")])
+                    ignore=lambda d, names: [n for n in names if n in leave or n.endswith(".lock")])
 
 
 def damage(path: Path, offset: int | None = None) -> None:

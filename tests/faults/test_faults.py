@@ -305,7 +305,7 @@ def test_damaged_ppt_checkpoint_is_recomputed(reference, tmp_path):
         h.damage(ckpt)
     anchor = h.load(reference.root).trials[0]
     outcome = trial_lib.run_trial(h.json_setting(anchor.user_attrs["setting"]), _context(paths))
-    assert [s.loss for s in outcome.seeds] == anchor.user_attrs["losses"]
+    assert [s.record.loss for s in outcome.seeds] == anchor.user_attrs["losses"]
 
 
 def test_work_folder_of_another_setting_is_not_reused(reference, tmp_path):
@@ -321,4 +321,4 @@ def test_work_folder_of_another_setting_is_not_reused(reference, tmp_path):
     shutil.copytree(folder, work)
     outcome = trial_lib.run_trial(h.json_setting(other.user_attrs["setting"]), _context(paths),
                                   work_dir=work)
-    assert [s.loss for s in outcome.seeds] == other.user_attrs["losses"]
+    assert [s.record.loss for s in outcome.seeds] == other.user_attrs["losses"]
