@@ -94,10 +94,10 @@ def snapshot(driver: Driver, started: float, *, trial_s: float | None = None) ->
         rows.insert(0, _baseline_row(driver, started))
     running = len(driver.running())
     left = max(0, driver.config.study.n_trials - driver.finished_count() - running)
-    per_trial = _mean_trial_s(trials) or trial_s
+    per_trial = mean_trial_s(trials) or trial_s
     end = project_end(now, [r.eta_s() for r in rows], left, driver.max_in_flight, per_trial)
     return Snapshot(study=driver.study.study_name, now=now, started=started, rows=tuple(rows),
-                    running=running, left=left, best=_best(driver.study, trials),
+                    running=running, left=left, best=best_text(driver.study, trials),
                     projected_end=end, **counts)
 
 
@@ -146,7 +146,9 @@ def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
     return out
 
 
-def _best(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> str:
+def best_text(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> str:
+    """The best completed trial as the header shows it (``#3 1.5320 (setting)``; the Pareto
+    front's size for several objectives); empty before any completed."""
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
     if not done:
         return ""
@@ -156,7 +158,7 @@ def _best(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> str:
     return f"#{best.number} {best.value:.4f} ({best.user_attrs.get('describe', '')})"
 
 
-def _mean_trial_s(trials: list[optuna.trial.FrozenTrial]) -> float | None:
+def mean_trial_s(trials: list[optuna.trial.FrozenTrial]) -> float | None:
     """Mean wall time of the study's trials that ran (infeasible and reused ones cost nothing)."""
     spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
              if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start

@@ -381,7 +381,7 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
              study: optuna.Study | None = None) -> Estimate:
     """The study's wall time from ``cal``, or from its own finished trials when it has some."""
     from search import jobs
-    from search.board import _mean_trial_s
+    from search.board import mean_trial_s
     from search.driver import counts_towards_n_trials
 
     p = plan(config, context)
@@ -390,7 +390,7 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
     done = sum(counts_towards_n_trials(t) for t in trials)
     left = max(0, config.study.n_trials - done)
     todo = tuple(s for s in context.seeds if not jobs.baseline_cached(context, s))
-    measured = _mean_trial_s(trials)
+    measured = mean_trial_s(trials)
     if measured is not None:
         per = [measured] * left
         source = "finished trials"
@@ -464,10 +464,10 @@ class TimeBudget:
     """Why sampling stopped (empty while it goes on)."""
 
     def allows(self, study: optuna.Study, now: float | None = None) -> bool:
-        from search.board import _mean_trial_s, fmt_duration
+        from search.board import fmt_duration, mean_trial_s
 
         now = time.time() if now is None else now
-        per = _mean_trial_s(study.get_trials(deepcopy=False, states=(
+        per = mean_trial_s(study.get_trials(deepcopy=False, states=(
             TrialState.COMPLETE, TrialState.PRUNED))) or self.trial_s
         end = now - self.started + per
         if end <= self.budget_s:

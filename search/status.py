@@ -83,11 +83,11 @@ def study_status(study: optuna.Study, now: float | None = None,
     finished = sum(counts.values())
     left = max(0, target - finished - len(running)) if target else 0
     workers = _workers(config)
-    per_trial = board_lib._mean_trial_s(trials)
+    per_trial = board_lib.mean_trial_s(trials)
     etas = [r["eta_s"] for r in running]
     end = board_lib.project_end(now, etas, left, workers, per_trial)
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start]
-    best = board_lib._best(study, trials)
+    best = board_lib.best_text(study, trials)
     best_value = None
     if best and len(study.directions) == 1:
         best_value = {"trial": study.best_trial.number, "value": study.best_trial.value}
