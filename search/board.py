@@ -159,11 +159,12 @@ def best_text(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> st
 
 
 def mean_trial_s(trials: list[optuna.trial.FrozenTrial]) -> float | None:
-    """Mean wall time of the study's trials that ran (infeasible and reused ones cost nothing)."""
+    """Mean wall time of the study's trials that ran (infeasible and reused ones cost nothing,
+    and one that read seeds back from another study costs less)."""
     spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
              if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start
              and t.datetime_complete and not t.user_attrs.get("infeasible")
-             and "duplicate_of" not in t.user_attrs]
+             and "duplicate_of" not in t.user_attrs and "shared_seeds" not in t.user_attrs]
     return sum(spans) / len(spans) if spans else None
 
 

@@ -25,6 +25,8 @@ def trial_line(t: optuna.trial.FrozenTrial, elapsed_s: float) -> str:
     why = attrs.get("pruned_reason") or (attrs.get("fail_reason") if state == "FAIL" else "")
     if "duplicate_of" in attrs:
         why = f"same setting as #{attrs['duplicate_of']}: result reused"
+    elif "shared_seeds" in attrs:
+        why = f"{attrs['shared_seeds']} seed(s) read back from another study's"
     tail = f"  ({why})" if why else ""
     return (
         f"#{t.number:<3d} {attrs.get('kind', 'search'):<18s} {attrs.get('describe', ''):<52s} "

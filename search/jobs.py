@@ -211,6 +211,8 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
     record = outcome.record()
     for key, value in record.to_attrs().items():
         reporter.set_attr(key, value)
+    if outcome.shared_seeds:  # its wall time is not a trial's: the board's estimates leave it out
+        reporter.set_attr("shared_seeds", outcome.shared_seeds)
     reporter.progress("artifacts", len(payload.context.seeds) - 1, 0, 0)
     try:
         artifacts.upload(outcome, payload.context, reporter.upload)

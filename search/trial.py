@@ -214,6 +214,8 @@ class SeedResult:
     """Training tokens of the seed, NCA + domain."""
     key: str = ""
     """What was computed (setting, study, seed): a resumed seed is reused only if it matches."""
+    shared: bool = False
+    """Read back from the finished seed of another study (``shared_seed_path``), not trained."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SeedResult:
@@ -239,6 +241,12 @@ class TrialOutcome:
     by_domain: dict[str, tuple[Plan, list[SeedResult]]] = field(default_factory=dict)
     """Every domain's plan and seeds of a multi-domain trial, in study order (``plan`` and
     ``seeds`` are then the first's); empty for one domain."""
+
+    @property
+    def shared_seeds(self) -> int:
+        """Seeds (on each domain) read back from another study's finished ones, not trained."""
+        stages = [seeds for _, seeds in self.by_domain.values()] or [self.seeds]
+        return sum(r.shared for seeds in stages for r in seeds)
 
     def record(self) -> TrialRecord:
         """What the trial stores (``search.record``): the seeds as records, the setting as run."""
@@ -330,7 +338,9 @@ def _domain_seed(setting: Setting, plan: Plan, context: TrialContext, one: Trial
         return done
     shared = shared_seed_path(setting, plan, one, upstream.context, seed)
     result = read_intact(shared, _read_shared_seed, "shared finished seed") if shared else None
-    if result is None:
+    if result is not None:
+        result.shared = True
+    else:
         scratch = {run.label: scratch_baseline(one, run, seed) for run in scratch_runs(plan, one)}
         ckpt = work_dir / f"{stem}.pt" if work_dir else None
         result = _run_seed(setting, plan, one, _corpus(one), seed, index, scratch, reporter, ckpt,

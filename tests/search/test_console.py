@@ -27,3 +27,11 @@ def test_retried_attempts_and_infeasible_trials_are_not_counted_as_failed_or_pru
     assert out.getvalue().splitlines()[-1] == (
         "trials: 2 complete, 1 pruned, 1 failed, 1 infeasible (not counted); "
         "2 attempt(s) lost or interrupted (not counted: run again or never started)")
+
+
+def test_a_trial_that_read_seeds_back_says_so_and_is_left_out_of_the_mean_trial_time():
+    from search.board import mean_trial_s
+
+    shared = _trial(TrialState.COMPLETE, shared_seeds=2, kind="anchor:paper")
+    assert "(2 seed(s) read back from another study's)" in console.trial_line(shared, 3.0)
+    assert mean_trial_s([shared]) is None and mean_trial_s([shared, _trial(TrialState.COMPLETE)]) == 0.0

@@ -41,11 +41,14 @@ def _path(setting, context: trial_lib.TrialContext) -> Path | None:
 
 def test_another_study_reads_the_seed_back_as_training_it_again_gives(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    first = trial_lib.run_trial(PAPER, _context(cache, "a"), work_dir=tmp_path / "a").record()
-    assert len(list((cache / "seeds").glob("code-*.json"))) == 1
+    trained = trial_lib.run_trial(PAPER, _context(cache, "a"), work_dir=tmp_path / "a")
+    first = trained.record()
+    assert len(list((cache / "seeds").glob("code-*.json"))) == 1 and trained.shared_seeds == 0
     calls = _calls(monkeypatch)
-    again = trial_lib.run_trial(PAPER, _context(cache, "b"), work_dir=tmp_path / "b").record()
+    read_back = trial_lib.run_trial(PAPER, _context(cache, "b"), work_dir=tmp_path / "b")
+    again = read_back.record()
     assert calls == [] and again.seeds == first.seeds and again.upstream == first.upstream
+    assert read_back.shared_seeds == 1
     assert (tmp_path / "b" / "seed0.json").is_file()  # the work folder holds it as its own
     cold = trial_lib.run_trial(PAPER, _context(tmp_path / "cold")).record()
     assert calls == [0] and cold.seeds == first.seeds  # determinism is what makes sharing sound
