@@ -443,6 +443,18 @@ def _discard_stage_checkpoint(path: Path) -> None:
         quarantine(path)
 
 
+@contextmanager
+def _stage_checkpoint(entry: Path) -> Iterator[Path]:
+    """The checkpoint of a stage whose result is the cache entry ``entry`` (written inside the
+    block): a job stopped mid-stage resumes from it instead of starting over (a scratch run at
+    13M tokens outlasts a session here); removed once ``entry`` is written."""
+    partial = entry.with_suffix(".partial.pt")
+    _resumable(partial)
+    yield partial
+    partial.unlink(missing_ok=True)
+    sidecar_path(partial).unlink(missing_ok=True)
+
+
 def _resumable(path: Path | None) -> Path | None:
     """``path`` for the trainer to resume from; a damaged stage checkpoint is set aside first,
     so the stage restarts instead of failing the trial on every retry."""
@@ -560,10 +572,12 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
             preset = get_preset(context.preset)
             model = _scratch_model(context, corpus, run.plan, seed)
             cfg = run.plan.domain_config(preset, seed, corpus.train.seq_len)
-            result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
-                              progress=progress)
-            data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss}
-            write_verified_json(path, data)
+            with _stage_checkpoint(path) as partial:
+                result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
+                                  checkpoint_path=partial,
+                                  checkpoint_every_tokens=cfg.eval_every_tokens, progress=progress)
+                data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss}
+                write_verified_json(path, data)
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
 
 
@@ -608,15 +622,13 @@ def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int,
         saved = read_intact(path, load_checkpoint, "pre-pre-trained checkpoint")
         if saved is None:
             model = build_model(preset, built.train.vocab_size, seed=seed)
-            partial = path.with_suffix(".partial.pt")  # resumable if this job is preempted
-            lm_train(model, built.train, built.val, cfg, device=context.device,
-                     checkpoint_path=_resumable(partial), checkpoint_every_tokens=cfg.eval_every_tokens,
-                     progress=_stage_progress(tell, "nca"))
-            diag = diagnose(model, built.train, built.val, device=context.device)
-            saved = {"model": model.state_dict(), "upstream": dataclasses.asdict(diag)}
-            save_checkpoint(path, saved)
-            partial.unlink()
-            sidecar_path(partial).unlink(missing_ok=True)
+            with _stage_checkpoint(path) as partial:
+                lm_train(model, built.train, built.val, cfg, device=context.device,
+                         checkpoint_path=partial, checkpoint_every_tokens=cfg.eval_every_tokens,
+                         progress=_stage_progress(tell, "nca"))
+                diag = diagnose(model, built.train, built.val, device=context.device)
+                saved = {"model": model.state_dict(), "upstream": dataclasses.asdict(diag)}
+                save_checkpoint(path, saved)
     stats = {k: built.manifest.get(k) for k in ("complexity_mean", "acceptance_rate")}
     return saved["model"], saved["upstream"], stats, tokens
 
