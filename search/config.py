@@ -80,7 +80,8 @@ class StudySection:
     max_retries: int = 2
     """Times a trial lost to infrastructure (killed worker, lost job) is retried."""
     threads: int = 0
-    """Torch threads per trial process; 0 = cores / workers."""
+    """Torch threads per trial process; 0 = cores / the trials that can run at once (the fewer of
+    workers and n_trials)."""
 
     def __post_init__(self) -> None:
         self._resolve_domains()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -125,8 +124,7 @@ def _executor(config: StudyConfig) -> BaseExecutor:
     if kind == "inline":
         return InlineExecutor()
     if kind == "local":
-        threads = config.study.threads or max(1, (os.cpu_count() or 1) // config.study.workers)
-        return LocalExecutor(config.run_dir / "workers", threads_per_job=threads)
+        return LocalExecutor(config.run_dir / "workers", threads_per_job=cost.trial_threads(config))
     from search.slurm import SlurmExecutor
 
     return SlurmExecutor(config)

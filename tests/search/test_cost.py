@@ -120,3 +120,22 @@ def test_time_budget_refuses_a_trial_that_would_end_past_it():
     assert not budget.allows(study, now=71.0)
     assert budget.stopped == ("time budget 1m40s: stopped sampling; the next trial (about 30s) "
                               "would end at 1m41s > 1m40s")
+
+
+@pytest.mark.parametrize(("study", "threads"), [
+    ({"workers": 2, "n_trials": 10}, 4),   # two trials side by side share the 8 cores
+    ({"workers": 2, "n_trials": 1}, 8),    # one trial: no core left idle
+    ({"workers": 3, "n_trials": 2}, 4),
+    ({"workers": 2, "n_trials": 1, "threads": 3}, 3),  # set by hand
+])
+def test_a_local_trial_gets_the_cores_of_the_trials_that_run_at_once(tmp_path, study, threads):
+    config = load_study_config("smoke", {"study": {"executor": "local", **study}})
+    assert cost.trial_threads(config, cores=8) == threads
+    assert cost.trials_at_once(config) == min(study["workers"], study["n_trials"])
+
+
+def test_trials_at_once_is_the_slurm_limit_and_one_inline():
+    slurm = load_study_config("smoke", {"study": {"executor": "slurm", "n_trials": 1},
+                                        "slurm": {"max_in_flight": 5}})
+    assert cost.trials_at_once(slurm) == 5
+    assert cost.trials_at_once(load_study_config("smoke", {"study": {"executor": "inline"}})) == 1

@@ -94,10 +94,11 @@ def watched(tmp_path_factory):
                 out = _status(tmp_path, "--json")
                 if out.returncode == 0:
                     studies = json.loads(out.stdout)["studies"]
-                    running = [t for s in studies for t in s["trials"] if t["progress"]]
-                    if running and running[0]["progress"]["stage"] in ("nca", "domain"):
+                    if any(_training(t) for s in studies for t in s["trials"]):
                         mid.append(studies[0])
-            time.sleep(5.0)  # each look starts a Python process: keep it from slowing the study
+            # the training stages of this study last seconds in all: look often (each look
+            # starts a Python process, which slows the study a little)
+            time.sleep(1.0)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
@@ -108,6 +109,11 @@ def watched(tmp_path_factory):
     poller.join(timeout=120)
     (tmp_path / "screen.txt").write_text(screen)  # what the terminal got, to read on a failure
     return tmp_path, dry.stdout, code, _ANSI.sub("", screen), measured, mid
+
+
+def _training(row: dict) -> bool:
+    """A status row of a trial in one of its training stages."""
+    return bool(row["progress"]) and row["progress"]["stage"] in ("nca", "domain")
 
 
 def _study(tmp_path, run="run"):
@@ -165,8 +171,8 @@ def test_dry_run_of_the_finished_study_uses_its_own_trials(watched):
 def test_status_while_running_and_after(watched):
     tmp_path, _, _, _, _, mid = watched
     assert mid, "search.status never saw a trial in training"
-    row = mid[0]["trials"][0]
-    assert row["progress"]["stage"] in ("nca", "domain") and row["progress"]["total"] > 0
+    row = next(t for t in mid[0]["trials"] if _training(t))
+    assert row["progress"]["total"] > 0
     assert re.fullmatch(r"\S+ pid \d+", row["where"]) and row["elapsed_s"] >= 0
     assert mid[0]["running"] >= 1 and mid[0]["n_trials"] == 4
     after = json.loads(_status(tmp_path, "--json").stdout)["studies"][0]
