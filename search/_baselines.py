@@ -23,22 +23,32 @@ class LostBaseline:
     """The last line of the last loss (the exception, when it is a traceback)."""
 
 
-def compute(seeds: Sequence[int], submit: Callable[[int], BaseJob], *, max_retries: int,
-            wait: Callable[[], None], say: Callable[[str], None]) -> LostBaseline | None:
-    """Run a baseline job per seed until every one has finished.
+def compute(seeds: Sequence[int], submit: Callable[[int], BaseJob], *, at_once: int,
+            max_retries: int, wait: Callable[[], None],
+            say: Callable[[str], None]) -> LostBaseline | None:
+    """Run a baseline job per seed, ``at_once`` at a time, until every one has finished.
 
     Args:
         seeds: seeds without a cached baseline.
         submit: starts the baseline job of a seed.
+        at_once: jobs in flight at most: the trials the study runs side by side, so baseline
+            jobs share the machine's cores as its trials do (more would oversubscribe them).
         wait: called between two polls of the jobs; it sleeps and keeps the driver alive.
         say: a line for the user.
-
     Returns:
         None once every baseline finished, or the first seed lost too often (the other jobs
         are then cancelled).
     """
-    running = {seed: submit(seed) for seed in seeds}
+    waiting = list(seeds)
+    running: dict[int, BaseJob] = {}
     attempts = dict.fromkeys(seeds, 0)
+
+    def fill() -> None:
+        while waiting and len(running) < max(1, at_once):
+            seed = waiting.pop(0)
+            running[seed] = submit(seed)
+
+    fill()
     while running:
         wait()
         for seed, job in list(running.items()):
@@ -55,7 +65,8 @@ def compute(seeds: Sequence[int], submit: Callable[[int], BaseJob], *, max_retri
                 return LostBaseline(seed, attempts[seed], last_line(out.reason))
             say(f"scratch baseline for seed {seed} lost: {last_line(out.reason)}; "
                 f"retrying (attempt {attempts[seed]})")
-            running[seed] = submit(seed)
+            waiting.insert(0, seed)
+        fill()
     return None
 
 

@@ -125,13 +125,11 @@ class Estimate:
 
 
 def trials_at_once(config: StudyConfig) -> int:
-    """How many trials the study runs side by side: its workers (Slurm: jobs in flight), or
-    fewer when it has fewer trials; one inline."""
+    """How many jobs (trials, or the scratch baselines before them) the study runs side by side:
+    its workers (Slurm: jobs in flight), or fewer when it has fewer trials."""
     if config.study.executor == "slurm":
         return config.slurm.max_in_flight
-    if config.study.executor == "local":
-        return max(1, min(config.study.workers, config.study.n_trials))
-    return 1
+    return max(1, min(config.study.workers, config.study.n_trials))
 
 
 def trial_threads(config: StudyConfig, cores: int | None = None) -> int:

@@ -157,7 +157,8 @@ class Driver:
                 self._fail_and_retry(t, "lost: its driver stopped", count_attempt=True)
 
     def ensure_baselines(self) -> None:
-        """Compute missing scratch baselines once per seed, in parallel, before any trial.
+        """Compute missing scratch baselines once per seed, ``max_in_flight`` at a time, before
+        any trial.
 
         Raises:
             BaselineLostError: a seed's baseline was lost more than ``max_retries`` times.
@@ -170,7 +171,8 @@ class Driver:
         max_retries = self.config.study.max_retries
         lost = _baselines.compute(
             todo, lambda seed: self.executor.submit(self.baseline_fn, (self.context, seed)),
-            max_retries=max_retries, wait=self._wait_for_baselines, say=self._say)
+            at_once=self.max_in_flight, max_retries=max_retries, wait=self._wait_for_baselines,
+            say=self._say)
         if lost is not None:
             raise BaselineLostError(
                 f"scratch baseline for seed {lost.seed} was lost {lost.attempts} times "

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    workers = config.slurm.max_in_flight if config.study.executor == "slurm" else config.study.workers
+    workers = cost.trials_at_once(config)
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
                                  trial_s=_known_trial_s(config, context, study))
     board.message(f"study {config.study.name!r} ({config.study.domain}, preset {context.preset}, "
@@ -271,11 +271,12 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
         + ", ".join(f"{fmt_tokens(_rate(p.nca_tokens, p.nca_steps, v))} tokens/s (n={a})"
                     for a, v in sorted(cal.nca_step_s.items()))
         + f"; worker start {cal.startup_s:.1f}s, NCA data {cal.data_s:.1f}s/seed, "
-        f"artifacts {cal.artifacts_s:.1f}s; {est.workers} workers side by side run "
-        f"{cal.parallel_slowdown:.2f}x slower each",
+        f"artifacts {cal.artifacts_s:.1f}s; " + (
+            f"{est.workers} workers side by side run {cal.parallel_slowdown:.2f}x slower each"
+            if est.workers > 1 else "one trial at a time"),
         (f"  estimate:    {fmt_duration(est.total_s)} on this machine (scratch baselines "
          f"{fmt_duration(est.baseline_s)} for seeds {list(est.baseline_seeds)}, then "
-         f"{est.trials_left} trials of ~{fmt_duration(est.trial_s)}, {est.workers} at a time; "
+         f"{est.trials_left} trial(s) of ~{fmt_duration(est.trial_s)}, {est.workers} at a time; "
          f"from {est.source})"),
     ]
     if est.source == "calibration":

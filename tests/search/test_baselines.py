@@ -1,4 +1,5 @@
-"""search._baselines: the baseline phase resubmits lost jobs up to max_retries."""
+"""search._baselines: the baseline phase runs its jobs ``at_once`` at a time and resubmits lost
+ones up to max_retries."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def _run(deaths: dict[int, int], max_retries: int, slow_seed_1: int = 0):
         submitted.append(job)
         return job
 
-    lost = _baselines.compute([0, 1], submit, max_retries=max_retries, wait=lambda: None,
-                              say=messages.append)
+    lost = _baselines.compute([0, 1], submit, at_once=2, max_retries=max_retries,
+                              wait=lambda: None, say=messages.append)
     return lost, submitted, messages
 
 
@@ -64,3 +65,22 @@ def test_lost_beyond_max_retries_cancels_the_others():
 def test_last_line_of_a_traceback():
     assert _baselines.last_line("Traceback\n  x\nValueError: bad\n\n") == "ValueError: bad"
     assert _baselines.last_line("  ") == "no reason given"
+
+
+def test_no_more_jobs_in_flight_than_at_once_and_a_retry_takes_the_freed_slot():
+    submitted: list[_Job] = []
+    most = 0
+
+    def submit(seed: int) -> _Job:
+        job = _Job(seed, ok=seed != 1 or any(j.seed == 1 for j in submitted), polls=2)
+        submitted.append(job)
+        return job
+
+    def wait() -> None:
+        nonlocal most
+        most = max(most, sum(job.polls >= 0 for job in submitted))
+
+    lost = _baselines.compute([0, 1, 2], submit, at_once=2, max_retries=1, wait=wait,
+                              say=lambda _: None)
+    assert lost is None and most == 2
+    assert [job.seed for job in submitted] == [0, 1, 1, 2]  # seed 1 again before seed 2

@@ -134,8 +134,7 @@ def test_a_local_trial_gets_the_cores_of_the_trials_that_run_at_once(tmp_path, s
     assert cost.trials_at_once(config) == min(study["workers"], study["n_trials"])
 
 
-def test_trials_at_once_is_the_slurm_limit_and_one_inline():
+def test_trials_at_once_on_slurm_is_its_limit_of_jobs_in_flight():
     slurm = load_study_config("smoke", {"study": {"executor": "slurm", "n_trials": 1},
                                         "slurm": {"max_in_flight": 5}})
     assert cost.trials_at_once(slurm) == 5
-    assert cost.trials_at_once(load_study_config("smoke", {"study": {"executor": "inline"}})) == 1
