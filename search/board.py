@@ -22,10 +22,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self, TextIO
 
-import optuna
-from optuna.trial import TrialState
-
 from search.progress import Progress, progress_path, read_progress
+from search.tally import best_text, mean_trial_s, trial_counts
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -130,42 +128,6 @@ def _baseline_row(driver: Driver, started: float) -> Row:
                           updated_at=max(p.updated_at for p in live))
     return Row(label="baselines", setting=f"scratch, seeds {list(seeds)}", started=started,
                progress=merged)
-
-
-def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
-    """The trials that count towards ``n_trials`` (``search.driver.counts_towards_n_trials``),
-    by outcome: ``complete``, ``pruned`` and ``failed`` (for good)."""
-    from search.driver import counts_towards_n_trials as counts_towards
-
-    out = {"complete": 0, "pruned": 0, "failed": 0}
-    for t in trials:
-        if not counts_towards(t):
-            continue
-        key = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}.get(t.state, "failed")
-        out[key] += 1
-    return out
-
-
-def best_text(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> str:
-    """The best completed trial as the header shows it (``#3 1.5320 (setting)``; the Pareto
-    front's size for several objectives); empty before any completed."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-    if not done:
-        return ""
-    if len(study.directions) > 1:
-        return f"{len(study.best_trials)} trials on the Pareto front"
-    best = study.best_trial
-    return f"#{best.number} {best.value:.4f} ({best.user_attrs.get('describe', '')})"
-
-
-def mean_trial_s(trials: list[optuna.trial.FrozenTrial]) -> float | None:
-    """Mean wall time of the study's trials that ran (infeasible and reused ones cost nothing,
-    and one that read seeds back from another study costs less)."""
-    spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
-             if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start
-             and t.datetime_complete and not t.user_attrs.get("infeasible")
-             and "duplicate_of" not in t.user_attrs and "shared_seeds" not in t.user_attrs]
-    return sum(spans) / len(spans) if spans else None
 
 
 def project_end(now: float, etas: list[float | None], left: int, workers: int,

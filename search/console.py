@@ -9,7 +9,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
-from search.board import trial_counts
+from search.tally import trial_counts
 
 
 def trial_line(t: optuna.trial.FrozenTrial, elapsed_s: float) -> str:

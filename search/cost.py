@@ -391,8 +391,7 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
              study: optuna.Study | None = None) -> Estimate:
     """The study's wall time from ``cal``, or from its own finished trials when it has some."""
     from search import jobs
-    from search.board import mean_trial_s
-    from search.driver import counts_towards_n_trials
+    from search.tally import counts_towards_n_trials, mean_trial_s
 
     p = plan(config, context)
     workers = trials_at_once(config)
@@ -474,7 +473,8 @@ class TimeBudget:
     """Why sampling stopped (empty while it goes on)."""
 
     def allows(self, study: optuna.Study, now: float | None = None) -> bool:
-        from search.board import fmt_duration, mean_trial_s
+        from search.board import fmt_duration
+        from search.tally import mean_trial_s
 
         now = time.time() if now is None else now
         per = mean_trial_s(study.get_trials(deepcopy=False, states=(

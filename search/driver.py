@@ -13,7 +13,7 @@ One trial, from ``search.run`` to its score:
 4. Between polls, ``_renew_leases`` renews the leases of jobs in flight and picks up trials of
    a driver that died meanwhile.
 
-The loop stops once ``n_trials`` trials count (``counts_towards_n_trials``), or earlier when
+The loop stops once ``n_trials`` trials count (``search.tally.counts_towards_n_trials``), or earlier when
 ``DriverEvents.may_start`` says no (a time budget). On Ctrl-C, in-flight jobs are stopped and
 their trials failed as interrupted and re-enqueued, so no trial stays RUNNING and the next run
 picks them up.
@@ -35,6 +35,7 @@ from search._proposals import setting_from_json
 from search.config import StudyConfig
 from search.executors import BaseExecutor, BaseJob
 from search.space import Setting
+from search.tally import counts_towards_n_trials, is_infeasible
 
 __all__ = [
     "BaselineLostError",
@@ -42,7 +43,6 @@ __all__ = [
     "DriverEvents",
     "Running",
     "StudyStopped",
-    "counts_towards_n_trials",
     "setting_from_json",
 ]
 
@@ -192,7 +192,7 @@ class Driver:
 
     def infeasible_count(self) -> int:
         """Trials whose setting could not be realised; they cost nothing and do not count."""
-        return sum(_infeasible(t) for t in self.study.get_trials(deepcopy=False))
+        return sum(is_infeasible(t) for t in self.study.get_trials(deepcopy=False))
 
     def _fill(self) -> bool:
         """Start trials while there is room; False when nothing is left to start."""
@@ -333,14 +333,3 @@ class Driver:
             self.events.on_message(text)
 
 
-def counts_towards_n_trials(t: FrozenTrial) -> bool:
-    """Complete and pruned trials count (unless infeasible), and so do trials failed for good;
-    a trial failed and retried, or never started, does not."""
-    if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return not _infeasible(t)
-    lost = t.user_attrs.get("retried") or t.user_attrs.get("never_started")
-    return t.state == TrialState.FAIL and not lost
-
-
-def _infeasible(t: FrozenTrial) -> bool:
-    return t.state == TrialState.PRUNED and bool(t.user_attrs.get("infeasible"))

@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search import board as board_lib
+from search import tally
 from search._toml import ConfigError
 from search.progress import Progress, progress_path, read_progress
 from search.storage import StorageError
@@ -78,16 +79,16 @@ def study_status(study: optuna.Study, now: float | None = None,
     trials = study.get_trials(deepcopy=False)
     config = _config(study)
     target = int(config.get("study", {}).get("n_trials", 0))
-    counts = board_lib.trial_counts(trials)
+    counts = tally.trial_counts(trials)
     running = [_running(t, config, now, run_dir) for t in trials if t.state == TrialState.RUNNING]
     finished = sum(counts.values())
     left = max(0, target - finished - len(running)) if target else 0
     workers = _workers(config)
-    per_trial = board_lib.mean_trial_s(trials)
+    per_trial = tally.mean_trial_s(trials)
     etas = [r["eta_s"] for r in running]
     end = board_lib.project_end(now, etas, left, workers, per_trial)
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start]
-    best = board_lib.best_text(study, trials)
+    best = tally.best_text(study, trials)
     best_value = None
     if best and len(study.directions) == 1:
         best_value = {"trial": study.best_trial.number, "value": study.best_trial.value}

@@ -30,7 +30,7 @@ def test_retried_attempts_and_infeasible_trials_are_not_counted_as_failed_or_pru
 
 
 def test_a_trial_that_read_seeds_back_says_so_and_is_left_out_of_the_mean_trial_time():
-    from search.board import mean_trial_s
+    from search.tally import mean_trial_s
 
     shared = _trial(TrialState.COMPLETE, shared_seeds=2, kind="anchor:paper")
     assert "(2 seed(s) read back from another study's)" in console.trial_line(shared, 3.0)
