@@ -678,7 +678,10 @@ _TRANSFERS: dict[str, dict[str, Any]] = {
 }
 
 
+@cache
 def _corpus(context: TrialContext) -> DomainCorpus:
+    """The context's domain corpus, read (verified) once per process: every cache key of a seed
+    names its scratch runs, and each of those keys reads it."""
     try:
         return load_domain(context.domain, source=context.data or None,
                            tokenizer=context.tokenizer, cache_dir=Path(context.cache_dir),
