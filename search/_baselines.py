@@ -35,6 +35,7 @@ def compute(seeds: Sequence[int], submit: Callable[[int], BaseJob], *, at_once: 
             jobs share the machine's cores as its trials do (more would oversubscribe them).
         wait: called between two polls of the jobs; it sleeps and keeps the driver alive.
         say: a line for the user.
+
     Returns:
         None once every baseline finished, or the first seed lost too often (the other jobs
         are then cancelled).

@@ -13,10 +13,10 @@ One trial, from ``search.run`` to its score:
 4. Between polls, ``_renew_leases`` renews the leases of jobs in flight and picks up trials of
    a driver that died meanwhile.
 
-The loop stops once ``n_trials`` trials count (``search.tally.counts_towards_n_trials``), or earlier when
-``DriverEvents.may_start`` says no (a time budget). On Ctrl-C, in-flight jobs are stopped and
-their trials failed as interrupted and re-enqueued, so no trial stays RUNNING and the next run
-picks them up.
+The loop stops once ``n_trials`` trials count (``search.tally.counts_towards_n_trials``), or
+earlier when ``DriverEvents.may_start`` says no (a time budget). On Ctrl-C, in-flight jobs are
+stopped and their trials failed as interrupted and re-enqueued, so no trial stays RUNNING and
+the next run picks them up.
 """
 
 from __future__ import annotations
@@ -331,5 +331,3 @@ class Driver:
     def _say(self, text: str) -> None:
         if self.events.on_message:
             self.events.on_message(text)
-
-
