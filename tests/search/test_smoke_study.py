@@ -82,8 +82,14 @@ def test_rerun_resumes_without_redoing(smoke_run):
 
 
 def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(tmp_path):
-    proc = subprocess.Popen(_cmd(tmp_path, "--n-trials", "3"), cwd=REPO, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A study run from a terminal takes Ctrl-C; a suite started in the background (``cmd &``)
+    # has SIGINT ignored and would hand that on, so the driver is started with the default.
+    inherited = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        proc = subprocess.Popen(_cmd(tmp_path, "--n-trials", "3"), cwd=REPO, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     _wait_for_running(tmp_path, proc)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     _, err = proc.communicate(timeout=120)
