@@ -27,6 +27,7 @@ from search.record import (
     split_objective,
 )
 from search.space import ParamSpec, parse_space, setting_from_params
+from search.tally import jobs_at_once
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 DOMAINS = tuple(CORPORA)
@@ -321,6 +322,13 @@ class StudyConfig:
     @property
     def storage_url(self) -> str:
         return self.study.storage or str(self.run_dir / "journal.log")
+
+    @property
+    def trials_at_once(self) -> int:
+        """How many jobs (trials, or the scratch baselines before them) the study runs side by
+        side (see ``jobs_at_once``)."""
+        return jobs_at_once(self.study.executor, workers=self.study.workers,
+                            n_trials=self.study.n_trials, max_in_flight=self.slurm.max_in_flight)
 
     def to_json(self) -> str:
         """Canonical JSON of the resolved configuration (saved with the study)."""

@@ -40,7 +40,7 @@ from search.record import SeedRecord
 from search.space import Setting, setting_from_params
 
 __all__ = ["Calibration", "Estimate", "TimeBudget", "calibrate", "estimate", "parse_duration",
-           "trial_threads", "trials_at_once"]
+           "trial_threads"]
 
 CALIBRATION_VERSION = 1
 """Bump when what ``calibrate`` measures changes, so cached calibrations are redone."""
@@ -124,14 +124,6 @@ class Estimate:
         return max(0, self.trials_total - self.trials_done)
 
 
-def trials_at_once(config: StudyConfig) -> int:
-    """How many jobs (trials, or the scratch baselines before them) the study runs side by side:
-    its workers (Slurm: jobs in flight), or fewer when it has fewer trials."""
-    if config.study.executor == "slurm":
-        return config.slurm.max_in_flight
-    return max(1, min(config.study.workers, config.study.n_trials))
-
-
 def trial_threads(config: StudyConfig, cores: int | None = None) -> int:
     """Torch threads each trial gets (what ``search.run`` gives a local worker): the machine's
     cores shared by the trials that run at once, so a study of fewer trials than workers
@@ -141,7 +133,7 @@ def trial_threads(config: StudyConfig, cores: int | None = None) -> int:
     if config.study.executor == "local":
         import os
 
-        return max(1, (cores or os.cpu_count() or 1) // trials_at_once(config))
+        return max(1, (cores or os.cpu_count() or 1) // config.trials_at_once)
     if config.study.executor == "slurm":
         return max(1, config.slurm.cpus_per_task)
     return torch.get_num_threads()
@@ -219,7 +211,7 @@ def _measure(config: StudyConfig, context: trial_lib.TrialContext, threads: int)
         setting = _probe_setting(config)
         data_s = _timed(lambda: _build_data(setting, context, Path(tmp)))[1]
         artifacts_s = _timed(lambda: _write_artifacts(setting, context, Path(tmp)))[1]
-    workers = trials_at_once(config) if config.study.executor == "local" else 1
+    workers = config.trials_at_once if config.study.executor == "local" else 1
     return Calibration(preset=context.preset, host=socket.gethostname(), threads=threads,
                        startup_s=_startup_s(), data_s=data_s, domain_step_s=domain_step,
                        domain_eval_s=domain_eval, nca_step_s=nca_step, nca_eval_s=nca_eval,
@@ -394,7 +386,7 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
     from search.tally import counts_towards_n_trials, mean_trial_s
 
     p = plan(config, context)
-    workers = trials_at_once(config)
+    workers = config.trials_at_once
     trials = study.get_trials(deepcopy=False) if study is not None else []
     done = sum(counts_towards_n_trials(t) for t in trials)
     left = max(0, config.study.n_trials - done)

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    workers = cost.trials_at_once(config)
+    workers = config.trials_at_once
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
                                  trial_s=_known_trial_s(config, context, study))
     board.message(f"study {config.study.name!r} ({config.study.domain}, preset {context.preset}, "

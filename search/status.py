@@ -143,10 +143,11 @@ def _config(study: optuna.Study) -> dict[str, Any]:
 
 
 def _workers(config: dict[str, Any]) -> int:
+    """Trials the study runs side by side, from the configuration saved with it."""
     s = config.get("study", {})
-    if s.get("executor") == "slurm":
-        return int(config.get("slurm", {}).get("max_in_flight", 1))
-    return int(s.get("workers", 1))
+    return tally.jobs_at_once(str(s.get("executor", "")), workers=int(s.get("workers", 1)),
+                        n_trials=int(s.get("n_trials", 1)),
+                        max_in_flight=int(config.get("slurm", {}).get("max_in_flight", 1)))
 
 
 def _slurm_state(job_id: str) -> str:

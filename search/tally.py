@@ -1,13 +1,23 @@
 """What a study's trials add up to, read the same way by the driver, the board, ``search.status``,
-the closing summary and the cost estimate: which trials count towards ``n_trials``, how many
-ended each way, their mean wall time, and the best so far."""
+the closing summary and the cost estimate: how many run side by side, which count towards
+``n_trials``, how many ended each way, their mean wall time, and the best so far. Torch-free, so
+``search.status`` stays quick."""
 
 from __future__ import annotations
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["best_text", "counts_towards_n_trials", "is_infeasible", "mean_trial_s", "trial_counts"]
+__all__ = ["best_text", "counts_towards_n_trials", "is_infeasible", "jobs_at_once", "mean_trial_s",
+           "trial_counts"]
+
+
+def jobs_at_once(executor: str, *, workers: int, n_trials: int, max_in_flight: int) -> int:
+    """Jobs a study runs side by side: its workers (Slurm: ``max_in_flight``), or fewer locally
+    when it has fewer trials, so their cores are not left idle (``search.cost.trial_threads``)."""
+    if executor == "slurm":
+        return max_in_flight
+    return max(1, min(workers, n_trials))
 
 
 def counts_towards_n_trials(t: FrozenTrial) -> bool:

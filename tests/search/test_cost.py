@@ -4,11 +4,12 @@ tests/search/test_watch_smoke.py, on the real smoke study)."""
 from __future__ import annotations
 
 import datetime
+import json
 
 import optuna
 import pytest
 
-from search import cost
+from search import cost, status
 from search.config import load_study_config
 from search.trial import TrialContext
 
@@ -131,10 +132,13 @@ def test_time_budget_refuses_a_trial_that_would_end_past_it():
 def test_a_local_trial_gets_the_cores_of_the_trials_that_run_at_once(tmp_path, study, threads):
     config = load_study_config("smoke", {"study": {"executor": "local", **study}})
     assert cost.trial_threads(config, cores=8) == threads
-    assert cost.trials_at_once(config) == min(study["workers"], study["n_trials"])
+    assert config.trials_at_once == min(study["workers"], study["n_trials"])
+    # search.status reads the same from the configuration saved with the study
+    assert status._workers(json.loads(config.to_json())) == config.trials_at_once
 
 
 def test_trials_at_once_on_slurm_is_its_limit_of_jobs_in_flight():
     slurm = load_study_config("smoke", {"study": {"executor": "slurm", "n_trials": 1},
                                         "slurm": {"max_in_flight": 5}})
-    assert cost.trials_at_once(slurm) == 5
+    assert slurm.trials_at_once == 5
+    assert status._workers(json.loads(slurm.to_json())) == 5
