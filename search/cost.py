@@ -35,7 +35,7 @@ from lm.model import Transformer
 from ncaio import atomic_write_json as write_json_atomic
 from search import trial as trial_lib
 from search.config import StudyConfig
-from search.plan import resolve
+from search.plan import resolve, scratch_runs
 from search.record import SeedRecord
 from search.space import Setting, setting_from_params
 
@@ -139,11 +139,14 @@ def trial_threads(config: StudyConfig, cores: int | None = None) -> int:
     return torch.get_num_threads()
 
 
-def plan(config: StudyConfig, context: trial_lib.TrialContext) -> Plan:
+def plan(config: StudyConfig, context: trial_lib.TrialContext, setting: Setting | None = None
+         ) -> Plan:
+    """What one trial of ``setting`` trains (default: the study's first NCA anchor, else its
+    fixed space)."""
     from lm.presets import get_preset
 
     preset = get_preset(context.preset)
-    trial_plan = resolve(_probe_setting(config), context)
+    trial_plan = resolve(setting or _probe_setting(config), context)
     nca_len = preset.nca_seq_len + 1
     text = trial_plan.domain_config(preset, 0, preset.seq_len)
     nca = trial_plan.nca_config(preset, 0, nca_len)
@@ -402,17 +405,36 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
         per = _per_trial(config, cal, p, done, left, finished)
         source = "calibration"
     # a baseline job runs every distinct scratch run of its seed (matched, paper, proxy) on
-    # every domain
+    # every domain, at the study's default setting
     runs = sum(len({r.plan for r in trial_lib.study_scratch_runs(one)})
                for one in context.per_domain())
     base = 0.0 if not todo or cal is None else (
-        math.ceil(len(todo) / workers) * runs * baseline_s(cal, p))
+        math.ceil(len(todo) / workers) * runs * baseline_s(cal, plan(config, context, Setting())))
+    if per and cal is not None and measured is None:
+        per[0] += _own_scratch_s(config, context, cal)
     # Trials run `workers` at a time; the longest one bounds a study shorter than that.
     trials_wall = max(max(per, default=0.0), sum(per) / max(1, workers))
     mean = sum(per) / len(per) if per else (measured or 0.0)
     return Estimate(trials_total=config.study.n_trials, trials_done=done, workers=workers,
                     baseline_seeds=todo, baseline_s=base, trial_s=mean,
                     total_s=base + trials_wall, source=source)
+
+
+def _own_scratch_s(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration
+                   ) -> float:
+    """The scratch runs a trial trains itself: those of the study's probe setting (its first
+    NCA anchor, else its fixed space) that the baseline phase does not compute (another budget
+    or recipe than the default setting's) and that are not cached. The first trial that needs
+    them trains them, once per seed; later ones read them back."""
+    probe = _probe_setting(config)
+    own: set[Path] = set()
+    for one in context.per_domain():
+        phase = {trial_lib.baseline_path(one, run, seed) for seed in context.seeds
+                 for run in trial_lib.study_scratch_runs(one)}
+        need = {trial_lib.baseline_path(one, run, seed) for seed in context.seeds
+                for run in scratch_runs(resolve(probe, one), one)}
+        own |= {path for path in need - phase if not path.is_file()}
+    return len(own) * baseline_s(cal, plan(config, context, probe))
 
 
 def _per_trial(config: StudyConfig, cal: Calibration, p: Plan, done: int, left: int,

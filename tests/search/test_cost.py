@@ -142,3 +142,32 @@ def test_trials_at_once_on_slurm_is_its_limit_of_jobs_in_flight():
                                         "slurm": {"max_in_flight": 5}})
     assert slurm.trials_at_once == 5
     assert status._workers(json.loads(slurm.to_json())) == 5
+
+
+def test_scratch_runs_at_another_budget_are_priced_in_the_first_trial(tmp_path):
+    """A study whose trials train at another downstream budget than its default setting (the
+    13.1M regime cell) trains those scratch runs inside its first trial, not in the baseline
+    phase; cached, they cost nothing."""
+    from search import trial as trial_lib
+    from search.plan import resolve, scratch_runs
+    from search.space import Setting
+
+    config = load_study_config("smoke", {
+        "study": {"run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")},
+        "space": {"domain_tokens": 32768}})
+    context = trial_lib.make_context(config)
+    cal = _cal()
+    default, probe = cost.plan(config, context, Setting()), cost.plan(config, context)
+    assert (default.domain_tokens, probe.domain_tokens) == (16384, 32768)
+    cold = cost.estimate(config, context, cal)
+    # two seeds, one round of 2 workers, two distinct scratch runs each (paper, proxy)
+    assert cold.baseline_s == pytest.approx(2 * cost.baseline_s(cal, default))
+    paper = cost._probe_setting(config)
+    own = [trial_lib.baseline_path(context, run, seed) for seed in context.seeds
+           for run in scratch_runs(resolve(paper, context), context)]
+    for path in own:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    cached = cost.estimate(config, context, cal)
+    assert (cold.trial_s - cached.trial_s) * cold.trials_left == pytest.approx(
+        4 * cost.baseline_s(cal, probe))  # 2 seeds x 2 distinct runs (matched is paper's)
