@@ -14,6 +14,7 @@ instead. Pruned trials end early, so for a fresh study the figure is an upper bo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -388,7 +389,6 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
     from search import jobs
     from search.tally import counts_towards_n_trials, mean_trial_s
 
-    p = plan(config, context)
     workers = config.trials_at_once
     trials = study.get_trials(deepcopy=False) if study is not None else []
     done = sum(counts_towards_n_trials(t) for t in trials)
@@ -402,7 +402,7 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
         if cal is None:
             raise ValueError("no finished trials to go by: a calibration is needed")
         finished = [f / n if n else 0.0 for f, n in _anchor_seeds_finished(config, context)]
-        per = _per_trial(config, cal, p, done, left, finished)
+        per = _per_trial(config, context, cal, done, left, finished)
         source = "calibration"
     # a baseline job runs every distinct scratch run of its seed (matched, paper, proxy) on
     # every domain, at the study's default setting
@@ -410,8 +410,9 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
                for one in context.per_domain())
     base = 0.0 if not todo or cal is None else (
         math.ceil(len(todo) / workers) * runs * baseline_s(cal, plan(config, context, Setting())))
-    if per and cal is not None and measured is None:
-        per[0] += _own_scratch_s(config, context, cal)
+    if per and cal is not None and measured is None:  # spread over the trials that train them
+        own = _own_scratch_s(config, context, cal)
+        per = [t + own / len(per) for t in per]
     # Trials run `workers` at a time; the longest one bounds a study shorter than that.
     trials_wall = max(max(per, default=0.0), sum(per) / max(1, workers))
     mean = sum(per) / len(per) if per else (measured or 0.0)
@@ -422,36 +423,61 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
 
 def _own_scratch_s(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration
                    ) -> float:
-    """The scratch runs a trial trains itself: those of the study's probe setting (its first
-    NCA anchor, else its fixed space) that the baseline phase does not compute (another budget
-    or recipe than the default setting's) and that are not cached. The first trial that needs
-    them trains them, once per seed; later ones read them back."""
+    """The scratch runs trials train themselves: those of the anchors and of what sampled trials
+    may train (``_sampled_settings``) that the baseline phase does not compute (another budget,
+    recipe or lr than the default setting's) and that are not cached. The first trial that needs
+    one trains it, once per seed; later ones read it back."""
+    own: dict[Path, Plan] = {}
+    for setting in [*_anchor_settings(config), *_sampled_settings(config)]:
+        p = plan(config, context, setting)
+        for one in context.per_domain():
+            phase = {trial_lib.baseline_path(one, run, seed) for seed in context.seeds
+                     for run in trial_lib.study_scratch_runs(one)}
+            need = {trial_lib.baseline_path(one, run, seed) for seed in context.seeds
+                    for run in scratch_runs(resolve(setting, one), one)}
+            own |= {path: p for path in need - phase if not path.is_file()}
+    return sum(baseline_s(cal, p) for p in own.values())
+
+
+_COST_KNOBS = ("alphabet", "domain_tokens", "nca_fraction", "nca_tokens", "recipe")
+"""The searched knobs that change what a trial trains: its tokens, its NCA vocabulary, the scratch
+runs it is scored against."""
+
+
+def _sampled_settings(config: StudyConfig) -> list[Setting]:
+    """What a sampled trial may train, for its cost: the probe setting with each combination of
+    the searched cost knobs' values (a range's bounds). A grid's cells, when it searches only
+    these knobs."""
+    values: dict[str, list[Any]] = {}
+    for name in _COST_KNOBS:
+        spec = config.space_map.get(name)
+        if spec is not None and spec.searched:
+            values[name] = list(spec.choices or [v for v in (spec.low, spec.high) if v is not None])
     probe = _probe_setting(config)
-    own: set[Path] = set()
-    for one in context.per_domain():
-        phase = {trial_lib.baseline_path(one, run, seed) for seed in context.seeds
-                 for run in trial_lib.study_scratch_runs(one)}
-        need = {trial_lib.baseline_path(one, run, seed) for seed in context.seeds
-                for run in scratch_runs(resolve(probe, one), one)}
-        own |= {path for path in need - phase if not path.is_file()}
-    return len(own) * baseline_s(cal, plan(config, context, probe))
+    integer = {"alphabet", "domain_tokens", "nca_tokens"}
+    out = []
+    for combo in itertools.product(*values.values()):
+        cell: dict[str, Any] = {k: int(v) if k in integer else v
+                                for k, v in zip(values, combo, strict=True)}
+        out.append(dataclasses.replace(probe, **cell))
+    return out
 
 
-def _per_trial(config: StudyConfig, cal: Calibration, p: Plan, done: int, left: int,
-               finished: list[float]) -> list[float]:
-    """Anchors run first with their own alphabets, less their ``finished`` seeds; sampled trials
-    average the space's."""
+def _per_trial(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration,
+               done: int, left: int, finished: list[float]) -> list[float]:
+    """Anchors run first, each at its own plan, less their ``finished`` seeds; sampled trials
+    average what they may train."""
     anchors = _anchor_settings(config)
-    sampled = _space_alphabets(config)
-    mean_sampled = sum(trial_s(cal, p, a) for a in sampled) / len(sampled)
+    sampled = [trial_s(cal, plan(config, context, s), s.alphabet)
+               for s in _sampled_settings(config)]
     out = []
     for i in range(done, done + left):
         if i < len(anchors):
             a = anchors[i]
-            out.append(trial_s(cal, p, a.alphabet, finished[i]) if a.source != "none"
-                       else cal.startup_s)
+            out.append(trial_s(cal, plan(config, context, a), a.alphabet, finished[i])
+                       if a.source != "none" else cal.startup_s)
         else:
-            out.append(mean_sampled)
+            out.append(sum(sampled) / len(sampled))
     return out
 
 

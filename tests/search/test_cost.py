@@ -171,3 +171,28 @@ def test_scratch_runs_at_another_budget_are_priced_in_the_first_trial(tmp_path):
     cached = cost.estimate(config, context, cal)
     assert (cold.trial_s - cached.trial_s) * cold.trials_left == pytest.approx(
         4 * cost.baseline_s(cal, probe))  # 2 seeds x 2 distinct runs (matched is paper's)
+
+
+def test_a_grid_is_priced_cell_by_cell(tmp_path):
+    """The regime grid's trials differ tenfold in cost (0.8M or 3.3M downstream tokens, NCA 4%
+    or 16%): each cell is priced at its own plan, and the scratch runs of the budgets and recipes
+    the baseline phase does not train are priced once, spread over the trials."""
+    import itertools
+    import statistics
+
+    from search import trial as trial_lib
+
+    config = load_study_config("regime", {"study": {
+        "preset": "tiny", "seeds": [0], "run_dir": str(tmp_path / "run"),
+        "cache_dir": str(tmp_path / "cache")}})
+    context = trial_lib.make_context(config)
+    cal = _cal()
+    cells = cost._sampled_settings(config)
+    assert sorted((s.recipe, s.domain_tokens, s.nca_fraction) for s in cells) == sorted(
+        itertools.product(["paper", "proxy"], [819200, 3276800], [0.04, 0.16]))
+    cell_s = [cost.trial_s(cal, cost.plan(config, context, s), s.alphabet) for s in cells]
+    own = cost._own_scratch_s(config, context, cal)
+    assert own > 0  # the 3.3M scratch runs: not the default setting's
+    est = cost.estimate(config, context, cal)
+    assert est.trial_s == pytest.approx(statistics.mean(cell_s) + own / 8)
+    assert est.total_s == pytest.approx(est.baseline_s + 8 * est.trial_s / 2)
