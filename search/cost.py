@@ -439,9 +439,12 @@ def _own_scratch_s(config: StudyConfig, context: trial_lib.TrialContext, cal: Ca
     return sum(baseline_s(cal, p) for p in own.values())
 
 
-_COST_KNOBS = ("alphabet", "domain_tokens", "nca_fraction", "nca_tokens", "recipe")
+_COST_KNOBS = ("alphabet", "domain_tokens", "nca_fraction", "nca_tokens", "recipe", "embed_init",
+               "lr", "warmup")
 """The searched knobs that change what a trial trains: its tokens, its NCA vocabulary, the scratch
 runs it is scored against."""
+_SCRATCH_KNOBS = ("embed_init", "lr", "warmup")
+"""Searched over a range, each of these gives every sampled trial a matched scratch run of its own."""
 
 
 def _sampled_settings(config: StudyConfig) -> list[Setting]:
@@ -470,6 +473,11 @@ def _per_trial(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibr
     anchors = _anchor_settings(config)
     sampled = [trial_s(cal, plan(config, context, s), s.alphabet)
                for s in _sampled_settings(config)]
+    ranged = [n for n in _SCRATCH_KNOBS
+              if (spec := config.space_map.get(n)) is not None and spec.searched and not spec.choices]
+    if ranged:  # a matched scratch run per seed and domain that no other trial shares
+        probe = plan(config, context)
+        sampled = [t + len(context.seeds) * probe.domains * baseline_s(cal, probe) for t in sampled]
     out = []
     for i in range(done, done + left):
         if i < len(anchors):

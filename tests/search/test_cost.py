@@ -196,3 +196,19 @@ def test_a_grid_is_priced_cell_by_cell(tmp_path):
     est = cost.estimate(config, context, cal)
     assert est.trial_s == pytest.approx(statistics.mean(cell_s) + own / 8)
     assert est.total_s == pytest.approx(est.baseline_s + 8 * est.trial_s / 2)
+
+
+def test_a_searched_lr_gives_every_sampled_trial_its_own_scratch_runs(tmp_path):
+    """lr is in the scratch run's key: each sampled trial trains a matched scratch run per seed."""
+    def estimate(space):
+        config = load_study_config("smoke", {"study": {
+            "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}, "space": space})
+        from search import trial as trial_lib
+
+        context = trial_lib.make_context(config)
+        return cost.estimate(config, context, _cal()), cost.plan(config, context)
+
+    fixed, probe = estimate({"lr": 2e-3})
+    ranged, _ = estimate({"lr": {"low": 1e-3, "high": 4e-3, "log": True}})
+    # 3 sampled trials (after the paper anchor) x 2 seeds, at least
+    assert (ranged.trial_s - fixed.trial_s) * 4 >= 3 * 2 * cost.baseline_s(_cal(), probe)
