@@ -427,15 +427,15 @@ def _own_scratch_s(config: StudyConfig, context: trial_lib.TrialContext, cal: Ca
     may train (``_sampled_settings``) that the baseline phase does not compute (another budget,
     recipe or lr than the default setting's) and that are not cached. The first trial that needs
     one trains it, once per seed; later ones read it back."""
+    stages = context.per_domain()
+    phase = {trial_lib.baseline_path(one, run, seed) for one in stages for seed in context.seeds
+             for run in trial_lib.study_scratch_runs(one)}
     own: dict[Path, Plan] = {}
     for setting in [*_anchor_settings(config), *_sampled_settings(config)]:
         p = plan(config, context, setting)
-        for one in context.per_domain():
-            phase = {trial_lib.baseline_path(one, run, seed) for seed in context.seeds
-                     for run in trial_lib.study_scratch_runs(one)}
-            need = {trial_lib.baseline_path(one, run, seed) for seed in context.seeds
-                    for run in scratch_runs(resolve(setting, one), one)}
-            own |= {path: p for path in need - phase if not path.is_file()}
+        need = {trial_lib.baseline_path(one, run, seed) for one in stages for seed in context.seeds
+                for run in scratch_runs(resolve(setting, one), one)}
+        own |= {path: p for path in need - phase if not path.is_file()}
     return sum(baseline_s(cal, p) for p in own.values())
 
 
@@ -473,9 +473,8 @@ def _per_trial(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibr
     anchors = _anchor_settings(config)
     sampled = [trial_s(cal, plan(config, context, s), s.alphabet)
                for s in _sampled_settings(config)]
-    ranged = [n for n in _SCRATCH_KNOBS
-              if (spec := config.space_map.get(n)) is not None and spec.searched and not spec.choices]
-    if ranged:  # a matched scratch run per seed and domain that no other trial shares
+    if any((spec := config.space_map.get(n)) is not None and spec.searched and not spec.choices
+           for n in _SCRATCH_KNOBS):  # a matched scratch run per seed and domain, shared by none
         probe = plan(config, context)
         sampled = [t + len(context.seeds) * probe.domains * baseline_s(cal, probe) for t in sampled]
     out = []
