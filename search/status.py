@@ -41,7 +41,8 @@ STALE_S = 300.0
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m search.status", description=__doc__.splitlines()[0])
-    p.add_argument("run_dir", nargs="?", help="a run folder (holds journal.log and config.json)")
+    p.add_argument("run_dir", nargs="?",
+                   help="a run folder (holds journal.log and config.json), or its journal file")
     p.add_argument("--storage", help="journal file path or SQLAlchemy URL")
     p.add_argument("--study", help="only this study (default: every study in the storage)")
     p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
@@ -216,6 +217,8 @@ def _snapshot(s: dict[str, Any], now: float) -> board_lib.Snapshot:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.run_dir and not args.storage and Path(args.run_dir).is_file():  # the journal itself
+        args.storage, args.run_dir = args.run_dir, str(Path(args.run_dir).parent)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         storage = resolve_storage(args.run_dir, args.storage)

@@ -176,6 +176,11 @@ def test_status_while_running_and_after(watched):
     assert re.fullmatch(r"\S+ pid \d+", row["where"]) and row["elapsed_s"] >= 0
     assert mid[0]["running"] >= 1 and mid[0]["n_trials"] == 4
     after = json.loads(_status(tmp_path, "--json").stdout)["studies"][0]
+    by_journal = subprocess.run(  # the journal file itself names the same study
+        [sys.executable, "-m", "search.status", str(tmp_path / "run" / "journal.log"), "--json"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120, check=False)
+    same = json.loads(by_journal.stdout)["studies"][0]
+    assert {**same, "projected_end": None} == {**after, "projected_end": None}, by_journal.stderr
     trials = _study(tmp_path).get_trials()
     assert after["running"] == 0 and after["left"] == 0 and not after["trials"]
     assert after["complete"] == sum(t.state == TrialState.COMPLETE for t in trials)
