@@ -144,10 +144,10 @@ def test_trials_at_once_on_slurm_is_its_limit_of_jobs_in_flight():
     assert status._workers(json.loads(slurm.to_json())) == 5
 
 
-def test_scratch_runs_at_another_budget_are_priced_in_the_first_trial(tmp_path):
+def test_scratch_runs_at_another_budget_are_priced_in_the_trials(tmp_path):
     """A study whose trials train at another downstream budget than its default setting (the
-    13.1M regime cell) trains those scratch runs inside its first trial, not in the baseline
-    phase; cached, they cost nothing."""
+    13.1M regime cell) trains those scratch runs in its trials, not in the baseline phase;
+    cached, they cost nothing."""
     from search import trial as trial_lib
     from search.plan import resolve, scratch_runs
     from search.space import Setting
@@ -174,7 +174,7 @@ def test_scratch_runs_at_another_budget_are_priced_in_the_first_trial(tmp_path):
 
 
 def test_a_grid_is_priced_cell_by_cell(tmp_path):
-    """The regime grid's trials differ tenfold in cost (0.8M or 3.3M downstream tokens, NCA 4%
+    """The regime grid's trials differ up to fourfold in tokens (0.8M or 3.3M downstream, NCA 4%
     or 16%): each cell is priced at its own plan, and the scratch runs of the budgets and recipes
     the baseline phase does not train are priced once, spread over the trials."""
     import itertools
