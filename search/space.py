@@ -345,4 +345,6 @@ def sample(trial: optuna.Trial, space: dict[str, ParamSpec]) -> Setting:
 
 def _check_choice(field: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
-        raise ValueError(f"{field} {value!r} is not one of {', '.join(valid)}")
+        named = ", ".join(v for v in valid if v)
+        empty = " (or empty: the study's)" if "" in valid else ""
+        raise ValueError(f"{field} {value!r} is not one of {named}{empty}")
