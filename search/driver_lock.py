@@ -149,7 +149,7 @@ def acquire_study(storage: BaseStorage, storage_spec: str, study_name: str,
 
 
 def _study_id(storage: BaseStorage, study_name: str, directions: Sequence[str]) -> int:
-    """The study's id, creating it (quietly: nothing is logged) when it does not exist yet."""
+    """The study's id, creating it when it does not exist yet."""
     try:
         return storage.get_study_id_from_name(study_name)
     except KeyError:

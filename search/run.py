@@ -132,6 +132,10 @@ def _executor(config: StudyConfig) -> BaseExecutor:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    # Optuna's INFO lines ("A new study created", "Using an existing study") would come before
+    # a refusal's one line, and from whichever racing driver created the study; the board's
+    # first line says new or resumed instead.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     lock: StudyLock | None = None
     try:
         budget_s = _budget_s(args)
@@ -147,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             lock.release()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     workers = config.trials_at_once
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
                                  trial_s=_known_trial_s(config, context, study))
-    board.message(f"study {config.study.name!r} ({config.study.domain}, preset {context.preset}, "
-                  f"{config.study.executor} x{workers}) -> {config.storage_url}")
+    on_record = f"resumed, {len(study.trials)} trials on record" if study.trials else "new"
+    board.message(f"study {config.study.name!r} ({on_record}; {config.study.domain}, preset "
+                  f"{context.preset}, {config.study.executor} x{workers}) -> {config.storage_url}")
     events = DriverEvents(
         on_trial_end=lambda t, s: board.trial_line(console.trial_line(t, s)),
         on_message=board.message, on_tick=board.tick,

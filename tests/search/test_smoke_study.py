@@ -68,6 +68,8 @@ def test_smoke_study_completes(smoke_run):
     assert attrs["upstream"]["uniform_loss"] > 0
     assert json.loads(study.user_attrs["config"])["study"]["name"] == "smoke"
     out = result.stdout
+    assert "[search] study 'smoke' (new; code" in out
+    assert "[I " not in result.stderr, "Optuna's INFO lines are not the driver's to print"
     assert "scratch" in out and "paper setting" in out and "optuna-dashboard" in out
     assert out.count(" COMPLETE ") + out.count(" PRUNED ") >= 4
 
@@ -79,6 +81,7 @@ def test_rerun_resumes_without_redoing(smoke_run):
     assert result.returncode == 0, result.stderr
     after = [(t.number, t.state, t.datetime_complete) for t in _load(tmp_path).get_trials()]
     assert after == before
+    assert f"[search] study 'smoke' (resumed, {len(before)} trials on record; " in result.stdout
 
 
 def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(tmp_path):
