@@ -402,7 +402,12 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
         if cal is None:
             raise ValueError("no finished trials to go by: a calibration is needed")
         finished = [f / n if n else 0.0 for f, n in _anchor_seeds_finished(config, context)]
-        per = _per_trial(config, context, cal, done, left, finished)
+        anchors = _planned(config, context, _anchor_settings(config))
+        sampled = _planned(config, context, _sampled_settings(config))
+        per = _per_trial(config, context, cal, anchors, sampled, range(done, done + left), finished)
+        if per:  # the scratch runs trials train themselves, spread over them
+            own = _own_scratch_s(context, cal, [*anchors, *sampled])
+            per = [t + own / len(per) for t in per]
         source = "calibration"
     # a baseline job runs every distinct scratch run of its seed (matched, paper, proxy) on
     # every domain, at the study's default setting
@@ -410,9 +415,6 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
                for one in context.per_domain())
     base = 0.0 if not todo or cal is None else (
         math.ceil(len(todo) / workers) * runs * baseline_s(cal, plan(config, context, Setting())))
-    if per and cal is not None and measured is None:  # spread over the trials that train them
-        own = _own_scratch_s(config, context, cal)
-        per = [t + own / len(per) for t in per]
     # Trials run `workers` at a time; the longest one bounds a study shorter than that.
     trials_wall = max(max(per, default=0.0), sum(per) / max(1, workers))
     mean = sum(per) / len(per) if per else (measured or 0.0)
@@ -421,22 +423,26 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
                     total_s=base + trials_wall, source=source)
 
 
-def _own_scratch_s(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration
-                   ) -> float:
-    """The scratch runs trials train themselves: those of the anchors and of what sampled trials
-    may train (``_sampled_settings``) that the baseline phase does not compute (another budget,
+def _own_scratch_s(context: trial_lib.TrialContext, cal: Calibration,
+                   planned: list[tuple[Setting, Plan]]) -> float:
+    """The scratch runs trials train themselves: those of the ``planned`` settings (the anchors and
+    what sampled trials may train) that the baseline phase does not compute (another budget,
     recipe or lr than the default setting's) and that are not cached. The first trial that needs
     one trains it, once per seed; later ones read it back."""
     stages = context.per_domain()
     phase = {trial_lib.baseline_path(one, run, seed) for one in stages for seed in context.seeds
              for run in trial_lib.study_scratch_runs(one)}
     own: dict[Path, Plan] = {}
-    for setting in [*_anchor_settings(config), *_sampled_settings(config)]:
-        p = plan(config, context, setting)
+    for setting, p in planned:
         need = {trial_lib.baseline_path(one, run, seed) for one in stages for seed in context.seeds
                 for run in scratch_runs(resolve(setting, one), one)}
         own |= {path: p for path in need - phase if not path.is_file()}
     return sum(baseline_s(cal, p) for p in own.values())
+
+
+def _planned(config: StudyConfig, context: trial_lib.TrialContext, settings: list[Setting]
+             ) -> list[tuple[Setting, Plan]]:
+    return [(s, plan(config, context, s)) for s in settings]
 
 
 _COST_KNOBS = ("alphabet", "domain_tokens", "nca_fraction", "nca_tokens", "recipe", "embed_init",
@@ -467,24 +473,24 @@ def _sampled_settings(config: StudyConfig) -> list[Setting]:
 
 
 def _per_trial(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration,
-               done: int, left: int, finished: list[float]) -> list[float]:
-    """Anchors run first, each at its own plan, less their ``finished`` seeds; sampled trials
-    average what they may train."""
-    anchors = _anchor_settings(config)
-    sampled = [trial_s(cal, plan(config, context, s), s.alphabet)
-               for s in _sampled_settings(config)]
+               anchors: list[tuple[Setting, Plan]], sampled: list[tuple[Setting, Plan]],
+               numbers: range, finished: list[float]) -> list[float]:
+    """Trials ``numbers``: anchors run first, each at its own plan, less their ``finished`` seeds;
+    sampled trials average what they may train."""
+    sampled_s = [trial_s(cal, p, s.alphabet) for s, p in sampled]
     if any((spec := config.space_map.get(n)) is not None and spec.searched and not spec.choices
            for n in _SCRATCH_KNOBS):  # a matched scratch run per seed and domain, shared by none
         probe = plan(config, context)
-        sampled = [t + len(context.seeds) * probe.domains * baseline_s(cal, probe) for t in sampled]
+        sampled_s = [t + len(context.seeds) * probe.domains * baseline_s(cal, probe)
+                     for t in sampled_s]
     out = []
-    for i in range(done, done + left):
+    for i in numbers:
         if i < len(anchors):
-            a = anchors[i]
-            out.append(trial_s(cal, plan(config, context, a), a.alphabet, finished[i])
-                       if a.source != "none" else cal.startup_s)
+            a, p = anchors[i]
+            out.append(trial_s(cal, p, a.alphabet, finished[i]) if a.source != "none"
+                       else cal.startup_s)
         else:
-            out.append(sum(sampled) / len(sampled))
+            out.append(sum(sampled_s) / len(sampled_s))
     return out
 
 

@@ -191,7 +191,7 @@ def test_a_grid_is_priced_cell_by_cell(tmp_path):
     assert sorted((s.recipe, s.domain_tokens, s.nca_fraction) for s in cells) == sorted(
         itertools.product(["paper", "proxy"], [819200, 3276800], [0.04, 0.16]))
     cell_s = [cost.trial_s(cal, cost.plan(config, context, s), s.alphabet) for s in cells]
-    own = cost._own_scratch_s(config, context, cal)
+    own = cost._own_scratch_s(context, cal, cost._planned(config, context, cells))
     assert own > 0  # the 3.3M scratch runs: not the default setting's
     est = cost.estimate(config, context, cal)
     assert est.trial_s == pytest.approx(statistics.mean(cell_s) + own / 8)
