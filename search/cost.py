@@ -460,8 +460,9 @@ def _sampled_settings(config: StudyConfig) -> list[Setting]:
     values: dict[str, list[Any]] = {}
     for name in _COST_KNOBS:
         spec = config.space_map.get(name)
-        if spec is not None and spec.searched:
-            values[name] = list(spec.choices or [v for v in (spec.low, spec.high) if v is not None])
+        if spec is None or not spec.searched or (name in _SCRATCH_KNOBS and not spec.choices):
+            continue  # a ranged scratch knob costs a matched scratch run per trial (_per_trial)
+        values[name] = list(spec.choices or [v for v in (spec.low, spec.high) if v is not None])
     probe = _probe_setting(config)
     integer = {"alphabet", "domain_tokens", "nca_tokens"}
     out = []
