@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     workers = config.trials_at_once
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
                                  trial_s=_known_trial_s(config, context, study))
-    on_record = f"resumed, {len(study.trials)} trials on record" if study.trials else "new"
-    board.message(f"study {config.study.name!r} ({on_record}; {config.study.domain}, preset "
+    known = len(study.get_trials(deepcopy=False))
+    state = f"resumed, {known} trials on record" if known else "new"
+    board.message(f"study {config.study.name!r} ({state}; {config.study.domain}, preset "
                   f"{context.preset}, {config.study.executor} x{workers}) -> {config.storage_url}")
     events = DriverEvents(
         on_trial_end=lambda t, s: board.trial_line(console.trial_line(t, s)),
