@@ -89,16 +89,28 @@ def watched(tmp_path_factory):
     done = threading.Event()
 
     def poll() -> None:
+        """``search.status --json --watch`` left running beside the study, as a user would: one
+        Python start, then a look every 0.3 s (the training stages of this study last seconds
+        in all; a process started per look missed them on a fast machine)."""
         while not done.is_set() and not mid:
-            if (tmp_path / "run" / "journal.log").is_file():
-                out = _status(tmp_path, "--json")
-                if out.returncode == 0:
-                    studies = json.loads(out.stdout)["studies"]
+            if not (tmp_path / "run" / "journal.log").is_file():
+                time.sleep(0.2)
+                continue
+            watch = subprocess.Popen(
+                [sys.executable, "-m", "search.status", str(tmp_path / "run"), "--json",
+                 "--watch", "0.3"], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True)
+            try:
+                for line in watch.stdout:  # one JSON document per look; ends if status exits
+                    studies = json.loads(line)["studies"]
                     if any(_training(t) for s in studies for t in s["trials"]):
                         mid.append(studies[0])
-            # the training stages of this study last seconds in all: look often (each look
-            # starts a Python process, which slows the study a little)
-            time.sleep(1.0)
+                    if mid or done.is_set():
+                        break
+            finally:
+                watch.kill()
+                watch.wait()
+            time.sleep(0.2)  # status exited early (the study not yet written): look again
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
