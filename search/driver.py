@@ -222,11 +222,13 @@ class Driver:
     def _start(self, trial: optuna.Trial, setting: Setting) -> None:
         """Lease ``trial`` and submit its job."""
         _leases.grant(self.study, _optuna.trial_id(trial))
+        work_dir = self._work_dir(trial)
+        trial.set_user_attr("job_work_dir", str(work_dir.absolute()))  # search.status reads it
         payload = jobs.TrialPayload(
             storage=self.config.storage_url, study_name=self.study.study_name,
             trial_id=_optuna.trial_id(trial), setting=setting, context=self.context,
             pruner=self.config.pruner, objectives=self.config.study.objectives,
-            work_dir=str(self._work_dir(trial)),
+            work_dir=str(work_dir),
             artifact_dir=str(self.config.run_dir / "artifacts"),
             prunable=not trial.user_attrs["kind"].startswith("anchor"),
         )

@@ -81,7 +81,7 @@ def study_status(study: optuna.Study, now: float | None = None,
     config = _config(study)
     target = int(config.get("study", {}).get("n_trials", 0))
     counts = tally.trial_counts(trials)
-    running = [_running(t, config, now, run_dir) for t in trials if t.state == TrialState.RUNNING]
+    running = [_running(t, now, run_dir) for t in trials if t.state == TrialState.RUNNING]
     finished = sum(counts.values())
     left = max(0, target - finished - len(running)) if target else 0
     workers = _workers(config)
@@ -99,9 +99,8 @@ def study_status(study: optuna.Study, now: float | None = None,
             "started": min(starts, default=now), "projected_end": end, "trials": running}
 
 
-def _running(t: optuna.trial.FrozenTrial, config: dict[str, Any], now: float,
-             run_dir: str | None) -> dict[str, Any]:
-    progress = _progress(t, config, run_dir)
+def _running(t: optuna.trial.FrozenTrial, now: float, run_dir: str | None) -> dict[str, Any]:
+    progress = _progress(t, run_dir)
     started = t.datetime_start.timestamp() if t.datetime_start else now
     attrs = t.user_attrs
     job = attrs.get("job_slurm_job_id")
@@ -117,17 +116,21 @@ def _running(t: optuna.trial.FrozenTrial, config: dict[str, Any], now: float,
             "progress": progress.to_dict() if progress else None}
 
 
-def _progress(t: optuna.trial.FrozenTrial, config: dict[str, Any],
-              run_dir: str | None) -> Progress | None:
-    """The newest of the work folder's file (when this machine sees it) and the user attribute."""
+def _progress(t: optuna.trial.FrozenTrial, run_dir: str | None) -> Progress | None:
+    """The newest of the work folder's file (when this machine sees it) and the user attribute.
+
+    The driver records the folder it gave the trial; a ``run_dir`` given here stands in for the
+    run folder it lies in (the same run seen under another path, as from another machine).
+    """
     candidates = []
-    s = config.get("study", {})
-    origin = t.user_attrs.get("origin", t.number)
-    folders = {run_dir, s.get("run_dir") or f"runs/{s.get('name', '')}"}
-    for folder in (f for f in folders if f is not None):
-        record = read_progress(progress_path(Path(folder) / "trials" / f"{origin:05d}"))
-        if record is not None and record.trial == t.number:
-            candidates.append(record)
+    recorded = t.user_attrs.get("job_work_dir")
+    if recorded:
+        folders = {Path(recorded)} | ({Path(run_dir) / "trials" / Path(recorded).name}
+                                      if run_dir else set())
+        for folder in folders:
+            record = read_progress(progress_path(folder))
+            if record is not None and record.trial == t.number:
+                candidates.append(record)
     if isinstance(t.user_attrs.get("progress"), dict):
         try:
             candidates.append(Progress.from_dict(t.user_attrs["progress"]))

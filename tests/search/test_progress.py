@@ -157,3 +157,32 @@ def test_reporter_writes_the_file_and_a_rate_limited_user_attribute(tmp_path, mo
     reporter.progress("domain", 0, 500, 1000, val_loss=2.0, scratch_loss=2.1)
     assert attr()["stage"] == "domain" and attr()["val_loss"] == 2.0
     assert attr()["tokens_left"] == 500 + 1100
+
+
+def test_status_reads_the_work_folder_the_driver_recorded(tmp_path):
+    """search.status shows the worker's file (written every 2 s and at each stage change), not
+    the user attribute (every 10 s), from the folder the driver recorded, or from that folder's
+    name under the run folder it is given (the run seen under another path)."""
+    from search import status
+    from search.progress import progress_path
+
+    study = optuna.create_study()
+    trial = study.ask()
+    old = Progress(trial=trial.number, seed_index=0, n_seeds=2, stage="starting", tokens=0,
+                   total=0, updated_at=1000.0)
+    study._storage.set_trial_user_attr(trial._trial_id, "progress", old.to_dict())
+    recorded = tmp_path / "run" / "trials" / "00000-abc"
+    study._storage.set_trial_user_attr(trial._trial_id, "job_work_dir", str(recorded))
+
+    def stage(run_dir=None):
+        (row,) = status.study_status(study, now=1010.0, run_dir=run_dir)["trials"]
+        return row["progress"]["stage"]
+
+    assert stage() == "starting", "no file yet: the attribute"
+    ProgressWriter(progress_path(recorded), trial=trial.number, n_seeds=2,
+                   clock=lambda: 1005.0).update("domain", 0, 10, 100)
+    assert stage() == "domain"
+    moved = tmp_path / "elsewhere"
+    (moved / "trials").mkdir(parents=True)
+    recorded.rename(moved / "trials" / recorded.name)
+    assert stage() == "starting" and stage(str(moved)) == "domain"
