@@ -111,21 +111,25 @@ def _trial_row(number: int, describe: str, started: float, progress: Progress | 
 
 
 def _baseline_row(driver: Driver, started: float) -> Row:
-    """The baseline jobs run side by side: one row sums their tokens and throughput."""
+    """The baseline phase in one row: its seeds' jobs run ``max_in_flight`` at a time, so a seed
+    already finished counts whole, a running one as far as it got, and a waiting one as left."""
     from search import jobs  # the driver has it loaded; search.status does not need torch
 
     seeds = driver.baselines_running
-    records = [read_progress(jobs.baseline_progress_path(driver.context, s)) for s in seeds]
-    live = [p for p in records if p is not None and p.updated_at >= started - 1.0]
+    records = {s: read_progress(jobs.baseline_progress_path(driver.context, s)) for s in seeds}
+    live = {s: p for s, p in records.items() if p is not None and p.updated_at >= started - 1.0}
     merged = None
     if live:
+        # each job counts every scratch run of its seed (recipes, domains): the same for all
+        per_seed = max(p.total for p in live.values())
+        done = [s for s in seeds if jobs.baseline_cached(driver.context, s)]
+        running = [p for s, p in live.items() if s not in done]
+        tokens = per_seed * len(done) + sum(p.tokens for p in running)
         merged = Progress(trial=-1, seed_index=0, n_seeds=len(seeds), stage="scratch",
-                          tokens=sum(p.tokens for p in live),
-                          # each job counts every scratch run of its seed (recipes, domains)
-                          total=max(p.total for p in live) * len(seeds),
-                          tokens_per_s=sum(p.tokens_per_s for p in live),
-                          tokens_left=sum(p.tokens_left for p in live),
-                          updated_at=max(p.updated_at for p in live))
+                          tokens=tokens, total=per_seed * len(seeds),
+                          tokens_per_s=sum(p.tokens_per_s for p in running),
+                          tokens_left=per_seed * len(seeds) - tokens,
+                          updated_at=max(p.updated_at for p in live.values()))
     return Row(label="baselines", setting=f"scratch, seeds {list(seeds)}", started=started,
                progress=merged)
 

@@ -163,3 +163,34 @@ def test_baseline_row_counts_every_scratch_run_of_its_seeds(tmp_path):
     driver = SimpleNamespace(baselines_running=(0, 1), context=context)
     progress = board_lib._baseline_row(driver, started).progress
     assert progress is not None and (progress.tokens, progress.total) == (3000, 6000)
+
+
+def test_baseline_row_counts_finished_and_waiting_seeds(tmp_path):
+    """One job at a time (a one-trial study): seed 0 finished, seed 1 half done, seed 2 waiting.
+    The row's ETA is the phase's (what is left at the running job's rate), not the job's."""
+    import time
+    from types import SimpleNamespace
+
+    from search import jobs
+    from search import trial as trial_lib
+    from search.progress import ProgressWriter
+    from search.trial import TrialContext
+
+    context = TrialContext(domain="code", data="", tokenizer="byte", preset="tiny",
+                           nca_tokens=1, domain_tokens=1000, seeds=(0, 1, 2),
+                           cache_dir=str(tmp_path))
+    started = time.time()
+    for seed, done in ((0, 1800), (1, 1000)):  # 2000 tokens a job, in 20 s
+        path = jobs.baseline_progress_path(context, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        times = iter([started, started + 20.0])
+        writer = ProgressWriter(path, trial=-1, n_seeds=3, clock=times.__next__)
+        writer.update("scratch", seed, 0, 2000, tokens_left=2000)
+        writer.update("scratch", seed, done, 2000, tokens_left=2000 - done)
+    for run in trial_lib.study_scratch_runs(context):  # seed 0's last write came before its end
+        trial_lib.baseline_path(context, run, 0).write_text("{}")
+    assert jobs.baseline_cached(context, 0) and not jobs.baseline_cached(context, 1)
+    driver = SimpleNamespace(baselines_running=(0, 1, 2), context=context)
+    progress = board_lib._baseline_row(driver, started).progress
+    assert (progress.tokens, progress.total, progress.tokens_left) == (3000, 6000, 3000)
+    assert progress.tokens_per_s == 50.0 and progress.eta_s() == 60.0
