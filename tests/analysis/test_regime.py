@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -95,3 +96,27 @@ def test_missing_storage_or_no_trials_exits_2_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none.log" in err[0]
     assert not (tmp_path / "regime.md").exists()
+
+
+@pytest.mark.parametrize("command", ["regime", "bands"])
+def test_published_regime_results_regenerate_identically(command, tmp_path, monkeypatch):
+    """studies/results/regime/ (the regime map, the band sweep) is what its committed journals
+    give today, by the commands studies/results/README.md names."""
+    from analysis import report
+
+    root = Path(__file__).resolve().parents[2]
+    runs = "studies/results/regime/runs"
+    published = root / "studies" / "results" / "regime" / ("" if command == "regime" else "bands")
+    out = tmp_path / command
+    monkeypatch.chdir(root)  # the reports name the storage as given, relative to the repository
+    if command == "regime":
+        assert regime.main(["--storage", f"{runs}/regime/journal.log", "--out", str(out)]) == 0
+    else:
+        assert report.main(["--storage", f"{runs}/regime-bands-code/journal.log",
+                            "--storage", f"{runs}/regime-bands-web/journal.log",
+                            "--out", str(out)]) == 0
+    written = sorted(p.relative_to(out) for p in out.glob("*") if p.suffix in (".csv", ".md"))
+    assert len(written) >= 4
+    for rel in written:
+        text = (out / rel).read_text().replace(str(out), str(published.relative_to(root)))
+        assert text == (published / rel).read_text(), f"{rel} differs from the published one"
