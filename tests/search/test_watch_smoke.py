@@ -91,7 +91,7 @@ def watched(tmp_path_factory):
     def poll() -> None:
         """``search.status --json --watch`` left running beside the study, as a user would: one
         Python start, then a look every 0.3 s (the training stages of this study last seconds
-        in all; a process started per look missed them on a fast machine)."""
+        in all)."""
         while not done.is_set() and not mid:
             if not (tmp_path / "run" / "journal.log").is_file():
                 time.sleep(0.2)
