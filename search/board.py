@@ -88,7 +88,7 @@ def snapshot(driver: Driver, started: float, *, trial_s: float | None = None) ->
     counts = trial_counts(trials)
     rows = [_trial_row(r.number, r.describe, r.started, read_progress(progress_path(r.work_dir)),
                        r.info) for r in driver.running()]
-    if driver.baselines_running:
+    if driver.baseline_phase_seeds:
         rows.insert(0, _baseline_row(driver, started))
     running = len(driver.running())
     left = max(0, driver.config.study.n_trials - driver.finished_count() - running)
@@ -115,7 +115,7 @@ def _baseline_row(driver: Driver, started: float) -> Row:
     already finished counts whole, a running one as far as it got, and a waiting one as left."""
     from search import jobs  # the driver has it loaded; search.status does not need torch
 
-    seeds = driver.baselines_running
+    seeds = driver.baseline_phase_seeds
     records = {s: read_progress(jobs.baseline_progress_path(driver.context, s)) for s in seeds}
     live = {s: p for s, p in records.items() if p is not None and p.updated_at >= started - 1.0}
     merged = None

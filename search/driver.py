@@ -110,8 +110,8 @@ class Driver:
     _inflight: dict[int, _InFlight] = field(default_factory=dict)
     _last_recovery: float = 0.0
     _last_heartbeat: float = 0.0
-    baselines_running: tuple[int, ...] = ()
-    """Seeds whose scratch baselines are being computed right now."""
+    baseline_phase_seeds: tuple[int, ...] = ()
+    """Seeds of the baseline phase under way (finished, running and waiting); empty after it."""
     _last_tick: float = 0.0
 
     def run(self) -> None:
@@ -167,7 +167,7 @@ class Driver:
         if not todo:
             return
         self._say(f"computing scratch baselines for seeds {todo}")
-        self.baselines_running = tuple(todo)
+        self.baseline_phase_seeds = tuple(todo)
         max_retries = self.config.study.max_retries
         lost = _baselines.compute(
             todo, lambda seed: self.executor.submit(self.baseline_fn, (self.context, seed)),
@@ -177,7 +177,7 @@ class Driver:
             raise BaselineLostError(
                 f"scratch baseline for seed {lost.seed} was lost {lost.attempts} times "
                 f"(last: {lost.reason}); max_retries = {max_retries}")
-        self.baselines_running = ()
+        self.baseline_phase_seeds = ()
 
     def _wait_for_baselines(self) -> None:
         time.sleep(_POLL_S)

@@ -160,7 +160,7 @@ def test_baseline_row_counts_every_scratch_run_of_its_seeds(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         ProgressWriter(path, trial=-1, n_seeds=2).update("scratch", seed, 1500, 3000,
                                                          tokens_left=1500)
-    driver = SimpleNamespace(baselines_running=(0, 1), context=context)
+    driver = SimpleNamespace(baseline_phase_seeds=(0, 1), context=context)
     progress = board_lib._baseline_row(driver, started).progress
     assert progress is not None and (progress.tokens, progress.total) == (3000, 6000)
 
@@ -190,7 +190,7 @@ def test_baseline_row_counts_finished_and_waiting_seeds(tmp_path):
     for run in trial_lib.study_scratch_runs(context):  # seed 0's last write came before its end
         trial_lib.baseline_path(context, run, 0).write_text("{}")
     assert jobs.baseline_cached(context, 0) and not jobs.baseline_cached(context, 1)
-    driver = SimpleNamespace(baselines_running=(0, 1, 2), context=context)
+    driver = SimpleNamespace(baseline_phase_seeds=(0, 1, 2), context=context)
     progress = board_lib._baseline_row(driver, started).progress
     assert (progress.tokens, progress.total, progress.tokens_left) == (3000, 6000, 3000)
     assert progress.tokens_per_s == 50.0 and progress.eta_s() == 60.0
