@@ -64,6 +64,7 @@ class _InFlight:
     trial: optuna.Trial
     setting: Setting
     job: BaseJob
+    work_dir: Path
     started: float
     renewed: float = 0.0
 
@@ -150,7 +151,8 @@ class Driver:
             if job is not None and "setting" in t.user_attrs:
                 trial = optuna.Trial(self.study, _optuna.trial_id(t))
                 setting = setting_from_json(t.user_attrs["setting"])
-                self._inflight[t.number] = _InFlight(trial, setting, job, now, now)
+                self._inflight[t.number] = _InFlight(trial, setting, job, self._work_dir(trial),
+                                                     now, now)
                 _leases.grant(self.study, _optuna.trial_id(t))
                 self._say(f"trial {t.number}: reattached to its job {job.info}")
             elif _leases.is_dead(t.system_attrs, now):
@@ -236,7 +238,7 @@ class Driver:
         job = self.executor.submit(self.trial_fn, payload)
         for key, value in job.info.items():
             trial.set_user_attr(f"job_{key}", value)
-        self._inflight[trial.number] = _InFlight(trial, setting, job, started, time.time())
+        self._inflight[trial.number] = _InFlight(trial, setting, job, work_dir, started, time.time())
 
     def _fail_unrealisable(self, trial: optuna.Trial, exc: ValueError) -> None:
         """A proposal no Setting can hold fails its own trial (counted, not retried).
@@ -316,7 +318,7 @@ class Driver:
     def running(self) -> list[Running]:
         """The trials in flight now, oldest first."""
         return [Running(number=n, describe=item.setting.describe(),
-                        work_dir=self._work_dir(item.trial), started=item.started,
+                        work_dir=item.work_dir, started=item.started,
                         info=dict(item.job.info))
                 for n, item in sorted(self._inflight.items())]
 

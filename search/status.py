@@ -124,13 +124,13 @@ def _progress(t: optuna.trial.FrozenTrial, run_dir: str | None) -> Progress | No
     """
     candidates = []
     recorded = t.user_attrs.get("job_work_dir")
-    if recorded:
-        folders = {Path(recorded)} | ({Path(run_dir) / "trials" / Path(recorded).name}
-                                      if run_dir else set())
-        for folder in folders:
-            record = read_progress(progress_path(folder))
-            if record is not None and record.trial == t.number:
-                candidates.append(record)
+    folders = [Path(recorded)] if recorded else []
+    if recorded and run_dir:
+        folders.append(Path(run_dir) / "trials" / Path(recorded).name)
+    for folder in folders:
+        record = read_progress(progress_path(folder))
+        if record is not None and record.trial == t.number:
+            candidates.append(record)
     if isinstance(t.user_attrs.get("progress"), dict):
         try:
             candidates.append(Progress.from_dict(t.user_attrs["progress"]))

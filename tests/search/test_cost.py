@@ -145,9 +145,9 @@ def test_trials_at_once_on_slurm_is_its_limit_of_jobs_in_flight():
 
 
 def test_scratch_runs_at_another_budget_are_priced_in_the_trials(tmp_path):
-    """A study whose trials train at another downstream budget than its default setting (the
-    13.1M regime cell) trains those scratch runs in its trials, not in the baseline phase;
-    cached, they cost nothing."""
+    """A study whose trials train at another downstream budget than its default setting (a
+    regime grid's other cells) trains those scratch runs in its trials, not in the baseline
+    phase; cached, they cost nothing."""
     from search import trial as trial_lib
     from search.plan import resolve, scratch_runs
     from search.space import Setting
