@@ -89,7 +89,7 @@ def snapshot(driver: Driver, started: float, *, trial_s: float | None = None) ->
     rows = [_trial_row(r.number, r.describe, r.started, read_progress(progress_path(r.work_dir)),
                        r.info) for r in driver.running()]
     if driver.baseline_phase_seeds:
-        rows.insert(0, _baseline_row(driver, started))
+        rows.insert(0, _baseline_row(driver))
     running = len(driver.running())
     left = max(0, driver.config.study.n_trials - driver.finished_count() - running)
     per_trial = mean_trial_s(trials) or trial_s
@@ -110,28 +110,10 @@ def _trial_row(number: int, describe: str, started: float, progress: Progress | 
                where=where)
 
 
-def _baseline_row(driver: Driver, started: float) -> Row:
-    """The baseline phase in one row: its seeds' jobs run ``max_in_flight`` at a time, so a seed
-    already finished counts whole, a running one as far as it got, and a waiting one as left."""
-    from search import jobs  # the driver has it loaded; search.status does not need torch
-
-    seeds = driver.baseline_phase_seeds
-    records = {s: read_progress(jobs.baseline_progress_path(driver.context, s)) for s in seeds}
-    live = {s: p for s, p in records.items() if p is not None and p.updated_at >= started - 1.0}
-    merged = None
-    if live:
-        # each job counts every scratch run of its seed (recipes, domains): the same for all
-        per_seed = max(p.total for p in live.values())
-        done = [s for s in seeds if jobs.baseline_cached(driver.context, s)]
-        running = [p for s, p in live.items() if s not in done]
-        tokens = per_seed * len(done) + sum(p.tokens for p in running)
-        merged = Progress(trial=-1, seed_index=0, n_seeds=len(seeds), stage="scratch",
-                          tokens=tokens, total=per_seed * len(seeds),
-                          tokens_per_s=sum(p.tokens_per_s for p in running),
-                          tokens_left=per_seed * len(seeds) - tokens,
-                          updated_at=max(p.updated_at for p in live.values()))
-    return Row(label="baselines", setting=f"scratch, seeds {list(seeds)}", started=started,
-               progress=merged)
+def _baseline_row(driver: Driver) -> Row:
+    """The baseline phase in one row (``Driver.baseline_progress``)."""
+    return Row(label="baselines", setting=f"scratch, seeds {list(driver.baseline_phase_seeds)}",
+               started=driver.baseline_started, progress=driver.baseline_progress())
 
 
 def project_end(now: float, etas: list[float | None], left: int, workers: int,

@@ -34,6 +34,7 @@ from search import _baselines, _leases, _optuna, _proposals, jobs
 from search._proposals import setting_from_json
 from search.config import StudyConfig
 from search.executors import BaseExecutor, BaseJob
+from search.progress import BASELINE_PHASE_ATTR, Progress
 from search.space import Setting
 from search.tally import counts_towards_n_trials, is_infeasible
 
@@ -113,6 +114,8 @@ class Driver:
     _last_heartbeat: float = 0.0
     baseline_phase_seeds: tuple[int, ...] = ()
     """Seeds of the baseline phase under way (finished, running and waiting); empty after it."""
+    baseline_started: float = 0.0
+    _baseline_published: float = 0.0
     _last_tick: float = 0.0
 
     def run(self) -> None:
@@ -167,24 +170,46 @@ class Driver:
         """
         todo = [s for s in self.config.study.seeds if not jobs.baseline_cached(self.context, s)]
         if not todo:
+            if self.study.user_attrs.get(BASELINE_PHASE_ATTR, {}).get("running"):
+                self._publish_baseline_phase()  # a dead driver's phase, finished meanwhile
             return
         self._say(f"computing scratch baselines for seeds {todo}")
-        self.baseline_phase_seeds = tuple(todo)
+        self.baseline_phase_seeds, self.baseline_started = tuple(todo), time.time()
         max_retries = self.config.study.max_retries
-        lost = _baselines.compute(
-            todo, lambda seed: self.executor.submit(self.baseline_fn, (self.context, seed)),
-            at_once=self.max_in_flight, max_retries=max_retries, wait=self._wait_for_baselines,
-            say=self._say)
+        try:
+            lost = _baselines.compute(
+                todo, lambda seed: self.executor.submit(self.baseline_fn, (self.context, seed)),
+                at_once=self.max_in_flight, max_retries=max_retries,
+                wait=self._wait_for_baselines, say=self._say)
+        finally:
+            self.baseline_phase_seeds = ()
+            self._publish_baseline_phase()
         if lost is not None:
             raise BaselineLostError(
                 f"scratch baseline for seed {lost.seed} was lost {lost.attempts} times "
                 f"(last: {lost.reason}); max_retries = {max_retries}")
-        self.baseline_phase_seeds = ()
+
+    def baseline_progress(self) -> Progress | None:
+        """The baseline phase under way as one record (None before its first job reports)."""
+        return jobs.baseline_phase_progress(self.context, self.baseline_phase_seeds,
+                                            self.baseline_started)
 
     def _wait_for_baselines(self) -> None:
         time.sleep(_POLL_S)
         self._beat()  # baselines can outlast the study lease
+        if time.time() - self._baseline_published >= jobs.PROGRESS_ATTR_EVERY_S:
+            self._publish_baseline_phase()
         self._tick()
+
+    def _publish_baseline_phase(self) -> None:
+        """The phase as a study attribute, for search.status on any machine: its seeds, start
+        and progress while it runs (every ``PROGRESS_ATTR_EVERY_S``), ``running: False`` after."""
+        progress = self.baseline_progress() if self.baseline_phase_seeds else None
+        self._baseline_published = time.time()
+        self.study.set_user_attr(BASELINE_PHASE_ATTR, {
+            "running": bool(self.baseline_phase_seeds), "seeds": list(self.baseline_phase_seeds),
+            "started": self.baseline_started, "updated_at": self._baseline_published,
+            "progress": progress.to_dict() if progress else None})
 
     # -- the loop ------------------------------------------------------------------------------
 

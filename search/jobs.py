@@ -29,6 +29,7 @@ __all__ = [
     "TrialPayload",
     "TrialResult",
     "baseline_cached",
+    "baseline_phase_progress",
     "baseline_progress_path",
     "make_pruner",
     "run_baseline_job",
@@ -258,3 +259,24 @@ def baseline_cached(context: TrialContext, seed: int) -> bool:
     every domain of a multi-domain study)."""
     return all(trial_lib.baseline_path(one, run, seed).is_file()
                for one in context.per_domain() for run in trial_lib.study_scratch_runs(one))
+
+
+def baseline_phase_progress(context: TrialContext, seeds: tuple[int, ...],
+                            since: float) -> progress_lib.Progress | None:
+    """The baseline phase over ``seeds`` as one record, from its jobs' files written ``since``
+    (None before the first job reports). Its jobs run some at a time, so a seed already finished
+    counts whole, a running one as far as it got, and a waiting one as left."""
+    records = {s: progress_lib.read_progress(baseline_progress_path(context, s)) for s in seeds}
+    live = {s: p for s, p in records.items() if p is not None and p.updated_at >= since - 1.0}
+    if not live:
+        return None
+    # each job counts every scratch run of its seed (recipes, domains): the same for all
+    per_seed = max(p.total for p in live.values())
+    done = [s for s in seeds if baseline_cached(context, s)]
+    running = [p for s, p in live.items() if s not in done]
+    tokens = per_seed * len(done) + sum(p.tokens for p in running)
+    return progress_lib.Progress(trial=-1, seed_index=0, n_seeds=len(seeds), stage="scratch",
+                                 tokens=tokens, total=per_seed * len(seeds),
+                                 tokens_per_s=sum(p.tokens_per_s for p in running),
+                                 tokens_left=per_seed * len(seeds) - tokens,
+                                 updated_at=max(p.updated_at for p in live.values()))

@@ -29,6 +29,7 @@ from typing import Any
 from ncaio import atomic_write_json as write_json_atomic
 
 __all__ = [
+    "BASELINE_PHASE_ATTR",
     "FILE_NAME",
     "STAGE_LABELS",
     "Progress",
@@ -43,6 +44,9 @@ STAGE_LABELS = {"starting": "starting", "data": "NCA data", "nca": "NCA stage",
                 "transfer": "transfer", "domain": "domain stage", "scratch": "scratch baseline",
                 "artifacts": "artifacts"}
 """How each stage reads on the board."""
+BASELINE_PHASE_ATTR = "baseline_phase"
+"""The study user attribute where the driver publishes its baseline phase (seeds, start,
+progress, ``running``) for ``search.status`` on any machine: its jobs have no trial to write to."""
 
 _log = logging.getLogger(__name__)
 

@@ -9,7 +9,9 @@ Usage:
 Prints each study with its counts and best value, then its running trials: stage, tokens,
 throughput, validation loss next to scratch's, where it runs (host and pid, or Slurm job id and
 state), elapsed and ETA. Progress comes from the trial's ``progress.json`` when this machine sees
-its work folder, else from the ``progress`` user attribute the worker updates every 10 s.
+its work folder, else from the ``progress`` user attribute the worker updates every 10 s. While
+the scratch baselines run (before any trial), one row shows their phase, which the driver
+publishes as a study attribute every 10 s.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from optuna.trial import TrialState
 from search import board as board_lib
 from search import tally
 from search._toml import ConfigError
-from search.progress import Progress, progress_path, read_progress
+from search.progress import BASELINE_PHASE_ATTR, Progress, progress_path, read_progress
 from search.storage import StorageError
 
 if TYPE_CHECKING:
@@ -82,13 +84,15 @@ def study_status(study: optuna.Study, now: float | None = None,
     target = int(config.get("study", {}).get("n_trials", 0))
     counts = tally.trial_counts(trials)
     running = [_running(t, now, run_dir) for t in trials if t.state == TrialState.RUNNING]
+    baselines = _baselines(study, now)
     finished = sum(counts.values())
     left = max(0, target - finished - len(running)) if target else 0
     workers = _workers(config)
     per_trial = tally.mean_trial_s(trials)
-    etas = [r["eta_s"] for r in running]
+    etas = [r["eta_s"] for r in running] + ([baselines["eta_s"]] if baselines else [])
     end = board_lib.project_end(now, etas, left, workers, per_trial)
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start]
+    starts += [baselines["started"]] if baselines else []
     best = tally.best_text(study, trials)
     best_value = None
     if best and len(study.directions) == 1:
@@ -96,7 +100,23 @@ def study_status(study: optuna.Study, now: float | None = None,
     return {"study": study.study_name, "domain": study.user_attrs.get("domain", ""),
             "preset": study.user_attrs.get("preset", ""), "n_trials": target, **counts,
             "running": len(running), "left": left, "best": best_value, "best_text": best,
-            "started": min(starts, default=now), "projected_end": end, "trials": running}
+            "started": min(starts, default=now), "projected_end": end, "trials": running,
+            "baselines": baselines}
+
+
+def _baselines(study: optuna.Study, now: float) -> dict[str, Any] | None:
+    """The scratch-baseline phase its driver publishes (search.driver), while it runs."""
+    phase = study.user_attrs.get(BASELINE_PHASE_ATTR)
+    if not isinstance(phase, dict) or not phase.get("running"):
+        return None
+    progress = Progress.from_dict(phase["progress"]) if phase.get("progress") else None
+    silent = now - float(phase.get("updated_at", now))
+    started = float(phase.get("started", now))
+    return {"seeds": phase.get("seeds", []), "started": started, "elapsed_s": now - started,
+            "eta_s": progress.eta_s() if progress else None,
+            "state": f"no word from its driver for {board_lib.fmt_duration(silent)}"
+            if silent > STALE_S else "",
+            "progress": progress.to_dict() if progress else None}
 
 
 def _running(t: optuna.trial.FrozenTrial, now: float, run_dir: str | None) -> dict[str, Any]:
@@ -202,7 +222,7 @@ def render(statuses: list[dict[str, Any]], now: float | None = None) -> Renderab
                       str(s["failed"]), str(s["running"]), str(s["left"]), best)
     parts: list[Any] = [table]
     for s in statuses:
-        if s["trials"]:
+        if s["trials"] or s["baselines"]:
             parts += ["", board_lib.render(_snapshot(s, now))]
     return Group(*parts)
 
@@ -212,6 +232,12 @@ def _snapshot(s: dict[str, Any], now: float) -> board_lib.Snapshot:
                                progress=Progress.from_dict(r["progress"]) if r["progress"] else None,
                                where=" ".join(x for x in (r["where"], r["state"]) if x))
                  for r in s["trials"])
+    if s["baselines"]:
+        b = s["baselines"]
+        rows = (board_lib.Row(label="baselines", setting=f"scratch, seeds {b['seeds']}",
+                              started=b["started"], where=b["state"],
+                              progress=Progress.from_dict(b["progress"]) if b["progress"] else None),
+                *rows)
     return board_lib.Snapshot(study=s["study"], now=now, started=s["started"],
                               complete=s["complete"], pruned=s["pruned"], failed=s["failed"],
                               running=s["running"], left=s["left"], rows=rows,

@@ -64,3 +64,19 @@ def staged_trial(payload: TrialPayload) -> TrialResult:
                                   scratch_loss=None if val is None else val + 0.05)
                 time.sleep(STAGE_S / steps)
     return TrialResult(state="complete", values=[value_of(payload)])
+
+
+def reporting_baseline(args) -> float:
+    """Writes its seed's progress as a baseline job does: 500 of 1000 tokens in 10 s."""
+    from search import jobs
+    from search.progress import ProgressWriter
+
+    context, seed = args
+    path = jobs.baseline_progress_path(context, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    times = iter([now, now + 10.0])
+    writer = ProgressWriter(path, trial=-1, n_seeds=len(context.seeds), clock=times.__next__)
+    writer.update("scratch", 0, 0, 1000, tokens_left=1000)
+    writer.update("scratch", 0, 500, 1000, tokens_left=500)
+    return 1.0

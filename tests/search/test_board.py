@@ -145,7 +145,6 @@ def test_baseline_row_counts_every_scratch_run_of_its_seeds(tmp_path):
     """A baseline job trains every scratch run of its seed (recipes, domains): the row's total is
     the jobs' own, so its tokens never pass it."""
     import time
-    from types import SimpleNamespace
 
     from search import jobs
     from search.progress import ProgressWriter
@@ -160,8 +159,7 @@ def test_baseline_row_counts_every_scratch_run_of_its_seeds(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         ProgressWriter(path, trial=-1, n_seeds=2).update("scratch", seed, 1500, 3000,
                                                          tokens_left=1500)
-    driver = SimpleNamespace(baseline_phase_seeds=(0, 1), context=context)
-    progress = board_lib._baseline_row(driver, started).progress
+    progress = jobs.baseline_phase_progress(context, (0, 1), started)
     assert progress is not None and (progress.tokens, progress.total) == (3000, 6000)
 
 
@@ -169,7 +167,6 @@ def test_baseline_row_counts_finished_and_waiting_seeds(tmp_path):
     """One job at a time (a one-trial study): seed 0 finished, seed 1 half done, seed 2 waiting.
     The row's ETA is the phase's (what is left at the running job's rate), not the job's."""
     import time
-    from types import SimpleNamespace
 
     from search import jobs
     from search import trial as trial_lib
@@ -190,7 +187,6 @@ def test_baseline_row_counts_finished_and_waiting_seeds(tmp_path):
     for run in trial_lib.study_scratch_runs(context):  # seed 0's last write came before its end
         trial_lib.baseline_path(context, run, 0).write_text("{}")
     assert jobs.baseline_cached(context, 0) and not jobs.baseline_cached(context, 1)
-    driver = SimpleNamespace(baseline_phase_seeds=(0, 1, 2), context=context)
-    progress = board_lib._baseline_row(driver, started).progress
+    progress = jobs.baseline_phase_progress(context, (0, 1, 2), started)
     assert (progress.tokens, progress.total, progress.tokens_left) == (3000, 6000, 3000)
     assert progress.tokens_per_s == 50.0 and progress.eta_s() == 60.0

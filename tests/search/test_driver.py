@@ -235,3 +235,43 @@ def test_unrealisable_proposal_fails_its_trial_not_the_driver(tmp_path):
                for t in odd)
     assert len(trials) == 6 and not study.get_trials(states=(TrialState.RUNNING,))
     assert all(t.state == TrialState.COMPLETE for t in trials if t not in odd)
+
+
+def test_baseline_phase_is_published_for_status_and_closed_after(tmp_path):
+    """search.status on another machine sees the phase only through the study: the driver
+    publishes its seeds and merged progress while it runs and ``running: False`` after."""
+    from search.progress import BASELINE_PHASE_ATTR
+
+    cfg = _config(tmp_path)
+    cfg.cache_dir.mkdir(parents=True)
+    seen = []
+    driver = Driver(config=cfg, study=open_study(cfg, _context(cfg)), executor=InlineExecutor(),
+                    context=_context(cfg), baseline_fn=_fakes.reporting_baseline,
+                    events=DriverEvents(on_tick=lambda d: seen.append(
+                        d.study.user_attrs.get(BASELINE_PHASE_ATTR))))
+    driver.ensure_baselines()
+    first = seen[0]
+    assert first["running"] and first["seeds"] == [0, 1]
+    progress = first["progress"]  # seed 0 half done at 50 tokens/s, seed 1 waiting
+    assert (progress["tokens"], progress["total"], progress["tokens_left"]) == (500, 2000, 1500)
+    assert progress["tokens_per_s"] == 50.0
+    assert driver.study.user_attrs[BASELINE_PHASE_ATTR]["running"] is False
+
+
+def test_a_dead_drivers_baseline_phase_is_closed_when_its_seeds_are_cached(tmp_path):
+    from search import trial as trial_lib
+    from search.progress import BASELINE_PHASE_ATTR
+
+    cfg = _config(tmp_path)
+    cfg.cache_dir.mkdir(parents=True)
+    context = _context(cfg)
+    study = open_study(cfg, context)
+    study.set_user_attr(BASELINE_PHASE_ATTR, {"running": True, "seeds": [0, 1]})
+    for seed in (0, 1):  # its jobs finished after their driver died (Slurm)
+        for run in trial_lib.study_scratch_runs(context):
+            path = trial_lib.baseline_path(context, run, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+    Driver(config=cfg, study=study, executor=InlineExecutor(), context=context,
+           baseline_fn=_fakes.fake_baseline).ensure_baselines()
+    assert study.user_attrs[BASELINE_PHASE_ATTR]["running"] is False

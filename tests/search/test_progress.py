@@ -186,3 +186,34 @@ def test_status_reads_the_work_folder_the_driver_recorded(tmp_path):
     (moved / "trials").mkdir(parents=True)
     recorded.rename(moved / "trials" / recorded.name)
     assert stage() == "starting" and stage(str(moved)) == "domain"
+
+
+def test_status_shows_the_baseline_phase_its_driver_published():
+    """Before any trial, search.status shows the phase the driver publishes: a row with its
+    progress and ETA, in the projected end; flagged when the driver went quiet; gone after."""
+    from rich.console import Console
+
+    from search import status
+    from search.progress import BASELINE_PHASE_ATTR
+
+    study = optuna.create_study()
+    record = Progress(trial=-1, seed_index=0, n_seeds=3, stage="scratch", tokens=1000,
+                      total=6000, tokens_per_s=50.0, tokens_left=5000, updated_at=1000.0)
+    phase = {"running": True, "seeds": [0, 1, 2], "started": 900.0, "updated_at": 1000.0,
+             "progress": record.to_dict()}
+    study.set_user_attr(BASELINE_PHASE_ATTR, phase)
+
+    seen = status.study_status(study, now=1010.0)
+    baselines = seen["baselines"]
+    assert baselines["eta_s"] == 100.0 and baselines["elapsed_s"] == 110.0
+    assert baselines["state"] == "" and seen["projected_end"] == 1110.0
+    assert seen["started"] == 900.0, "the study's elapsed time counts its baseline phase"
+    console = Console(width=200, record=True)
+    console.print(status.render([seen], now=1010.0))
+    text = console.export_text()
+    assert "baselines" in text and "1.0k/6.0k" in text, text
+
+    quiet = status.study_status(study, now=1000.0 + status.STALE_S + 60)["baselines"]
+    assert quiet["state"] == "no word from its driver for 6m00s"
+    study.set_user_attr(BASELINE_PHASE_ATTR, {**phase, "running": False})
+    assert status.study_status(study, now=1010.0)["baselines"] is None
