@@ -14,9 +14,9 @@ instead. Pruned trials end early, so for a fresh study the figure is an upper bo
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 import json
-import math
 import re
 import socket
 import subprocess
@@ -114,6 +114,9 @@ class Estimate:
     baseline_seeds: tuple[int, ...]
     """Seeds whose scratch baselines still have to be computed."""
     baseline_s: float
+    baseline_trained: float = 0.0
+    """Share of those seeds' scratch training done before (cached runs, a stopped job's stage
+    checkpoint): ``baseline_s`` prices only the rest."""
     trial_s: float
     """Mean seconds of one trial."""
     total_s: float
@@ -409,18 +412,32 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
             own = _own_scratch_s(context, cal, [*anchors, *sampled])
             per = [t + own / len(per) for t in per]
         source = "calibration"
-    # a baseline job runs every distinct scratch run of its seed (matched, paper, proxy) on
-    # every domain, at the study's default setting
-    runs = sum(len({r.plan for r in trial_lib.study_scratch_runs(one)})
-               for one in context.per_domain())
-    base = 0.0 if not todo or cal is None else (
-        math.ceil(len(todo) / workers) * runs * baseline_s(cal, plan(config, context, Setting())))
+    trained, base = _baseline_phase(config, context, cal, todo, workers)
     # Trials run `workers` at a time; the longest one bounds a study shorter than that.
     trials_wall = max(max(per, default=0.0), sum(per) / max(1, workers))
     mean = sum(per) / len(per) if per else (measured or 0.0)
     return Estimate(trials_total=config.study.n_trials, trials_done=done, workers=workers,
-                    baseline_seeds=todo, baseline_s=base, trial_s=mean,
+                    baseline_seeds=todo, baseline_s=base, baseline_trained=trained, trial_s=mean,
                     total_s=base + trials_wall, source=source)
+
+
+def _baseline_phase(config: StudyConfig, context: trial_lib.TrialContext,
+                    cal: Calibration | None, todo: tuple[int, ...], workers: int
+                    ) -> tuple[float, float]:
+    """(share already trained, seconds) of the baseline phase: a job per seed, ``workers`` at a
+    time in seed order, each training what is left of every distinct scratch run of its seed
+    (matched, paper, proxy) on every domain, at the study's default setting."""
+    if not todo or cal is None:
+        return 0.0, 0.0
+    runs = [(one, run) for one in context.per_domain()
+            for run in {r.plan: r for r in trial_lib.study_scratch_runs(one)}.values()]
+    left = [sum(1.0 - trial_lib.scratch_share_trained(one, run, seed) for one, run in runs)
+            for seed in todo]
+    run_s = baseline_s(cal, plan(config, context, Setting()))
+    free = [0.0] * max(1, workers)  # when each worker is next free
+    for seed_left in left:
+        heapq.heappush(free, heapq.heappop(free) + seed_left * run_s)
+    return 1.0 - sum(left) / (len(runs) * len(todo)), max(free)
 
 
 def _own_scratch_s(context: trial_lib.TrialContext, cal: Calibration,

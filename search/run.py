@@ -280,7 +280,9 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
             f"{est.workers} workers side by side run {cal.parallel_slowdown:.2f}x slower each"
             if est.workers > 1 else "one trial at a time"),
         (f"  estimate:    {fmt_duration(est.total_s)} on this machine (scratch baselines "
-         f"{fmt_duration(est.baseline_s)} for seeds {list(est.baseline_seeds)}, then "
+         f"{fmt_duration(est.baseline_s)} for seeds {list(est.baseline_seeds)}"
+         + (f", {est.baseline_trained:.0%} of them trained before" if est.baseline_trained else "")
+         + ", then "
          f"{est.trials_left} trial(s) of ~{fmt_duration(est.trial_s)}, {est.workers} at a time; "
          f"from {est.source})"),
     ]

@@ -448,11 +448,15 @@ def _stage_checkpoint(entry: Path) -> Iterator[Path]:
     """The checkpoint of a stage whose result is the cache entry ``entry`` (written inside the
     block): a job stopped mid-stage resumes from it instead of starting over (a scratch run at
     13M tokens outlasts a session here); removed once ``entry`` is written."""
-    partial = entry.with_suffix(".partial.pt")
+    partial = _partial_path(entry)
     _resumable(partial)
     yield partial
     partial.unlink(missing_ok=True)
     sidecar_path(partial).unlink(missing_ok=True)
+
+
+def _partial_path(entry: Path) -> Path:
+    return entry.with_suffix(".partial.pt")
 
 
 def _resumable(path: Path | None) -> Path | None:
@@ -579,6 +583,23 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
                 data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss}
                 write_verified_json(path, data)
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
+
+
+def scratch_share_trained(context: TrialContext, run: ScratchRun, seed: int) -> float:
+    """Share of the scratch run ``run`` of ``seed`` already trained (for the estimate): 1 when
+    cached, its stage checkpoint's tokens at the last evaluation when a stopped job left one."""
+    path = baseline_path(context, run, seed)
+    if path.is_file():
+        return 1.0
+    partial = _partial_path(path)
+    if not partial.is_file():
+        return 0.0
+    try:
+        state = load_checkpoint(partial)
+    except ValueError:  # damaged, or replaced while read: the job sets it aside or resumes
+        return 0.0
+    tokens = state["curve"][-1][0] if state["curve"] else 0
+    return min(1.0, tokens / state["train_config"]["total_tokens"])
 
 
 def _read_baseline(path: Path) -> dict[str, Any]:

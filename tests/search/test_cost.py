@@ -137,6 +137,28 @@ def test_a_local_trial_gets_the_cores_of_the_trials_that_run_at_once(tmp_path, s
     assert status._workers(json.loads(config.to_json())) == config.trials_at_once
 
 
+def test_baseline_phase_prices_only_what_is_left_of_each_seed(tmp_path, monkeypatch):
+    """A resumed phase: seed 0's first scratch run cached, seed 1's stopped half way (its stage
+    checkpoint; tests/search/test_resumable_baseline.py reads a real one). Two workers, a job per
+    seed: seed 1's 1.5 runs left bound the phase, and 1.5 of its 4 runs were trained before; one
+    worker trains the 2.5 runs left one after another."""
+    from search import trial as trial_lib
+
+    config, context = _setup(tmp_path)
+    cal = _cal()
+    first, _ = {run.plan: None for run in trial_lib.study_scratch_runs(context)}  # paper, proxy
+    trained = {(0, first): 1.0, (1, first): 0.5}
+    monkeypatch.setattr(trial_lib, "scratch_share_trained",
+                        lambda one, run, seed: trained.get((seed, run.plan), 0.0))
+    run_s = cost.baseline_s(cal, cost.plan(config, context, cost.Setting()))
+    est = cost.estimate(config, context, cal)
+    assert est.baseline_s == pytest.approx(1.5 * run_s) and est.baseline_trained == 0.375
+    one = cost.estimate(load_study_config("smoke", {"study": {
+        "workers": 1, "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}}),
+        context, cal)
+    assert one.baseline_s == pytest.approx(2.5 * run_s)
+
+
 def test_trials_at_once_on_slurm_is_its_limit_of_jobs_in_flight():
     slurm = load_study_config("smoke", {"study": {"executor": "slurm", "n_trials": 1},
                                         "slurm": {"max_in_flight": 5}})

@@ -51,8 +51,11 @@ def test_a_stopped_scratch_run_resumes_and_ends_as_an_uninterrupted_one(tmp_path
     run = trial_lib.study_scratch_runs(cold)[0]
     want = trial_lib.scratch_baseline(cold, run, 0)
     context = _context(tmp_path / "cache")
+    assert trial_lib.scratch_share_trained(context, run, 0) == 0.0
     partial = _stopped_after(context, run, 5)
+    assert trial_lib.scratch_share_trained(context, run, 0) == 0.5  # the estimate's view
     got, steps = _resumed(context, run)
+    assert trial_lib.scratch_share_trained(context, run, 0) == 1.0
     assert steps[0] == 5 * _STEP  # from the checkpoint at step 4, not from the start
     assert got.final_loss == want.final_loss and got.curve == want.curve
     assert not partial.exists() and not list(partial.parent.glob("*.partial.pt*"))
@@ -67,6 +70,7 @@ def test_a_damaged_stage_checkpoint_is_set_aside_and_the_run_starts_over(tmp_pat
     data = bytearray(partial.read_bytes())
     data[len(data) // 2] ^= 0x01
     partial.write_bytes(bytes(data))
+    assert trial_lib.scratch_share_trained(context, run, 0) == 0.0, "the run starts over"
     got, steps = _resumed(context, run)
     warning = capsys.readouterr().err
     assert "stage checkpoint" in warning and "damaged" in warning, warning
