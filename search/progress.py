@@ -30,6 +30,7 @@ from ncaio import atomic_write_json as write_json_atomic
 
 __all__ = [
     "BASELINE_PHASE_ATTR",
+    "ESTIMATED_TRIAL_ATTR",
     "FILE_NAME",
     "STAGE_LABELS",
     "Progress",
@@ -47,6 +48,9 @@ STAGE_LABELS = {"starting": "starting", "data": "NCA data", "nca": "NCA stage",
 BASELINE_PHASE_ATTR = "baseline_phase"
 """The study user attribute where the driver publishes its baseline phase (seeds, start,
 progress, ``running``) for ``search.status`` on any machine: its jobs have no trial to write to."""
+ESTIMATED_TRIAL_ATTR = "estimated_trial_s"
+"""The study user attribute with the driver's estimate of one trial's seconds (search.cost), from
+which ``search.status`` projects the end until the study has finished trials of its own."""
 
 _log = logging.getLogger(__name__)
 

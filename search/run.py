@@ -35,6 +35,7 @@ from search.config import DOMAINS, EXECUTORS, StudyConfig, load_study_config
 from search.driver import Driver, DriverEvents, StudyStopped
 from search.driver_lock import StudyBusyError, StudyLock, acquire_study
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
+from search.progress import ESTIMATED_TRIAL_ATTR
 from search.storage import StorageError, check_storage, open_storage
 
 
@@ -152,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     workers = config.trials_at_once
+    trial_s = _known_trial_s(config, context, study)
+    if trial_s is not None:  # search.status projects the end from it too
+        study.set_user_attr(ESTIMATED_TRIAL_ATTR, trial_s)
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
-                                 trial_s=_known_trial_s(config, context, study))
+                                 trial_s=trial_s)
     known = len(study.get_trials(deepcopy=False))
     state = f"resumed, {known} trials on record" if known else "new"
     board.message(f"study {config.study.name!r} ({state}; {config.study.domain}, preset "

@@ -31,7 +31,13 @@ from optuna.trial import TrialState
 from search import board as board_lib
 from search import tally
 from search._toml import ConfigError
-from search.progress import BASELINE_PHASE_ATTR, Progress, progress_path, read_progress
+from search.progress import (
+    BASELINE_PHASE_ATTR,
+    ESTIMATED_TRIAL_ATTR,
+    Progress,
+    progress_path,
+    read_progress,
+)
 from search.storage import StorageError
 
 if TYPE_CHECKING:
@@ -88,7 +94,7 @@ def study_status(study: optuna.Study, now: float | None = None,
     finished = sum(counts.values())
     left = max(0, target - finished - len(running)) if target else 0
     workers = _workers(config)
-    per_trial = tally.mean_trial_s(trials)
+    per_trial = tally.mean_trial_s(trials) or study.user_attrs.get(ESTIMATED_TRIAL_ATTR)
     etas = [r["eta_s"] for r in running] + ([baselines["eta_s"]] if baselines else [])
     end = board_lib.project_end(now, etas, left, workers, per_trial)
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start]

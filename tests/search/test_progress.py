@@ -190,7 +190,7 @@ def test_status_reads_the_work_folder_the_driver_recorded(tmp_path):
 
 def test_status_shows_the_baseline_phase_its_driver_published():
     """Before any trial, search.status shows the phase the driver publishes: a row with its
-    progress and ETA, in the projected end; flagged when the driver went quiet; gone after."""
+    progress and ETA, in the projected end with the driver's estimate of a trial; flagged when the driver went quiet; gone after."""
     from rich.console import Console
 
     from search import status
@@ -202,17 +202,20 @@ def test_status_shows_the_baseline_phase_its_driver_published():
     phase = {"running": True, "seeds": [0, 1, 2], "started": 900.0, "updated_at": 1000.0,
              "progress": record.to_dict()}
     study.set_user_attr(BASELINE_PHASE_ATTR, phase)
+    study.set_user_attr("config", json.dumps({"study": {"n_trials": 1, "executor": "local"}}))
 
     seen = status.study_status(study, now=1010.0)
     baselines = seen["baselines"]
     assert baselines["eta_s"] == 100.0 and baselines["elapsed_s"] == 110.0
-    assert baselines["state"] == "" and seen["projected_end"] == 1110.0
+    assert baselines["state"] == "" and seen["projected_end"] is None, "no trial time known"
     assert seen["started"] == 900.0, "the study's elapsed time counts its baseline phase"
     console = Console(width=200, record=True)
     console.print(status.render([seen], now=1010.0))
     text = console.export_text()
     assert "baselines" in text and "1.0k/6.0k" in text, text
 
+    study.set_user_attr(status.ESTIMATED_TRIAL_ATTR, 600.0)  # the driver's, until trials end
+    assert status.study_status(study, now=1010.0)["projected_end"] == 1010.0 + 100.0 + 600.0
     quiet = status.study_status(study, now=1000.0 + status.STALE_S + 60)["baselines"]
     assert quiet["state"] == "no word from its driver for 6m00s"
     study.set_user_attr(BASELINE_PHASE_ATTR, {**phase, "running": False})
