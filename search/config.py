@@ -93,8 +93,10 @@ class StudySection:
         if self.tokenizer not in ("byte", "bpe"):
             raise ConfigError(f"tokenizer {self.tokenizer!r} is not one of byte, bpe")
         self._resolve_objectives()
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds {list(self.seeds)!r} must be a non-empty list of distinct ints")
+        if (not self.seeds or len(set(self.seeds)) != len(self.seeds)
+                or not all(isinstance(s, int) and s >= 0 for s in self.seeds)):
+            raise ConfigError(f"seeds {list(self.seeds)!r} must be a non-empty list of distinct "
+                              "ints >= 0")
         for name in ("n_trials", "workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)!r} must be >= 1")

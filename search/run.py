@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lock: StudyLock | None = None
     try:
+        if args.heartbeat <= 0:
+            raise ConfigError(f"--heartbeat {args.heartbeat:g}: give seconds > 0")
         budget_s = _budget_s(args)
         config = load_config(args)
         check_storage(config.storage_url, workers=config.study.workers)
@@ -207,9 +209,12 @@ def _budget_s(args: argparse.Namespace) -> float | None:
     if not args.time_budget:
         return None
     try:
-        return cost.parse_duration(args.time_budget)
+        budget = cost.parse_duration(args.time_budget)
     except ValueError as exc:
         raise ConfigError(f"--time-budget: {exc}") from None
+    if budget <= 0:
+        raise ConfigError(f"--time-budget {args.time_budget!r}: give a duration > 0 (45m, 2h)")
+    return budget
 
 
 def _known_trial_s(config: StudyConfig, context: trial_lib.TrialContext,

@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         args.storage, args.run_dir = args.run_dir, str(Path(args.run_dir).parent)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        if args.watch is not None and args.watch <= 0:
+            raise ConfigError(f"--watch {args.watch:g}: give seconds > 0")
         storage = resolve_storage(args.run_dir, args.storage)
         statuses = gather(storage, args.study, args.run_dir)
     except (ConfigError, StorageError) as exc:

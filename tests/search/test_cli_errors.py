@@ -1,4 +1,4 @@
-"""Bad input to `python -m search.run`: exit 2, one line naming the value, nothing written."""
+"""Bad input to `python -m search.run` and `search.status`: exit 2, one line naming the value, nothing written."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def _study_file(tmp_path, body):
         (["--study", "smoke", "--storage", "sqlite:///x.db", "--workers", "2"], "SQLite"),
         (["--study", "smoke", "--storage", "ftp://host/x"], "ftp://"),
         (["--study", "smoke", "--seeds", "a,b"], "--seeds"),
+        (["--study", "smoke", "--seeds", "0,-1"], "[0, -1]"),
+        (["--study", "smoke", "--heartbeat", "0"], "--heartbeat 0"),
+        (["--study", "smoke", "--time-budget", "0m"], "'0m'"),
         (["--domain", "math", "--preset", "tiny"], "math"),
         (["--study", "smoke", "--data", "/no/such/corpus.jsonl"], "/no/such/corpus.jsonl"),
     ],
@@ -124,3 +127,14 @@ def test_benchmarks_refuse_bad_input_in_one_line(module, args, needle):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1"])
+def test_status_refuses_a_watch_period_it_cannot_sleep(tmp_path, seconds):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "journal.log").touch()
+    result = subprocess.run([sys.executable, "-m", "search.status", str(tmp_path / "run"),
+                             "--watch", seconds], cwd=REPO, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: --watch {seconds}: give seconds > 0"), result.stderr
