@@ -152,6 +152,12 @@ def _main(argv: list[str]) -> int:
     unknown = [n for n in names if n not in PRESETS]
     if unknown:
         ap.error(f"{unknown} not presets; valid: {', '.join(PRESETS)}")
+    for name in ("threads", "steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            ap.error(f"--{name} {value}: give an integer >= 1")
+    if args.max_step_s <= 0:
+        ap.error(f"--max-step-s {args.max_step_s:g}: give seconds > 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

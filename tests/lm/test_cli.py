@@ -119,3 +119,10 @@ def test_presets_and_bench_print_figures():
     assert bench["matmul_gflops"] > 0 and bench["presets"]["tiny"]["tokens_per_s"] > 0
     assert set(bench["presets"]["tiny"]) >= {"tokens_per_s", "model_gflops", "mfu"}
     assert "paper-1.6b" in bench["skipped"]
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--steps", "0"], ["--max-step-s", "-1"]])
+def test_bench_refuses_counts_it_cannot_run(args):
+    proc = _run("-m", "lm.bench", "--presets", "tiny", *args, check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and args[0] in last and "error:" in last, proc.stderr
