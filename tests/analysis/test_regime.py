@@ -25,11 +25,12 @@ def _effect(recipe: str, tokens: int, seed: int) -> tuple[float, float]:
     return -10.0 + noise, -10.0 + noise
 
 
-def _journal(path, budgets=(100_000, 1_000_000, 10_000_000, 100_000_000)):
+def _journal(path, budgets=(100_000, 1_000_000, 10_000_000, 100_000_000),
+             recipes=("paper", "proxy"), name="regime"):
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(path)))
-    study = optuna.create_study(study_name="regime", storage=storage, direction="maximize")
-    for recipe in ("paper", "proxy"):
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    for recipe in recipes:
         for tokens in budgets:
             t = study.ask()
             seeds = [0, 1, 2]
@@ -89,6 +90,22 @@ def test_a_crossing_outside_the_measured_budgets_says_it_is_extrapolated(tmp_pat
     flip = pd.read_csv(out / "sign_flip.csv").set_index(["recipe", "effect"]).loc[("paper", "nca")]
     assert flip["flip_tokens"] == pytest.approx(1e7, rel=1e-3)
     assert flip["flip"].endswith("extrapolated above the measured 0.1M-1.0M"), flip["flip"]
+
+
+def test_a_longer_cell_from_another_study_joins_the_map(tmp_path):
+    """As published: the grid's journal, and a second study's one cell at a longer budget for
+    one recipe only. The map holds 5 cells (the missing ones left blank), and the line of that
+    recipe runs through its 3 budgets, so its crossing is no longer extrapolated."""
+    out = tmp_path / "out"
+    grid = _journal(tmp_path / "grid.log", budgets=(1e5, 1e6))
+    longer = _journal(tmp_path / "long.log", budgets=(1e8,), recipes=("paper",), name="long")
+    assert regime.main(["--storage", str(grid), "--storage", str(longer), "--out", str(out)]) == 0
+    assert len(pd.read_csv(out / "cells.csv")) == 5
+    flips = pd.read_csv(out / "sign_flip.csv").set_index(["recipe", "effect"])
+    paper, proxy = flips.loc[("paper", "nca")], flips.loc[("proxy", "nca")]
+    assert paper["budgets"] == "0.1M, 1.0M, 100.0M" and proxy["budgets"] == "0.1M, 1.0M"
+    assert paper["flip_tokens"] == pytest.approx(1e7, rel=1e-3) and "extrapolated" not in paper["flip"]
+    assert (out / "figures" / "regime_heat.png").stat().st_size > 1000
 
 
 def test_missing_storage_or_no_trials_exits_2_with_one_line(tmp_path, capsys):
