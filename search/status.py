@@ -86,15 +86,16 @@ def study_status(study: optuna.Study, now: float | None = None,
     this machine sees the study's run folder when its config names another (a relative path)."""
     now = time.time() if now is None else now
     trials = study.get_trials(deepcopy=False)
-    config = _config(study)
+    attrs = study.user_attrs  # one read of the storage
+    config = _config(attrs)
     target = int(config.get("study", {}).get("n_trials", 0))
     counts = tally.trial_counts(trials)
     running = [_running(t, now, run_dir) for t in trials if t.state == TrialState.RUNNING]
-    baselines = _baselines(study, now)
+    baselines = _baselines(attrs, now)
     finished = sum(counts.values())
     left = max(0, target - finished - len(running)) if target else 0
     workers = _workers(config)
-    per_trial = tally.mean_trial_s(trials) or study.user_attrs.get(ESTIMATED_TRIAL_ATTR)
+    per_trial = tally.mean_trial_s(trials) or attrs.get(ESTIMATED_TRIAL_ATTR)
     etas = [r["eta_s"] for r in running] + ([baselines["eta_s"]] if baselines else [])
     end = board_lib.project_end(now, etas, left, workers, per_trial)
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start]
@@ -103,16 +104,16 @@ def study_status(study: optuna.Study, now: float | None = None,
     best_value = None
     if best and len(study.directions) == 1:
         best_value = {"trial": study.best_trial.number, "value": study.best_trial.value}
-    return {"study": study.study_name, "domain": study.user_attrs.get("domain", ""),
-            "preset": study.user_attrs.get("preset", ""), "n_trials": target, **counts,
+    return {"study": study.study_name, "domain": attrs.get("domain", ""),
+            "preset": attrs.get("preset", ""), "n_trials": target, **counts,
             "running": len(running), "left": left, "best": best_value, "best_text": best,
             "started": min(starts, default=now), "projected_end": end, "trials": running,
             "baselines": baselines}
 
 
-def _baselines(study: optuna.Study, now: float) -> dict[str, Any] | None:
-    """The scratch-baseline phase its driver publishes (search.driver), while it runs."""
-    phase = study.user_attrs.get(BASELINE_PHASE_ATTR)
+def _baselines(attrs: dict[str, Any], now: float) -> dict[str, Any] | None:
+    """The scratch-baseline phase the study's driver publishes (search.driver), while it runs."""
+    phase = attrs.get(BASELINE_PHASE_ATTR)
     if not isinstance(phase, dict) or not phase.get("running"):
         return None
     progress = Progress.from_dict(phase["progress"]) if phase.get("progress") else None
@@ -165,9 +166,9 @@ def _progress(t: optuna.trial.FrozenTrial, run_dir: str | None) -> Progress | No
     return max(candidates, key=lambda p: p.updated_at, default=None)
 
 
-def _config(study: optuna.Study) -> dict[str, Any]:
+def _config(attrs: dict[str, Any]) -> dict[str, Any]:
     try:
-        return json.loads(study.user_attrs.get("config", "{}"))
+        return json.loads(attrs.get("config", "{}"))
     except ValueError:
         return {}
 
