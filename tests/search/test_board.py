@@ -141,8 +141,8 @@ def test_a_board_that_cannot_draw_never_stops_the_study(caplog):
     assert len([r for r in caplog.records if "could not be drawn" in r.message]) == 1
 
 
-def test_baseline_row_counts_every_scratch_run_of_its_seeds(tmp_path):
-    """A baseline job trains every scratch run of its seed (recipes, domains): the row's total is
+def test_baseline_phase_counts_every_scratch_run_of_its_seeds(tmp_path):
+    """A baseline job trains every scratch run of its seed (recipes, domains): the phase's total is
     the jobs' own, so its tokens never pass it."""
     import time
 
@@ -163,9 +163,9 @@ def test_baseline_row_counts_every_scratch_run_of_its_seeds(tmp_path):
     assert progress is not None and (progress.tokens, progress.total) == (3000, 6000)
 
 
-def test_baseline_row_counts_finished_and_waiting_seeds(tmp_path):
+def test_baseline_phase_counts_finished_and_waiting_seeds(tmp_path):
     """One job at a time (a one-trial study): seed 0 finished, seed 1 half done, seed 2 waiting.
-    The row's ETA is the phase's (what is left at the running job's rate), not the job's."""
+    The phase's ETA (the board's row, search.status' row) is (what is left at the running job's rate), not the job's."""
     import time
 
     from search import jobs
