@@ -165,7 +165,8 @@ def test_baseline_phase_counts_every_scratch_run_of_its_seeds(tmp_path):
 
 def test_baseline_phase_counts_finished_and_waiting_seeds(tmp_path):
     """One job at a time (a one-trial study): seed 0 finished, seed 1 half done, seed 2 waiting.
-    The phase's ETA (the board's row, search.status' row) is (what is left at the running job's rate), not the job's."""
+    The phase's ETA (the board's and search.status' row) is what is left of the phase at the
+    running job's rate, not what is left of the job."""
     import time
 
     from search import jobs
