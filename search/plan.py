@@ -121,11 +121,18 @@ def content_key(data: Any) -> str:
     return ncaio.content_key(data, default=str)
 
 
+LM_COMMAND_LINES = frozenset({"bench.py", "cli.py"})
+"""``python -m lm.bench`` and ``python -m lm.cli``: no library module imports them
+(tests/test_imports.py), so they are left out of ``lm_source_key``."""
+
+
 @cache
 def lm_source_key() -> str:
-    """Hash of the ``lm`` package's source: editing a preset, the trainer or the model changes
-    every key that depends on them, with no version to bump by hand."""
-    return ncaio.source_key(sorted(Path(lm.__file__).resolve().parent.glob("*.py")))
+    """Hash of the ``lm`` package's library source: editing a preset, the trainer or the model
+    changes every key that depends on them, with no version to bump by hand; editing a command
+    line (a benchmark's flags) retrains nothing."""
+    files = sorted(Path(lm.__file__).resolve().parent.glob("*.py"))
+    return ncaio.source_key([f for f in files if f.name not in LM_COMMAND_LINES])
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:

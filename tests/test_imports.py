@@ -120,6 +120,19 @@ def test_imports_follow_the_layering(package: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+def test_no_library_module_imports_an_lm_command_line() -> None:
+    """The cache keys leave lm's command lines out of lm's source (search.plan.lm_source_key):
+    sound only while nothing a trial runs imports them."""
+    from search.plan import LM_COMMAND_LINES
+
+    lines = {f"lm.{Path(name).stem}" for name in LM_COMMAND_LINES}
+    bad = [f"{path.relative_to(REPO)}:{imp.line} imports {imp.module}"
+           for package in PACKAGES for path in _modules(package)
+           if _module_name(path) not in lines
+           for imp in _imports(path) if imp.module in lines]
+    assert not bad, "\n".join(bad)
+
+
 def test_the_checker_sees_every_kind_of_import(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A rule test that parses nothing would pass: check the parser on each form."""
