@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["Board", "LiveBoard", "PlainBoard", "QuietBoard", "Row", "Snapshot", "make_board",
-           "project_end", "snapshot"]
+__all__ = ["Board", "LiveBoard", "PlainBoard", "QuietBoard", "Row", "Snapshot", "baseline_row",
+           "make_board", "project_end", "snapshot"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -89,7 +89,8 @@ def snapshot(driver: Driver, started: float, *, trial_s: float | None = None) ->
     rows = [_trial_row(r.number, r.describe, r.started, read_progress(progress_path(r.work_dir)),
                        r.info) for r in driver.running()]
     if driver.baseline_phase_seeds:
-        rows.insert(0, _baseline_row(driver))
+        rows.insert(0, baseline_row(driver.baseline_phase_seeds, driver.baseline_started,
+                                    driver.baseline_progress()))
     running = len(driver.running())
     left = max(0, driver.config.study.n_trials - driver.finished_count() - running)
     per_trial = mean_trial_s(trials) or trial_s
@@ -110,10 +111,11 @@ def _trial_row(number: int, describe: str, started: float, progress: Progress | 
                where=where)
 
 
-def _baseline_row(driver: Driver) -> Row:
-    """The baseline phase in one row (``Driver.baseline_progress``)."""
-    return Row(label="baselines", setting=f"scratch, seeds {list(driver.baseline_phase_seeds)}",
-               started=driver.baseline_started, progress=driver.baseline_progress())
+def baseline_row(seeds: list[int] | tuple[int, ...], started: float,
+                 progress: Progress | None, where: str = "") -> Row:
+    """The scratch-baseline phase in one row (the board's and search.status')."""
+    return Row(label="baselines", setting=f"scratch, seeds {list(seeds)}", started=started,
+               progress=progress, where=where)
 
 
 def project_end(now: float, etas: list[float | None], left: int, workers: int,

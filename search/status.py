@@ -241,10 +241,8 @@ def _snapshot(s: dict[str, Any], now: float) -> board_lib.Snapshot:
                  for r in s["trials"])
     if s["baselines"]:
         b = s["baselines"]
-        rows = (board_lib.Row(label="baselines", setting=f"scratch, seeds {b['seeds']}",
-                              started=b["started"], where=b["state"],
-                              progress=Progress.from_dict(b["progress"]) if b["progress"] else None),
-                *rows)
+        progress = Progress.from_dict(b["progress"]) if b["progress"] else None
+        rows = (board_lib.baseline_row(b["seeds"], b["started"], progress, b["state"]), *rows)
     return board_lib.Snapshot(study=s["study"], now=now, started=s["started"],
                               complete=s["complete"], pruned=s["pruned"], failed=s["failed"],
                               running=s["running"], left=s["left"], rows=rows,
