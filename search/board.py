@@ -80,9 +80,11 @@ class Snapshot:
 # -- gathering -----------------------------------------------------------------------------------
 
 
-def snapshot(driver: Driver, started: float, *, trial_s: float | None = None) -> Snapshot:
+def snapshot(driver: Driver, started: float, *, trial_s: float | None = None,
+             baseline_s: float | None = None) -> Snapshot:
     """The board's view of ``driver`` now; ``trial_s`` is the estimated seconds of one trial
-    (``search.cost``) until the study has finished trials of its own."""
+    (``search.cost``) until the study has finished trials of its own, ``baseline_s`` those of
+    the scratch-baseline phase until it has measured its own rate."""
     now = time.time()
     trials = driver.study.get_trials(deepcopy=False)
     counts = trial_counts(trials)
@@ -94,7 +96,11 @@ def snapshot(driver: Driver, started: float, *, trial_s: float | None = None) ->
     running = len(driver.running())
     left = max(0, driver.config.study.n_trials - driver.finished_count() - running)
     per_trial = mean_trial_s(trials) or trial_s
-    end = project_end(now, [r.eta_s() for r in rows], left, driver.max_in_flight, per_trial)
+    etas = [r.eta_s() for r in rows]
+    if driver.baseline_phase_seeds and etas[0] is None and baseline_s is not None:
+        # Not a trial: project_end would count the phase as half of one until its rate is known.
+        etas[0] = max(0.0, baseline_s - (now - driver.baseline_started))
+    end = project_end(now, etas, left, driver.max_in_flight, per_trial)
     return Snapshot(study=driver.study.study_name, now=now, started=started, rows=tuple(rows),
                     running=running, left=left, best=best_text(driver.study, trials),
                     projected_end=end, **counts)
@@ -191,6 +197,8 @@ class Board:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     trial_s: float | None = None
     """Estimated seconds per trial before the study has measured its own."""
+    baseline_s: float | None = None
+    """Estimated seconds of the scratch-baseline phase before it has measured its rate."""
     started: float = field(default_factory=time.time)
 
     def trial_line(self, line: str) -> None:
@@ -204,7 +212,8 @@ class Board:
     def tick(self, driver: Driver) -> None:
         """Called by the driver about once a second; a failure to draw never stops the study."""
         try:
-            self.show(snapshot(driver, self.started, trial_s=self.trial_s))
+            self.show(snapshot(driver, self.started, trial_s=self.trial_s,
+                               baseline_s=self.baseline_s))
         except Exception as exc:  # noqa: BLE001 - a storage hiccup must not end the study
             if not self._broken:
                 _log.warning("the progress board could not be drawn (%s: %s); the study goes on",
@@ -275,11 +284,11 @@ class LiveBoard(Board):
     """A terminal: the board redrawn in place (``rich.live``), finished trials above it."""
 
     def __init__(self, *, out: TextIO | None = None, trial_s: float | None = None,
-                 refresh_per_second: float = 2.0) -> None:
+                 baseline_s: float | None = None, refresh_per_second: float = 2.0) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        super().__init__(out=out or sys.stdout, trial_s=trial_s)
+        super().__init__(out=out or sys.stdout, trial_s=trial_s, baseline_s=baseline_s)
         self._console = Console(file=self.out, highlight=False)
         self._live = Live(console=self._console, refresh_per_second=refresh_per_second,
                           transient=False, redirect_stdout=False, redirect_stderr=False)
@@ -326,14 +335,16 @@ def render(snap: Snapshot) -> RenderableType:
 
 
 def make_board(mode: str, *, heartbeat_s: float = 60.0, trial_s: float | None = None,
-               out: TextIO | None = None) -> Board:
+               baseline_s: float | None = None, out: TextIO | None = None) -> Board:
     """``auto`` picks the live board on a terminal and plain lines elsewhere; ``live``,
-    ``plain`` and ``quiet`` force one."""
+    ``plain`` and ``quiet`` force one. ``trial_s`` and ``baseline_s`` are the estimates the
+    projected end uses until the study has measured its own (``Board``)."""
     out = out or sys.stdout
     if mode == "auto":
         mode = "live" if out.isatty() else "plain"
     if mode == "live":
-        return LiveBoard(out=out, trial_s=trial_s)
+        return LiveBoard(out=out, trial_s=trial_s, baseline_s=baseline_s)
     if mode == "quiet":
-        return QuietBoard(out=out, trial_s=trial_s)
-    return PlainBoard(out=out, trial_s=trial_s, heartbeat_s=heartbeat_s)
+        return QuietBoard(out=out, trial_s=trial_s, baseline_s=baseline_s)
+    return PlainBoard(out=out, trial_s=trial_s, baseline_s=baseline_s,
+                      heartbeat_s=heartbeat_s)

@@ -155,11 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     workers = config.trials_at_once
-    trial_s = _known_trial_s(config, context, study)
+    known_cost = _known_estimate(config, context, study)
+    trial_s = (known_cost.trial_s or None) if known_cost else None
+    baseline_s = (known_cost.baseline_s or None) if known_cost else None
     if trial_s is not None:  # search.status projects the end from it too
         study.set_user_attr(ESTIMATED_TRIAL_ATTR, trial_s)
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
-                                 trial_s=trial_s)
+                                 trial_s=trial_s, baseline_s=baseline_s)
     known = len(study.get_trials(deepcopy=False))
     state = f"resumed, {known} trials on record" if known else "new"
     board.message(f"study {config.study.name!r} ({state}; {config.study.domain}, preset "
@@ -217,9 +219,9 @@ def _budget_s(args: argparse.Namespace) -> float | None:
     return budget
 
 
-def _known_trial_s(config: StudyConfig, context: trial_lib.TrialContext,
-                   study: optuna.Study) -> float | None:
-    """Seconds per trial for the board's projected end, from what costs nothing to read: the
+def _known_estimate(config: StudyConfig, context: trial_lib.TrialContext,
+                    study: optuna.Study) -> cost.Estimate | None:
+    """The study's cost for the board's projected end, from what costs nothing to read: the
     study's finished trials or this machine's cached calibration (never a new measurement)."""
     path = cost.calibration_path(config, context, cost.trial_threads(config))
     try:
@@ -227,7 +229,7 @@ def _known_trial_s(config: StudyConfig, context: trial_lib.TrialContext,
     except (OSError, ValueError, TypeError, KeyError):
         cal = None
     try:
-        return cost.estimate(config, context, cal, study).trial_s or None
+        return cost.estimate(config, context, cal, study)
     except ValueError:
         return None
 

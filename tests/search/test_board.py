@@ -191,3 +191,24 @@ def test_baseline_phase_counts_finished_and_waiting_seeds(tmp_path):
     progress = jobs.baseline_phase_progress(context, (0, 1, 2), started)
     assert (progress.tokens, progress.total, progress.tokens_left) == (3000, 6000, 3000)
     assert progress.tokens_per_s == 50.0 and progress.eta_s() == 60.0
+
+
+def test_projected_end_prices_a_baseline_phase_without_a_rate_as_estimated():
+    """Before its first progress record the scratch-baseline phase has no ETA: the end is its
+    estimate (what is left of ``baseline_s``), then the trials; not half a trial (which made a
+    13.1M-token study's first line read 35 min where the phase alone took 43)."""
+    import time
+    from types import SimpleNamespace
+
+    import optuna
+
+    started = time.time() - 60.0
+    driver = SimpleNamespace(
+        study=optuna.create_study(), running=list, finished_count=lambda: 0, max_in_flight=1,
+        config=SimpleNamespace(study=SimpleNamespace(n_trials=1)), baseline_phase_seeds=(0,),
+        baseline_started=started, baseline_progress=lambda: None)
+    snap = board_lib.snapshot(driver, started, trial_s=1400.0, baseline_s=2600.0)
+    assert snap.rows[0].label == "baselines" and snap.rows[0].eta_s() is None
+    assert snap.projected_end - snap.now == pytest.approx(2600.0 - 60.0 + 1400.0, abs=2.0)
+    without = board_lib.snapshot(driver, started, trial_s=1400.0)
+    assert without.projected_end - without.now == pytest.approx(700.0 + 1400.0, abs=2.0)
