@@ -11,13 +11,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from ncaio import atomic_write, atomic_write_text, sha256_file  # noqa: F401 - re-exported
+from ncaio import atomic_write, atomic_write_text, sha256_file, source_key  # noqa: F401 - re-exported
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,21 +56,11 @@ def content_key(obj: Any, length: int = 20) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
 
 
+@cache
 def code_version() -> str:
     """Hash of the generator's source files (see `_GENERATOR_MODULES`)."""
-    if _CODE_VERSION:
-        return _CODE_VERSION[0]
-    h = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for name in _GENERATOR_MODULES:
-        path = here / name
-        h.update(name.encode())
-        h.update(path.read_bytes() if path.exists() else b"")
-    _CODE_VERSION.append(h.hexdigest()[:16])
-    return _CODE_VERSION[0]
-
-
-_CODE_VERSION: list[str] = []
+    return source_key(here / name for name in _GENERATOR_MODULES)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

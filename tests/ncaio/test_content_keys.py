@@ -94,3 +94,20 @@ def test_verified_json_checksum_and_token_digest_are_pinned(tmp_path):
     tokens = np.ascontiguousarray(np.arange(5, dtype=np.uint16)).tobytes()  # search.trial's corpus key
     assert ncaio.sha256_bytes(tokens) == \
         "092977d86764722166958b9307b445c3054aab39bd8f9dddc80363777cecc197"
+
+
+def test_nca_code_version_hashes_every_generator_module_by_name_and_bytes():
+    """The same hash as lm's source key, over the modules that decide which tokens a build
+    writes; each must exist (a renamed one would hash as empty and stop guarding the cache)."""
+    import hashlib
+
+    from nca import _util
+
+    here = Path(_util.__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in _util._GENERATOR_MODULES:
+        assert (here / name).is_file(), name
+        h.update(name.encode())
+        h.update((here / name).read_bytes())
+    assert _util.code_version() == h.hexdigest()[:16]
+    assert {"rules.py", "rollout.py", "tokens.py", "dataset.py"} <= set(_util._GENERATOR_MODULES)
