@@ -26,16 +26,16 @@ def _effect(recipe: str, tokens: int, seed: int) -> tuple[float, float]:
 
 
 def _journal(path, budgets=(100_000, 1_000_000, 10_000_000, 100_000_000),
-             recipes=("paper", "proxy"), name="regime"):
+             recipes=("paper", "proxy"), name="regime", seeds=(0, 1, 2)):
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(path)))
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
     for recipe in recipes:
         for tokens in budgets:
             t = study.ask()
-            seeds = [0, 1, 2]
+            seeds = list(seeds)
             effects = [_effect(recipe, tokens, s) for s in seeds]
-            scratch = [3.0, 3.1, 3.2]
+            scratch = [3.0 + 0.1 * s for s in seeds]
             losses = [sc * (1 - e[0] / 100) for sc, e in zip(scratch, effects)]
             best = [loss / (1 - e[1] / 100) for loss, e in zip(losses, effects)]
             attrs = {
@@ -44,7 +44,7 @@ def _journal(path, budgets=(100_000, 1_000_000, 10_000_000, 100_000_000),
                 "source": "nca", "band": [0.3, 0.4], "alphabet": 10, "seeds": seeds,
                 "losses": losses, "scratch_losses": scratch,
                 "gains_pct": [e[0] for e in effects], "net_effects_pct": [e[1] for e in effects],
-                "best_scratch_losses": best, "best_scratch_recipes": ["proxy"] * 3,
+                "best_scratch_losses": best, "best_scratch_recipes": ["proxy"] * len(seeds),
                 "recipe": {"name": recipe}, "domain_tokens": tokens,
                 "nca_tokens": int(0.04 * tokens),
             }
@@ -108,6 +108,23 @@ def test_a_longer_cell_from_another_study_joins_the_map(tmp_path):
     assert (out / "figures" / "regime_heat.png").stat().st_size > 1000
 
 
+def test_a_cell_run_as_one_study_per_seed_is_the_cell_run_as_one_study(tmp_path):
+    """A cell too long for one session runs as a study per seed (README: Regime map): given all
+    their journals, the map pools the seeds into the one cell a 3-seed study gives."""
+    grid = _journal(tmp_path / "grid.log", budgets=(1e5, 1e6))
+    whole = _journal(tmp_path / "long.log", budgets=(1e8,), recipes=("paper",), name="long")
+    split = [_journal(tmp_path / f"long-s{s}.log", budgets=(1e8,), recipes=("paper",),
+                      name=f"long-s{s}", seeds=(s,)) for s in (0, 1, 2)]
+    tables = []
+    for journals in ([grid, whole], [grid, *split]):
+        out = tmp_path / f"out{len(tables)}"
+        args = [a for j in journals for a in ("--storage", str(j))]
+        assert regime.main([*args, "--out", str(out)]) == 0
+        tables.append(pd.read_csv(out / "cells.csv").drop(columns="trials"))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert tables[1]["n_seeds"].tolist() == [3] * 5
+
+
 def test_missing_storage_or_no_trials_exits_2_with_one_line(tmp_path, capsys):
     assert regime.main(["--storage", str(tmp_path / "none.log"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -126,9 +143,9 @@ def test_published_regime_results_regenerate_identically(command, tmp_path, monk
     published = root / "studies" / "results" / "regime" / ("" if command == "regime" else "bands")
     out = tmp_path / command
     monkeypatch.chdir(root)  # the reports name the storage as given, relative to the repository
-    if command == "regime":  # the grid, and the 13.1M cell once it is published
-        journals = [j for j in (f"{runs}/regime/journal.log", f"{runs}/regime-long/journal.log")
-                    if (root / j).is_file()]
+    if command == "regime":  # the grid, then the 13.1M cell's seed studies as published
+        journals = [f"{runs}/regime/journal.log"] + sorted(
+            str(j.relative_to(root)) for j in (root / runs).glob("regime-long*/journal.log"))
         assert regime.main([arg for j in journals for arg in ("--storage", j)]
                            + ["--out", str(out)]) == 0
     else:
