@@ -10,7 +10,8 @@ NCA budget (``studies/regime.toml``, ``studies/regime-long.toml``) and writes un
 - ``seeds.csv``: every seed of every cell;
 - ``sign_flip.csv``: per recipe and NCA fraction, a line effect = a + b * log10(downstream
   tokens) fitted to the seeds, and the budget where it crosses zero with a bootstrap interval
-  (seeds resampled within each budget) or why it is not identified;
+  (seeds resampled within each budget) or why it is not identified (a slope indistinguishable
+  from 0, or, with three or more budgets, a line that does not fit them);
 - ``figures/``: heat maps of both effects (one panel per recipe) and the effects against
   log budget with the fitted lines; ``regime.md`` with all of it.
 
@@ -33,7 +34,7 @@ from matplotlib.figure import Figure
 from analysis.document import Block, FigureBlock, Heading, Para, Table, render_markdown
 from analysis.frame import load_studies, seeds_frame
 from analysis.report import _atomic_write
-from analysis.stats import holm, paired_test
+from analysis.stats import holm, lack_of_fit_p, paired_test
 from search.storage import StorageError
 
 __all__ = ["CELL_KEYS", "cell_table", "main", "regime_seeds", "sign_flips"]
@@ -42,6 +43,7 @@ CELL_KEYS = ("recipe", "domain_tokens", "nca_fraction")
 _PROBES = ("residual_rms", "mean_direction_share", "token_r2", "grad_norm_embedding",
            "grad_norm_blocks")
 _BOOTSTRAP = 2000
+_ALPHA = 0.05
 
 
 def _tokens(n: float) -> str:
@@ -92,7 +94,9 @@ def sign_flips(d: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     against log10(downstream tokens) and the budget where it crosses zero.
 
     The interval comes from resampling seeds within each budget; a crossing is only reported
-    when the slope's bootstrap interval excludes zero (otherwise the data cannot place it).
+    when the slope's bootstrap interval excludes zero (otherwise the data cannot place it) and,
+    with three or more budgets, the lack-of-fit test does not reject the line (``stats.
+    lack_of_fit_p``: otherwise a bend would be reported as a crossing).
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -119,11 +123,17 @@ def _fit_and_cross(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> di
         slopes.append(b)
         crossings.append(-a / b if b != 0 else np.nan)
     lo, hi = np.percentile(slopes, [2.5, 97.5])
+    fit_p = lack_of_fit_p(x, y)
     out: dict[str, object] = {"slope_per_decade": slope, "slope_ci_low": lo,
-                              "slope_ci_high": hi, "intercept": intercept}
-    if lo <= 0 <= hi:
-        out.update(flip_tokens=np.nan, flip_low=np.nan, flip_high=np.nan,
-                   flip="not identified: the slope's interval includes 0")
+                              "slope_ci_high": hi, "intercept": intercept,
+                              "lack_of_fit_p": fit_p}
+    why = ""
+    if fit_p < _ALPHA:  # a bend (say, down then up) a line would turn into a false crossing
+        why = f"not identified: a line does not fit the budgets (lack-of-fit p = {fit_p:.2g})"
+    elif lo <= 0 <= hi:
+        why = "not identified: the slope's interval includes 0"
+    if why:
+        out.update(flip_tokens=np.nan, flip_low=np.nan, flip_high=np.nan, flip=why)
         return out
     c_lo, c_hi = np.nanpercentile(crossings, [2.5, 97.5])
     flip = -intercept / slope
@@ -235,7 +245,9 @@ def _blocks(cells: pd.DataFrame, flips: pd.DataFrame, figures: list[FigureBlock]
         Para(text="A line effect = a + b log10(downstream tokens) per recipe and NCA share, "
                   "fitted to the seeds; the crossing's interval resamples seeds within each "
                   "budget. With two or three budgets this is a rough extrapolation, not a "
-                  "measurement."),
+                  "measurement. With three or more, `lack_of_fit_p` tests whether a line fits "
+                  "at all (the budgets' means around it against the seeds' spread within "
+                  "each); below 0.05 no crossing is given."),
         Table(frame=flips.round(3) if len(flips) else pd.DataFrame({"note": [
             "fewer than two budgets per recipe and NCA share: no line to fit"]})),
     ]

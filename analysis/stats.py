@@ -31,8 +31,8 @@ from scipy import special
 from analysis.frame import SCRATCH_SOURCES, domain_key
 
 __all__ = [
-    "NOISE", "WILCOXON_MIN_N", "PairedTest", "best_setting", "holm", "mean_ci", "paired_test",
-    "seed_noise",
+    "NOISE", "WILCOXON_MIN_N", "PairedTest", "best_setting", "holm", "lack_of_fit_p", "mean_ci",
+    "paired_test", "seed_noise",
     "setting_stats",
 ]
 
@@ -127,6 +127,25 @@ def _t_test(mean: float, sd: float, n: int) -> tuple[float, float]:
     """One-sample t statistic against 0 and its two-sided p-value (Student t, n - 1 dof)."""
     t = mean / (sd / np.sqrt(n))
     return float(t), float(2 * special.stdtr(n - 1, -abs(t)))
+
+
+def lack_of_fit_p(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """p-value of the lack-of-fit F test of a straight line ``y = a + b x`` whose ``x`` values
+    repeat (seeds at each budget): the spread of the group means around the line against the
+    spread within the groups. A small p says a line does not describe the groups. NaN with
+    fewer than three distinct ``x``, or no repeats to measure the spread within groups."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    levels = np.unique(xs)
+    k, n = levels.size, xs.size
+    if k < 3 or n <= k:
+        return float("nan")
+    slope, intercept = np.polyfit(xs, ys, 1)
+    residual = float(np.sum((ys - (intercept + slope * xs)) ** 2))
+    pure = float(sum(np.sum((ys[xs == v] - ys[xs == v].mean()) ** 2) for v in levels))
+    if pure == 0.0:
+        return float("nan")
+    f = max(0.0, residual - pure) / (k - 2) / (pure / (n - k))
+    return float(special.fdtrc(k - 2, n - k, f))
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

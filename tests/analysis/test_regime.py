@@ -125,6 +125,19 @@ def test_a_cell_run_as_one_study_per_seed_is_the_cell_run_as_one_study(tmp_path)
     assert tables[1]["n_seeds"].tolist() == [3] * 5
 
 
+def test_no_crossing_where_a_line_does_not_fit_the_budgets():
+    """Down then up over three budgets (3 seeds each): a line through them has a clear slope and
+    a crossing, but it describes none of the budgets, and the lack-of-fit test says so."""
+    d = pd.DataFrame([{"recipe": "paper", "nca_fraction": 0.04, "domain_tokens": tokens,
+                       "gain_pct": effect + noise, "net_gain_pct": effect + noise}
+                      for tokens, effect in ((1e6, -4.0), (1e7, -11.0), (1e8, -2.0))
+                      for noise in (-0.5, 0.0, 0.5)])
+    flips = regime.sign_flips(d)
+    assert len(flips) == 2 and (flips["lack_of_fit_p"] < 0.001).all()
+    assert flips["flip"].str.startswith("not identified: a line does not fit").all()
+    assert flips["flip_tokens"].isna().all()
+
+
 def test_missing_storage_or_no_trials_exits_2_with_one_line(tmp_path, capsys):
     assert regime.main(["--storage", str(tmp_path / "none.log"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -14,6 +14,7 @@ from analysis.stats import (
     WILCOXON_MIN_N,
     best_setting,
     holm,
+    lack_of_fit_p,
     mean_ci,
     paired_test,
     seed_noise,
@@ -132,6 +133,21 @@ def test_holm_by_hand():
     out = holm([0.01, 0.04, 0.03, float("nan")])
     np.testing.assert_allclose(out[:3], [0.03, 0.06, 0.06])
     assert math.isnan(out[3])
+
+
+def test_lack_of_fit_by_hand():
+    """Seeds at three budgets going up then down: the means (0.5, 3.5, 0.5) lie on no line. The
+    line is flat at 1.5: residual SS 13.5, within-budget SS 1.5 (3 df), lack of fit 12 (1 df),
+    F = 12 / (1.5 / 3) = 24."""
+    x, y = [0, 0, 1, 1, 2, 2], [0, 1, 3, 4, 0, 1]
+    assert lack_of_fit_p(x, y) == pytest.approx(sps.f.sf(24.0, 1, 3)) and lack_of_fit_p(x, y) < 0.05
+    straight = [0, 1, 1, 2, 2, 3]  # means on the line y = 0.5 + x, the same spread at each x
+    assert lack_of_fit_p(x, straight) == pytest.approx(1.0)
+
+
+def test_lack_of_fit_needs_three_budgets_and_repeats():
+    assert np.isnan(lack_of_fit_p([0, 0, 1, 1], [0, 1, 2, 3]))  # two budgets: a line fits any
+    assert np.isnan(lack_of_fit_p([0, 1, 2], [0, 5, 0]))  # no seed spread to compare with
 
 
 def test_holm_caps_at_one():
