@@ -180,7 +180,8 @@ def heat_maps(cells: pd.DataFrame, path: Path) -> Path:
 
 
 def budget_plot(d: pd.DataFrame, flips: pd.DataFrame, path: Path) -> Path:
-    """Each effect against log10 downstream tokens: seeds as dots, fitted lines per series."""
+    """Each effect against log10 downstream tokens: seeds as dots, fitted lines per series
+    (dotted through the budgets' means where a line does not fit them)."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, (name, column) in zip(axes, (("nca", "gain_pct"), ("net", "net_gain_pct"))):
@@ -190,7 +191,10 @@ def budget_plot(d: pd.DataFrame, flips: pd.DataFrame, path: Path) -> Path:
             ax.scatter(x, g[column], s=14, color=color, label=f"{recipe}, NCA {fraction:.0%}")
             fit = flips[(flips["recipe"] == recipe) & (flips["nca_fraction"] == fraction)
                         & (flips["effect"] == name)] if len(flips) else flips
-            if len(fit):
+            if len(fit) and fit.iloc[0]["lack_of_fit_p"] < _ALPHA:  # no line: join the means
+                means = g.groupby("domain_tokens")[column].mean()
+                ax.plot(means.index.astype(float), means.to_numpy(), color=color, lw=1, ls=":")
+            elif len(fit):
                 f = fit.iloc[0]
                 xs = np.geomspace(x.min(), x.max() * 4, 50)
                 ax.plot(xs, f["intercept"] + f["slope_per_decade"] * np.log10(xs), color=color,
