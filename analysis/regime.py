@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,7 +99,6 @@ def sign_flips(d: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     with three or more budgets, the lack-of-fit test does not reject the line (``stats.
     lack_of_fit_p``: otherwise a bend would be reported as a crossing).
     """
-    rng = np.random.default_rng(seed)
     rows = []
     for (recipe, fraction), g in d.groupby(["recipe", "nca_fraction"], sort=True):
         budgets = sorted(g["domain_tokens"].dropna().unique())
@@ -107,6 +107,8 @@ def sign_flips(d: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         x = np.log10(g["domain_tokens"].to_numpy(dtype=float))
         for name, column in (("nca", "gain_pct"), ("net", "net_gain_pct")):
             y = g[column].to_numpy(dtype=float)
+            # A stream of draws per series: adding seeds to one never moves another's interval.
+            rng = np.random.default_rng([seed, zlib.crc32(f"{recipe}/{fraction}/{name}".encode())])
             rows.append({"recipe": recipe, "nca_fraction": fraction, "effect": name,
                          "budgets": ", ".join(_tokens(b) for b in budgets),
                          **_fit_and_cross(x, y, rng)})

@@ -170,3 +170,20 @@ def test_published_regime_results_regenerate_identically(command, tmp_path, monk
     for rel in written:
         text = (out / rel).read_text().replace(str(out), str(published.relative_to(root)))
         assert text == (published / rel).read_text(), f"{rel} differs from the published one"
+
+
+def test_a_series_interval_does_not_move_when_another_series_gains_seeds():
+    """Each series (recipe, NCA share, effect) bootstraps from its own stream of draws, so a cell
+    added to the paper recipe leaves the proxy recipe's published intervals as they were."""
+    rng = np.random.default_rng(0)
+
+    def seeds(recipe, budgets):
+        return [{"recipe": recipe, "nca_fraction": 0.04, "domain_tokens": tokens,
+                 "gain_pct": rng.normal(), "net_gain_pct": rng.normal()}
+                for tokens in budgets for _ in range(3)]
+
+    grid = pd.DataFrame(seeds("paper", (1e5, 1e6)) + seeds("proxy", (1e5, 1e6)))
+    longer = pd.concat([grid, pd.DataFrame(seeds("paper", (1e7,)))], ignore_index=True)
+    before, after = (regime.sign_flips(d).set_index(["recipe", "effect"]) for d in (grid, longer))
+    pd.testing.assert_frame_equal(before.loc["proxy"], after.loc["proxy"])
+    assert before.loc[("paper", "nca"), "budgets"] != after.loc[("paper", "nca"), "budgets"]
