@@ -25,7 +25,7 @@ R = TypeVar("R")
 
 # Modules whose source decides which tokens a build writes; their hash is the generator's code
 # version, part of every cache key, so editing any of them can never serve stale data. They are
-# the modules nca.dataset imports (tests/ncaio/test_content_keys.py checks): editing a tool
+# the modules nca.dataset imports (tests/test_imports.py checks): editing a tool
 # (nca.render, nca.bench) regenerates nothing. lm's key is its package minus its command lines.
 _GENERATOR_MODULES = (
     "rules.py", "rollout.py", "tokens.py", "complexity.py", "bank.py", "profiles.py",

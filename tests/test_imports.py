@@ -133,6 +133,23 @@ def test_no_library_module_imports_an_lm_command_line() -> None:
     assert not bad, "\n".join(bad)
 
 
+
+def test_nca_generator_modules_are_what_a_data_build_imports() -> None:
+    """``nca._util._GENERATOR_MODULES`` (the NCA cache's code version) is kept by hand: it must be
+    exactly the nca modules ``nca.dataset`` imports, directly or not, so a new module a build runs
+    can never be left out of the key (and a tool module, such as ``nca.render``, never retires
+    every cached dataset)."""
+    from nca import _util
+
+    seen, todo = set(), ["nca.dataset"]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            path = REPO / Path(*name.split(".")).with_suffix(".py")
+            todo.extend(i.module for i in _imports(path) if i.module.startswith("nca."))
+    assert {f"{name.split('.')[1]}.py" for name in seen} == set(_util._GENERATOR_MODULES)
+
 def test_the_checker_sees_every_kind_of_import(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """A rule test that parses nothing would pass: check the parser on each form."""

@@ -112,30 +112,3 @@ def test_nca_code_version_hashes_every_generator_module_by_name_and_bytes():
     assert _util.code_version() == h.hexdigest()[:16]
     assert {"rules.py", "rollout.py", "tokens.py", "dataset.py"} <= set(_util._GENERATOR_MODULES)
 
-
-def test_nca_generator_modules_are_what_a_data_build_imports():
-    """``_GENERATOR_MODULES`` is kept by hand: it must be exactly the nca modules ``nca.dataset``
-    imports, directly or not, so a new module a build runs can never be left out of the key
-    (and a tool module, such as ``nca.render``, never retires every cached dataset)."""
-    import ast
-
-    from nca import _util
-
-    here = Path(_util.__file__).resolve().parent
-
-    def imports(name: str) -> set[str]:
-        found = set()
-        for node in ast.walk(ast.parse((here / name).read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nca."):
-                found.add(node.module.split(".")[1] + ".py")
-            elif isinstance(node, ast.ImportFrom) and node.module == "nca":
-                found |= {f"{a.name}.py" for a in node.names}
-        return found
-
-    seen, todo = set(), ["dataset.py"]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(imports(name))
-    assert seen == set(_util._GENERATOR_MODULES)
