@@ -46,9 +46,12 @@ class Row:
     progress: Progress | None
     where: str = ""
     """Where it runs: a worker pid or a Slurm job id."""
+    estimated_left_s: float | None = None
+    """Seconds left by the cost estimate (``search.cost``): the ETA until the progress has a rate."""
 
     def eta_s(self) -> float | None:
-        return self.progress.eta_s() if self.progress else None
+        measured = self.progress.eta_s() if self.progress else None
+        return self.estimated_left_s if measured is None else measured
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,15 +95,11 @@ def snapshot(driver: Driver, started: float, *, trial_s: float | None = None,
                        r.info) for r in driver.running()]
     if driver.baseline_phase_seeds:
         rows.insert(0, baseline_row(driver.baseline_phase_seeds, driver.baseline_started,
-                                    driver.baseline_progress()))
+                                    driver.baseline_progress(), estimate_s=baseline_s, now=now))
     running = len(driver.running())
     left = max(0, driver.config.study.n_trials - driver.finished_count() - running)
     per_trial = mean_trial_s(trials) or trial_s
-    etas = [r.eta_s() for r in rows]
-    if driver.baseline_phase_seeds and etas[0] is None and baseline_s is not None:
-        # Not a trial: project_end would count the phase as half of one until its rate is known.
-        etas[0] = max(0.0, baseline_s - (now - driver.baseline_started))
-    end = project_end(now, etas, left, driver.max_in_flight, per_trial)
+    end = project_end(now, [r.eta_s() for r in rows], left, driver.max_in_flight, per_trial)
     return Snapshot(study=driver.study.study_name, now=now, started=started, rows=tuple(rows),
                     running=running, left=left, best=best_text(driver.study, trials),
                     projected_end=end, **counts)
@@ -118,10 +117,16 @@ def _trial_row(number: int, describe: str, started: float, progress: Progress | 
 
 
 def baseline_row(seeds: list[int] | tuple[int, ...], started: float,
-                 progress: Progress | None, where: str = "") -> Row:
-    """The scratch-baseline phase in one row (the board's and search.status')."""
+                 progress: Progress | None, where: str = "", *, estimate_s: float | None = None,
+                 now: float | None = None) -> Row:
+    """The scratch-baseline phase in one row (the board's and search.status'). ``estimate_s``,
+    the phase's estimated seconds, gives its ETA until the progress has a rate: it is not a
+    trial, and ``project_end`` would count it as half of one."""
+    left = None
+    if estimate_s is not None:
+        left = max(0.0, estimate_s - ((time.time() if now is None else now) - started))
     return Row(label="baselines", setting=f"scratch, seeds {list(seeds)}", started=started,
-               progress=progress, where=where)
+               progress=progress, where=where, estimated_left_s=left)
 
 
 def project_end(now: float, etas: list[float | None], left: int, workers: int,

@@ -30,6 +30,7 @@ from ncaio import atomic_write_json as write_json_atomic
 
 __all__ = [
     "BASELINE_PHASE_ATTR",
+    "ESTIMATED_BASELINE_ATTR",
     "ESTIMATED_TRIAL_ATTR",
     "FILE_NAME",
     "STAGE_LABELS",
@@ -51,6 +52,8 @@ progress, ``running``) for ``search.status`` on any machine: its jobs have no tr
 ESTIMATED_TRIAL_ATTR = "estimated_trial_s"
 """The study user attribute with the driver's estimate of one trial's seconds (search.cost), from
 which ``search.status`` projects the end until the study has finished trials of its own."""
+ESTIMATED_BASELINE_ATTR = "estimated_baseline_s"
+"""Likewise for the scratch-baseline phase: its ETA until the phase has measured its rate."""
 
 _log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from search.config import DOMAINS, EXECUTORS, StudyConfig, load_study_config
 from search.driver import Driver, DriverEvents, StudyStopped
 from search.driver_lock import StudyBusyError, StudyLock, acquire_study
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
-from search.progress import ESTIMATED_TRIAL_ATTR
+from search.progress import ESTIMATED_BASELINE_ATTR, ESTIMATED_TRIAL_ATTR
 from search.storage import StorageError, check_storage, open_storage
 
 
@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     known_cost = _known_estimate(config, context, study)
     trial_s = (known_cost.trial_s or None) if known_cost else None
     baseline_s = (known_cost.baseline_s or None) if known_cost else None
-    if trial_s is not None:  # search.status projects the end from it too
-        study.set_user_attr(ESTIMATED_TRIAL_ATTR, trial_s)
+    for attr, value in ((ESTIMATED_TRIAL_ATTR, trial_s), (ESTIMATED_BASELINE_ATTR, baseline_s)):
+        if value is not None:  # search.status projects the end from them too
+            study.set_user_attr(attr, value)
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
                                  trial_s=trial_s, baseline_s=baseline_s)
     known = len(study.get_trials(deepcopy=False))

@@ -33,6 +33,7 @@ from search import tally
 from search._toml import ConfigError
 from search.progress import (
     BASELINE_PHASE_ATTR,
+    ESTIMATED_BASELINE_ATTR,
     ESTIMATED_TRIAL_ATTR,
     Progress,
     progress_path,
@@ -119,8 +120,11 @@ def _baselines(attrs: dict[str, Any], now: float) -> dict[str, Any] | None:
     progress = Progress.from_dict(phase["progress"]) if phase.get("progress") else None
     silent = now - float(phase.get("updated_at", now))
     started = float(phase.get("started", now))
+    estimate_s = attrs.get(ESTIMATED_BASELINE_ATTR)
+    row = board_lib.baseline_row(phase.get("seeds", []), started, progress,
+                                 estimate_s=estimate_s, now=now)
     return {"seeds": phase.get("seeds", []), "started": started, "elapsed_s": now - started,
-            "eta_s": progress.eta_s() if progress else None,
+            "eta_s": row.eta_s(), "estimate_s": estimate_s,
             "state": f"no word from its driver for {board_lib.fmt_duration(silent)}"
             if silent > STALE_S else "",
             "progress": progress.to_dict() if progress else None}
@@ -242,7 +246,8 @@ def _snapshot(s: dict[str, Any], now: float) -> board_lib.Snapshot:
     if s["baselines"]:
         b = s["baselines"]
         progress = Progress.from_dict(b["progress"]) if b["progress"] else None
-        rows = (board_lib.baseline_row(b["seeds"], b["started"], progress, b["state"]), *rows)
+        rows = (board_lib.baseline_row(b["seeds"], b["started"], progress, b["state"],
+                                       estimate_s=b["estimate_s"], now=now), *rows)
     return board_lib.Snapshot(study=s["study"], now=now, started=s["started"],
                               complete=s["complete"], pruned=s["pruned"], failed=s["failed"],
                               running=s["running"], left=s["left"], rows=rows,

@@ -208,7 +208,9 @@ def test_projected_end_prices_a_baseline_phase_without_a_rate_as_estimated():
         config=SimpleNamespace(study=SimpleNamespace(n_trials=1)), baseline_phase_seeds=(0,),
         baseline_started=started, baseline_progress=lambda: None)
     snap = board_lib.snapshot(driver, started, trial_s=1400.0, baseline_s=2600.0)
-    assert snap.rows[0].label == "baselines" and snap.rows[0].eta_s() is None
+    assert snap.rows[0].label == "baselines"
+    assert snap.rows[0].eta_s() == pytest.approx(2600.0 - 60.0, abs=2.0), "the row shows it too"
     assert snap.projected_end - snap.now == pytest.approx(2600.0 - 60.0 + 1400.0, abs=2.0)
     without = board_lib.snapshot(driver, started, trial_s=1400.0)
+    assert without.rows[0].eta_s() is None
     assert without.projected_end - without.now == pytest.approx(700.0 + 1400.0, abs=2.0)

@@ -190,7 +190,8 @@ def test_status_reads_the_work_folder_the_driver_recorded(tmp_path):
 
 def test_status_shows_the_baseline_phase_its_driver_published():
     """Before any trial, search.status shows the phase the driver publishes: a row with its
-    progress and ETA, in the projected end with the driver's estimate of a trial; flagged when the driver went quiet; gone after."""
+    progress and ETA (the driver's estimate of the phase until it has a rate), in the projected
+    end with the driver's estimate of a trial; flagged when the driver went quiet; gone after."""
     from rich.console import Console
 
     from search import status
@@ -218,5 +219,16 @@ def test_status_shows_the_baseline_phase_its_driver_published():
     assert status.study_status(study, now=1010.0)["projected_end"] == 1010.0 + 100.0 + 600.0
     quiet = status.study_status(study, now=1000.0 + status.STALE_S + 60)["baselines"]
     assert quiet["state"] == "no word from its driver for 6m00s"
+    early = {**phase, "progress": None}  # before the phase's first progress record
+    study.set_user_attr(BASELINE_PHASE_ATTR, early)
+    assert status.study_status(study, now=1010.0)["projected_end"] == 1010.0 + 300.0 + 600.0, \
+        "no rate yet and no estimate: counted as half a trial"
+    study.set_user_attr(status.ESTIMATED_BASELINE_ATTR, 2000.0)
+    seen = status.study_status(study, now=1010.0)
+    assert seen["baselines"]["eta_s"] == 2000.0 - 110.0, "what is left of the driver's estimate"
+    assert seen["projected_end"] == 1010.0 + 1890.0 + 600.0
+    console = Console(width=200, record=True)
+    console.print(status.render([seen], now=1010.0))
+    assert "31m30s" in console.export_text(), "the row shows that ETA"
     study.set_user_attr(BASELINE_PHASE_ATTR, {**phase, "running": False})
     assert status.study_status(study, now=1010.0)["baselines"] is None

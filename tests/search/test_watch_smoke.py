@@ -196,6 +196,7 @@ def test_status_while_running_and_after(watched):
     trials = _study(tmp_path).get_trials()
     # the driver's estimate (the dry run cached the calibration), for status' projected end
     assert _study(tmp_path).user_attrs["estimated_trial_s"] > 0
+    assert _study(tmp_path).user_attrs["estimated_baseline_s"] > 0, "and its baseline phase's"
     assert after["running"] == 0 and after["left"] == 0 and not after["trials"]
     assert after["complete"] == sum(t.state == TrialState.COMPLETE for t in trials)
     assert after["best"]["value"] == pytest.approx(_study(tmp_path).best_value)
