@@ -339,17 +339,15 @@ def render(snap: Snapshot) -> RenderableType:
     return Group(Text(snap.header(), style="bold"), table)
 
 
-def make_board(mode: str, *, heartbeat_s: float = 60.0, trial_s: float | None = None,
-               baseline_s: float | None = None, out: TextIO | None = None) -> Board:
+def make_board(mode: str, *, heartbeat_s: float = 60.0, out: TextIO | None = None) -> Board:
     """``auto`` picks the live board on a terminal and plain lines elsewhere; ``live``,
-    ``plain`` and ``quiet`` force one. ``trial_s`` and ``baseline_s`` are the estimates the
-    projected end uses until the study has measured its own (``Board``)."""
+    ``plain`` and ``quiet`` force one. Its ``trial_s`` and ``baseline_s`` (the estimates the
+    projected end uses until the study has measured its own) are set once they are known."""
     out = out or sys.stdout
     if mode == "auto":
         mode = "live" if out.isatty() else "plain"
     if mode == "live":
-        return LiveBoard(out=out, trial_s=trial_s, baseline_s=baseline_s)
+        return LiveBoard(out=out)
     if mode == "quiet":
-        return QuietBoard(out=out, trial_s=trial_s, baseline_s=baseline_s)
-    return PlainBoard(out=out, trial_s=trial_s, baseline_s=baseline_s,
-                      heartbeat_s=heartbeat_s)
+        return QuietBoard(out=out)
+    return PlainBoard(out=out, heartbeat_s=heartbeat_s)

@@ -174,18 +174,27 @@ def calibration_path(config: StudyConfig, context: trial_lib.TrialContext, threa
     return Path(context.cache_dir) / "calibration" / name
 
 
+def cached_calibration(config: StudyConfig, context: trial_lib.TrialContext) -> Calibration | None:
+    """This machine's cached calibration for the study, or None where there is none that is
+    readable, current and covers the study's NCA alphabets (it costs nothing: no measurement)."""
+    path = calibration_path(config, context, trial_threads(config))
+    try:
+        cal = Calibration.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # absent, unreadable or older: measured again when needed
+    if cal.version == CALIBRATION_VERSION and set(_alphabets(config)) <= set(cal.nca_step_s):
+        return cal
+    return None
+
+
 def calibrate(config: StudyConfig, context: trial_lib.TrialContext, *,
               refresh: bool = False) -> tuple[Calibration, bool]:
     """This machine's calibration for the study's preset; (calibration, True when cached)."""
+    cal = None if refresh else cached_calibration(config, context)
+    if cal is not None:
+        return cal, True
     threads = trial_threads(config)
     path = calibration_path(config, context, threads)
-    if path.is_file() and not refresh:
-        try:
-            cal = Calibration.from_dict(json.loads(path.read_text()))
-            if cal.version == CALIBRATION_VERSION and set(_alphabets(config)) <= set(cal.nca_step_s):
-                return cal, True
-        except (ValueError, TypeError, KeyError):
-            pass  # an unreadable or older calibration is measured again
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -18,7 +18,6 @@ a heartbeat line per trial every ``--heartbeat`` seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -155,24 +154,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     workers = config.trials_at_once
-    known_cost = _known_estimate(config, context, study)
-    trial_s = (known_cost.trial_s or None) if known_cost else None
-    baseline_s = (known_cost.baseline_s or None) if known_cost else None
-    for attr, value in ((ESTIMATED_TRIAL_ATTR, trial_s), (ESTIMATED_BASELINE_ATTR, baseline_s)):
-        if value is not None:  # search.status projects the end from them too
-            study.set_user_attr(attr, value)
-    board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat,
-                                 trial_s=trial_s, baseline_s=baseline_s)
+    board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat)
     known = len(study.get_trials(deepcopy=False))
     state = f"resumed, {known} trials on record" if known else "new"
     board.message(f"study {config.study.name!r} ({state}; {config.study.domain}, preset "
                   f"{context.preset}, {config.study.executor} x{workers}) -> {config.storage_url}")
+    known_cost = _known_estimate(config, context, study, measure=budget_s is not None,
+                                 say=board.message)
+    board.trial_s = (known_cost.trial_s or None) if known_cost else None
+    board.baseline_s = (known_cost.baseline_s or None) if known_cost else None
+    for attr, value in ((ESTIMATED_TRIAL_ATTR, board.trial_s),
+                        (ESTIMATED_BASELINE_ATTR, board.baseline_s)):
+        if value is not None:  # search.status projects the end from them too
+            study.set_user_attr(attr, value)
     events = DriverEvents(
         on_trial_end=lambda t, s: board.trial_line(console.trial_line(t, s)),
         on_message=board.message, on_tick=board.tick,
     )
     if budget_s is not None:
-        events.may_start = _budget_gate(config, context, study, budget_s, board)
+        assert known_cost is not None  # calibrated above, so the estimate cannot fail
+        events.may_start = _budget_gate(cost.TimeBudget(budget_s=budget_s,
+                                                        trial_s=known_cost.trial_s), board)
     executor = _executor(config)
     driver = Driver(config=config, study=study, executor=executor, context=context,
                     events=events, max_in_flight=workers, heartbeat=lock.renew)
@@ -220,28 +222,23 @@ def _budget_s(args: argparse.Namespace) -> float | None:
     return budget
 
 
-def _known_estimate(config: StudyConfig, context: trial_lib.TrialContext,
-                    study: optuna.Study) -> cost.Estimate | None:
-    """The study's cost for the board's projected end, from what costs nothing to read: the
-    study's finished trials or this machine's cached calibration (never a new measurement)."""
-    path = cost.calibration_path(config, context, cost.trial_threads(config))
-    try:
-        cal = cost.Calibration.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError, KeyError):
-        cal = None
+def _known_estimate(config: StudyConfig, context: trial_lib.TrialContext, study: optuna.Study,
+                    *, measure: bool, say: Callable[[str], None]) -> cost.Estimate | None:
+    """The study's cost for the projected end and the time budget. Without ``measure`` only
+    from what costs nothing to read (the study's finished trials or this machine's cached
+    calibration); with it, this machine is calibrated first where it has no calibration."""
+    cal = cost.cached_calibration(config, context)
+    if cal is None and measure:
+        say("time budget: calibrating this machine (seconds, once; then cached)")
+        cal, _ = cost.calibrate(config, context)
     try:
         return cost.estimate(config, context, cal, study)
     except ValueError:
         return None
 
 
-def _budget_gate(config: StudyConfig, context: trial_lib.TrialContext, study: optuna.Study,
-                 budget_s: float, board: board_lib.Board) -> Callable[[Driver], bool]:
+def _budget_gate(budget: cost.TimeBudget, board: board_lib.Board) -> Callable[[Driver], bool]:
     """``DriverEvents.may_start`` for ``--time-budget``: says once why sampling stopped."""
-    if not cost.calibration_path(config, context, cost.trial_threads(config)).is_file():
-        board.message("time budget: calibrating this machine (seconds, once; then cached)")
-    cal, _ = cost.calibrate(config, context)
-    budget = cost.TimeBudget(budget_s=budget_s, trial_s=cost.estimate(config, context, cal, study).trial_s)
 
     def may_start(driver: Driver) -> bool:
         if budget.allows(driver.study):

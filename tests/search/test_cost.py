@@ -123,6 +123,19 @@ def test_time_budget_refuses_a_trial_that_would_end_past_it():
                               "would end at 1m41s > 1m40s")
 
 
+def test_a_cached_calibration_is_used_only_when_readable_current_and_complete(tmp_path):
+    config, context = _setup(tmp_path)
+    path = cost.calibration_path(config, context, cost.trial_threads(config))
+    assert cost.cached_calibration(config, context) is None  # none yet: nothing is measured
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_cal().to_dict()))
+    assert cost.cached_calibration(config, context) == _cal()
+    for damaged in ("{not json", json.dumps(_cal(version=cost.CALIBRATION_VERSION - 1).to_dict()),
+                    json.dumps(_cal(nca_step_s={2: 0.01}).to_dict())):  # the study's 4 and 10 missing
+        path.write_text(damaged)
+        assert cost.cached_calibration(config, context) is None
+
+
 @pytest.mark.parametrize(("study", "threads"), [
     ({"workers": 2, "n_trials": 10}, 4),   # two trials side by side share the 8 cores
     ({"workers": 2, "n_trials": 1}, 8),    # one trial: no core left idle
