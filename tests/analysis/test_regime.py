@@ -172,6 +172,37 @@ def test_published_regime_results_regenerate_identically(command, tmp_path, monk
         assert text == (published / rel).read_text(), f"{rel} differs from the published one"
 
 
+def _table_rows(markdown: str, header: str) -> list[list[str]]:
+    """The cells of the markdown table whose header row starts with ``header``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().replace("**", "") for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_results_readme_quotes_the_published_regime_map():
+    """studies/results/README.md copies regime.md's table (with prose around it) and its
+    regeneration command: both must say what regime.md says, cell for cell."""
+    root = Path(__file__).resolve().parents[2] / "studies" / "results"
+    readme, regime_md = (root / "README.md").read_text(), (root / "regime" / "regime.md").read_text()
+    command = regime_md.split("Regenerate with `", 1)[1].split("`", 1)[0]
+    assert f"`{command}`" in readme
+    head = "| recipe | downstream | NCA share | seeds |"
+    quoted, published = _table_rows(readme, head), _table_rows(regime_md, head)
+    assert len(quoted) == len(published) == 9
+
+    def interval(cell: str) -> str:  # "+0.11 [-2.8, +3.1]" of either table's wording
+        return cell.split("]")[0] + "]"
+
+    for q, p in zip(quoted, published, strict=True):
+        assert q[:4] == p[:4]  # recipe, downstream, share, seeds
+        assert (interval(q[4]), interval(q[5])) == (interval(p[4]), interval(p[5])), q[:4]
+
+
 def test_a_series_interval_does_not_move_when_another_series_gains_seeds():
     """Each series (recipe, NCA share, effect) bootstraps from its own stream of draws, so a cell
     added to the paper recipe leaves the proxy recipe's published intervals as they were."""
