@@ -63,24 +63,17 @@ def test_source_key_is_pinned(tmp_path):
     assert ncaio.source_key(sorted(tmp_path.glob("*.py"))) == "2fbcb30e364363ee"
 
 
-def test_lm_source_key_hashes_every_lm_library_module_by_name_and_bytes():
+def test_lm_source_key_hashes_every_lm_library_module():
     """Every module a trial can run, not the command lines (lm.cli, lm.bench: tests/test_imports
-    checks nothing imports them)."""
-    import hashlib
-
+    checks nothing imports them); how it hashes them is pinned above."""
     import lm
+    import ncaio
     from search.plan import lm_source_key
 
-    h = hashlib.sha256()
-    names = []
-    for path in sorted(Path(lm.__file__).resolve().parent.glob("*.py")):
-        if path.name in ("bench.py", "cli.py"):
-            continue
-        names.append(path.name)
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    assert lm_source_key() == h.hexdigest()[:16]
-    assert {"model.py", "trainer.py", "presets.py", "recipe.py"} <= set(names)
+    files = [p for p in sorted(Path(lm.__file__).resolve().parent.glob("*.py"))
+             if p.name not in ("bench.py", "cli.py")]
+    assert lm_source_key() == ncaio.source_key(files)
+    assert {"model.py", "trainer.py", "presets.py", "recipe.py"} <= {p.name for p in files}
 
 
 def test_verified_json_checksum_and_token_digest_are_pinned(tmp_path):
@@ -96,19 +89,13 @@ def test_verified_json_checksum_and_token_digest_are_pinned(tmp_path):
         "092977d86764722166958b9307b445c3054aab39bd8f9dddc80363777cecc197"
 
 
-def test_nca_code_version_hashes_every_generator_module_by_name_and_bytes():
-    """The same hash as lm's source key, over the modules that decide which tokens a build
-    writes; each must exist (a renamed one would hash as empty and stop guarding the cache)."""
-    import hashlib
-
+def test_nca_code_version_hashes_every_generator_module():
+    """lm's source key, over the modules that decide which tokens a build writes; each must
+    exist (a renamed one would hash as empty and stop guarding the cache)."""
+    import ncaio
     from nca import _util
 
     here = Path(_util.__file__).resolve().parent
-    h = hashlib.sha256()
-    for name in _util._GENERATOR_MODULES:
-        assert (here / name).is_file(), name
-        h.update(name.encode())
-        h.update((here / name).read_bytes())
-    assert _util.code_version() == h.hexdigest()[:16]
+    assert all((here / name).is_file() for name in _util._GENERATOR_MODULES)
+    assert _util.code_version() == ncaio.source_key(here / name for name in _util._GENERATOR_MODULES)
     assert {"rules.py", "rollout.py", "tokens.py", "dataset.py"} <= set(_util._GENERATOR_MODULES)
-
