@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ncaio import sha256_file
+
 __all__ = [
     "Document",
     "HFSource",
@@ -142,10 +144,14 @@ class LocalSource(Source):
             for part in p.relative_to(self.path).parts))
 
     def fingerprint(self) -> dict[str, Any]:
+        """The files' names (relative to the source: they name the documents, which decide the
+        split) and contents, never where they lie or when they were written: a file replaced in
+        place is new data, a copy elsewhere is the same data."""
         files = list(self.fixed.values()) if self.fixed else self._files()
-        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-        return {"kind": "local", "path": str(self.path), "text_field": self.text_field,
-                "files": hashlib.sha256(json.dumps(stats).encode()).hexdigest()}
+        base = self.path if self.path.is_dir() else self.path.parent
+        contents = [(str(p.relative_to(base)), sha256_file(p)) for p in files]
+        return {"kind": "local", "text_field": self.text_field,
+                "files": hashlib.sha256(json.dumps(contents).encode()).hexdigest()}
 
     def documents(self, split: str, val_percent: int) -> Iterator[Document]:
         if self.fixed is None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 from lm.corpora import DOMAINS as CORPORA
 from lm.recipe import RECIPES
-from search._toml import ConfigError, check_keys, from_table
+from search._toml import SEED_MAX, ConfigError, bounded, check_bounds, check_keys, from_table
 from search.record import (
     OBJECTIVES,
     PER_DOMAIN_OBJECTIVES,
@@ -35,6 +37,11 @@ DOMAINS = tuple(CORPORA)
 EXECUTORS = ("inline", "local", "slurm")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")
+MAX_TOKENS = 10**13
+"""Largest token budget a study accepts (the paper's largest run trains on about 10^10)."""
+MAX_SEEDS = 1000
+"""Most training seeds a study evaluates each setting with."""
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -56,7 +63,7 @@ class StudySection:
     """Tokenizer of the domain stage: ``byte`` or ``bpe``."""
     preset: str = "auto"
     """Model preset; ``auto`` = gpu-proxy with CUDA, cpu-proxy otherwise."""
-    n_trials: int = 8
+    n_trials: int = bounded(8, 1, 100_000)
     """Finished trials (complete, pruned or failed for good) the study aims for, anchors included."""
     seeds: tuple[int, ...] = (0, 1)
     """Training seeds each setting is evaluated with; scores pair with scratch of the same seed."""
@@ -72,19 +79,23 @@ class StudySection:
     """Optuna storage: a journal file path or an SQLAlchemy URL; empty = run_dir/journal.log."""
     executor: str = "local"
     """Where trials run: inline, local or slurm."""
-    workers: int = 2
+    workers: int = bounded(2, 1, 4096)
     """Trials in flight at once (local processes or Slurm jobs)."""
     run_dir: str = ""
     """Directory for the journal, artifacts and resolved config; empty = runs/<name>."""
     cache_dir: str = ""
     """Shared cache of NCA data, checkpoints and baselines; empty = runs/cache."""
-    max_retries: int = 2
+    max_retries: int = bounded(2, 0, 100)
     """Times a trial lost to infrastructure (killed worker, lost job) is retried."""
     threads: int = 0
     """Torch threads per trial process; 0 = cores / the trials that can run at once (the fewer of
     workers and n_trials)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ConfigError(f"[study] name = {self.name!r}: expected 1-100 letters, digits, "
+                              "'.', '_' or '-', starting with a letter or digit (it names the "
+                              "run folder)")
         self._resolve_domains()
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
@@ -93,15 +104,14 @@ class StudySection:
         if self.tokenizer not in ("byte", "bpe"):
             raise ConfigError(f"tokenizer {self.tokenizer!r} is not one of byte, bpe")
         self._resolve_objectives()
-        if (not self.seeds or len(set(self.seeds)) != len(self.seeds)
-                or not all(isinstance(s, int) and s >= 0 for s in self.seeds)):
-            raise ConfigError(f"seeds {list(self.seeds)!r} must be a non-empty list of distinct "
-                              "ints >= 0")
-        for name in ("n_trials", "workers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} {getattr(self, name)!r} must be >= 1")
-        if self.max_retries < 0 or self.threads < 0:
-            raise ConfigError("max_retries and threads must be >= 0")
+        if (not 0 < len(self.seeds) <= MAX_SEEDS or len(set(self.seeds)) != len(self.seeds)
+                or not all(type(s) is int and 0 <= s <= SEED_MAX for s in self.seeds)):
+            shown = list(self.seeds) if len(self.seeds) <= 10 else f"{len(self.seeds)} seeds"
+            raise ConfigError(f"[study] seeds = {shown!r}: expected a list of 1 to {MAX_SEEDS} distinct "
+                              f"integers in [0, {SEED_MAX}]")
+        check_bounds(self, "study")
+        if self.threads < 0:
+            raise ConfigError(f"[study] threads = {self.threads}: expected 0 (automatic) or more")
 
     @property
     def directions(self) -> list[Direction]:
@@ -188,17 +198,16 @@ class StudySection:
 class BudgetSection:
     """``[budget]``: token budgets; 0 takes the preset's default."""
 
-    nca_tokens: int = 0
+    nca_tokens: int = bounded(0, 0, MAX_TOKENS)
     """Default pre-pre-training tokens (a searched ``nca_tokens`` overrides it)."""
-    domain_tokens: int = 0
+    domain_tokens: int = bounded(0, 0, MAX_TOKENS)
     """Downstream training tokens of every trial and its scratch runs (a setting may override)."""
     nca_fraction: float = 0.0
     """NCA budget as a fraction of the domain budget, in (0, 1] (the paper: 0.013-0.039);
     0 = use nca_tokens."""
 
     def __post_init__(self) -> None:
-        if self.nca_tokens < 0 or self.domain_tokens < 0:
-            raise ConfigError("[budget] token counts must be >= 0 (0 = preset default)")
+        check_bounds(self, "budget")
         if not (self.nca_fraction == 0 or 0 < self.nca_fraction <= 1):
             raise ConfigError(f"[budget] nca_fraction {self.nca_fraction!r} must be in (0, 1] "
                               "(0 = use nca_tokens)")
@@ -209,14 +218,15 @@ class SamplerSection:
     """``[sampler]``: every argument pinned so a resumed study samples the same way."""
 
     name: str = "tpe"
-    seed: int = 0
-    n_startup_trials: int = 4
-    n_ei_candidates: int = 24
+    seed: int = bounded(0, 0, SEED_MAX)
+    n_startup_trials: int = bounded(4, 0, 100_000)
+    n_ei_candidates: int = bounded(24, 1, 100_000)
     multivariate: bool = True
     group: bool = False
     constant_liar: bool = True
 
     def __post_init__(self) -> None:
+        check_bounds(self, "sampler")
         if self.name not in SAMPLERS:
             raise ConfigError(f"sampler {self.name!r} is not one of {', '.join(SAMPLERS)}")
         if self.group and not self.multivariate:
@@ -228,13 +238,14 @@ class PrunerSection:
     """``[pruner]``: which trials to stop early, from their intermediate validation losses."""
 
     name: str = "median"
-    n_startup_trials: int = 3
-    n_warmup_steps: int = 1
-    min_resource: int = 1
-    reduction_factor: int = 3
-    p_threshold: float = 0.1
+    n_startup_trials: int = bounded(3, 0, 100_000)
+    n_warmup_steps: int = bounded(1, 0, 1_000_000)
+    min_resource: int = bounded(1, 1, 1_000_000)
+    reduction_factor: int = bounded(3, 2, 1000)
+    p_threshold: float = bounded(0.1, 0.0, 1.0)
 
     def __post_init__(self) -> None:
+        check_bounds(self, "pruner")
         if self.name not in PRUNERS:
             raise ConfigError(f"pruner {self.name!r} is not one of {', '.join(PRUNERS)}")
 
@@ -244,11 +255,11 @@ class SlurmSection:
     """``[slurm]``: how ``--executor slurm`` turns trials into jobs."""
 
     partition: str = ""
-    gpus_per_node: int = 1
-    cpus_per_task: int = 8
-    mem_gb: int = 32
-    timeout_min: int = 60
-    max_in_flight: int = 8
+    gpus_per_node: int = bounded(1, 0, 64)
+    cpus_per_task: int = bounded(8, 1, 4096)
+    mem_gb: int = bounded(32, 1, 1_000_000)
+    timeout_min: int = bounded(60, 1, 10_000_000)
+    max_in_flight: int = bounded(8, 1, 100_000)
     account: str = ""
     qos: str = ""
     constraint: str = ""
@@ -258,14 +269,11 @@ class SlurmSection:
     """Shell lines run in the job before Python starts (module load, venv activate)."""
     folder: str = ""
     """submitit job folder; empty = run_dir/slurm."""
-    max_requeues: int = 3
+    max_requeues: int = bounded(3, 0, 1000)
     """Preemption/time-limit requeues before a trial fails."""
 
     def __post_init__(self) -> None:
-        for name in ("gpus_per_node", "cpus_per_task", "mem_gb", "timeout_min", "max_in_flight"):
-            value = getattr(self, name)
-            if value < (0 if name == "gpus_per_node" else 1):
-                raise ConfigError(f"[slurm] {name} {value!r} is out of range")
+        check_bounds(self, "slurm")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -295,6 +303,12 @@ class StudyConfig:
     anchors: tuple[Anchor, ...] = ()
 
     def __post_init__(self) -> None:
+        cpus = (self.slurm.cpus_per_task if self.study.executor == "slurm"
+                else len(os.sched_getaffinity(0)))
+        if self.study.threads > cpus:
+            where = "[slurm] cpus_per_task" if self.study.executor == "slurm" else "this machine"
+            raise ConfigError(f"[study] threads = {self.study.threads}: expected 0 (automatic) "
+                              f"to {cpus}, the CPUs of {where}")
         ranges = [p.name for p in self.space if p.searched and p.choices is None]
         if self.sampler.name == "grid" and ranges:
             raise ConfigError(f"[sampler] grid needs choices for every searched parameter; "
@@ -355,11 +369,16 @@ def load_study_config(name_or_path: str, overrides: dict[str, dict[str, Any]] | 
     """Load a study file and apply ``overrides`` (section -> key -> value) on top."""
     path = resolve_study_path(name_or_path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                          f"offset {exc.start}); a study file is TOML") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     for section, values in (overrides or {}).items():
-        table = raw.setdefault(section, {})
+        table = _table(raw.setdefault(section, {}), f"[{section}]")
         for key, value in values.items():  # a table (``data``) is merged, a value replaced
             both = isinstance(value, dict) and isinstance(table.get(key), dict)
             table[key] = {**table[key], **value} if both else value
@@ -367,26 +386,59 @@ def load_study_config(name_or_path: str, overrides: dict[str, dict[str, Any]] | 
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "study") -> StudyConfig:
-    """Build a StudyConfig from a parsed TOML document."""
+    """Build a StudyConfig from a parsed TOML document (every value checked: see search._toml)."""
     check_keys(raw, _SECTIONS, f"{where} (top level)")
     if "study" not in raw:
         raise ConfigError(f"{where} has no [study] section")
-    study = dict(raw["study"])
+    tables = {name: _table(raw.get(name, {}), f"[{name}]")
+              for name in ("study", "budget", "sampler", "pruner", "slurm", "space")}
+    study = dict(tables["study"])
     if isinstance(study.get("data"), dict):  # a TOML table: domain -> data
-        study["data"] = tuple((str(k), str(v)) for k, v in study["data"].items())
-    slurm = dict(raw.get("slurm", {}))
+        study["data"] = tuple((str(k), _string(v, f"[study] data.{k}"))
+                              for k, v in study["data"].items())
+    slurm = dict(tables["slurm"])
     if "extra" in slurm:
-        slurm["extra"] = tuple(sorted((str(k), str(v)) for k, v in dict(slurm["extra"]).items()))
-    anchors = []
-    for a in raw.get("anchors", []):
-        check_keys(a, ("name", "params"), "anchors")
-        anchors.append(Anchor(name=a["name"], params=tuple(sorted(a.get("params", {}).items()))))
+        slurm["extra"] = tuple(sorted((str(k), str(_scalar(v, f"[slurm] extra.{k}")))
+                                      for k, v in _table(slurm["extra"], "[slurm] extra").items()))
     return StudyConfig(
         study=from_table(StudySection, study, "study"),
-        budget=from_table(BudgetSection, raw.get("budget", {}), "budget"),
-        sampler=from_table(SamplerSection, raw.get("sampler", {}), "sampler"),
-        pruner=from_table(PrunerSection, raw.get("pruner", {}), "pruner"),
+        budget=from_table(BudgetSection, tables["budget"], "budget"),
+        sampler=from_table(SamplerSection, tables["sampler"], "sampler"),
+        pruner=from_table(PrunerSection, tables["pruner"], "pruner"),
         slurm=from_table(SlurmSection, slurm, "slurm"),
-        space=tuple(parse_space(raw.get("space", {})).values()),
-        anchors=tuple(anchors),
+        space=tuple(parse_space(tables["space"]).values()),
+        anchors=_anchors(raw.get("anchors", [])),
     )
+
+
+def _anchors(raw: Any) -> tuple[Anchor, ...]:
+    """``[[anchors]]``: a list of tables, each with a string ``name`` and a ``params`` table."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"anchors = {raw!r}: expected [[anchors]] tables, each with a name "
+                          "and a params table")
+    anchors = []
+    for i, a in enumerate(raw):
+        a = _table(a, f"[[anchors]] #{i + 1}")
+        check_keys(a, ("name", "params"), "anchors")
+        name = _string(a.get("name"), f"[[anchors]] #{i + 1} name")
+        params = _table(a.get("params", {}), f"anchor {name!r} params")
+        anchors.append(Anchor(name=name, params=tuple(sorted(params.items()))))
+    return tuple(anchors)
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} = {value!r}: expected a table")
+    return value
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} = {value!r}: expected a non-empty string")
+    return value
+
+
+def _scalar(value: Any, where: str) -> str | int | float | bool:
+    if not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(f"{where} = {value!r}: expected a string or a number")
+    return value

@@ -18,6 +18,7 @@ a heartbeat line per trial every ``--heartbeat`` seconds.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     lock: StudyLock | None = None
     try:
-        if args.heartbeat <= 0:
+        if not 0 < args.heartbeat < math.inf:
             raise ConfigError(f"--heartbeat {args.heartbeat:g}: give seconds > 0")
         budget_s = _budget_s(args)
         config = load_config(args)

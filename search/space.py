@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import nca
 from lm.recipe import EMBED_INITS, NCA_SCHEDULES, RECIPES
 from nca.bands import parse_band
-from search._toml import ConfigError
+from search._toml import ConfigError, checked_value
 
 if TYPE_CHECKING:
     import optuna
@@ -307,8 +308,15 @@ def _band_param(text: Any, band_kind: Any) -> tuple[tuple[float, float], str]:
 
 
 def setting_from_params(params: dict[str, Any]) -> Setting:
-    """Build a Setting from flat parameter values (Optuna params, anchors, fixed values)."""
-    kwargs = {k: v for k, v in params.items() if k not in ("band", "band_lower", "band_width")}
+    """Build a Setting from flat parameter values (Optuna params, anchors, fixed values).
+
+    Raises:
+        ValueError: a value of the wrong type (an int field given ``4.5``), not finite, or one
+            the Setting refuses.
+    """
+    hints = typing.get_type_hints(Setting)
+    kwargs = {k: checked_value(v, hints[k], k) if k in hints else v
+              for k, v in params.items() if k not in ("band", "band_lower", "band_width")}
     if "band" in params:
         kwargs["band"], kwargs["band_kind"] = _band_param(params["band"], params.get("band_kind"))
     elif "band_lower" in params:

@@ -51,6 +51,7 @@ def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:
         )
     except ValueError as exc:
         raise ConfigError(f"study {config.study.name!r}: {exc}") from None
+    _check_same_corpora(study, context)
     resolved = json.loads(config.to_json())
     resolved["context"] = context.to_dict()
     study.set_user_attr("config", json.dumps(resolved, sort_keys=True))
@@ -65,6 +66,27 @@ def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:
     _save_note(study, config)
     write_json_atomic(config.run_dir / "config.json", resolved)
     return study
+
+
+def _check_same_corpora(study: optuna.Study, context: TrialContext) -> None:
+    """A resumed study must train on the tokens it started with: its finished trials were scored
+    on them, and a changed corpus would mix two datasets in one table.
+
+    Raises:
+        ConfigError: the stored context names other corpus tokens (a study that predates the
+            keys is not checked).
+    """
+    try:
+        before = json.loads(study.user_attrs["config"])["context"].get("corpus_keys")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return
+    if before and tuple(before) != context.corpus_keys:
+        domains = [d for d, _ in context.domains] or [context.domain]
+        changed = [d for d, a, b in zip(domains, before, context.corpus_keys, strict=False)
+                   if a != b]
+        raise ConfigError(f"study {study.study_name!r} was run on other {', '.join(changed)} "
+                          f"data (its tokens' key {before[0]}, now {context.corpus_keys[0]}); "
+                          "restore the data, or start a new study with --name")
 
 
 def _save_note(study: optuna.Study, config: StudyConfig) -> None:

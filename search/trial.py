@@ -37,7 +37,7 @@ from lm.checkpoint import load_checkpoint, save_checkpoint
 from lm.corpora import DomainCorpus, load_domain
 from lm.diagnose import diagnose, unigram_loss
 from lm.model import Transformer
-from lm.presets import build_model, get_preset
+from lm.presets import Preset, build_model, get_preset
 from lm.probe import probe
 from lm.recipe import init_new_embeddings
 from lm.scores import score as lm_score
@@ -144,6 +144,9 @@ class TrialContext:
     domains: tuple[tuple[str, str], ...] = ()
     """``(domain, data)`` of every domain of a multi-domain study, in order (``domain`` and
     ``data`` are then the first's); empty for one domain."""
+    corpus_keys: tuple[str, ...] = ()
+    """Content key of each domain's corpus tokens, in domain order (``make_context`` reads them):
+    the work folders and finished seeds are keyed by what the data holds, not where it lies."""
 
     def to_dict(self) -> dict[str, Any]:
         """As a dict; a one-domain context has no ``domains`` key (its keys stay as before)."""
@@ -156,8 +159,9 @@ class TrialContext:
         """One one-domain context per domain, in order (just this one for one domain)."""
         if not self.domains:
             return (self,)
-        return tuple(dataclasses.replace(self, domain=d, data=data, domains=())
-                     for d, data in self.domains)
+        keys = self.corpus_keys or ("",) * len(self.domains)
+        return tuple(dataclasses.replace(self, domain=d, data=data, domains=(), corpus_keys=(k,))
+                     for (d, data), k in zip(self.domains, keys, strict=True))
 
 
 def make_context(config: StudyConfig) -> TrialContext:
@@ -174,6 +178,7 @@ def make_context(config: StudyConfig) -> TrialContext:
         preset = get_preset(name)
     except ValueError as exc:
         raise SetupError(str(exc)) from None
+    _check_budgets(config, preset)
     context = TrialContext(
         domain=s.domain, data=s.domain_data[0][1], tokenizer=s.tokenizer, preset=name,
         recipe=s.recipe or preset.recipe,
@@ -184,9 +189,30 @@ def make_context(config: StudyConfig) -> TrialContext:
         device="cuda" if torch.cuda.is_available() else "cpu",
         domains=s.domain_data if s.multi_domain else (),
     )
-    for one in context.per_domain():
-        _corpus(one)
-    return context
+    keys = tuple(_corpus_content_key(one) for one in context.per_domain())
+    return dataclasses.replace(context, corpus_keys=keys)
+
+
+def _check_budgets(config: StudyConfig, preset: Preset) -> None:
+    """A stage must take at least as many optimiser steps as it has evaluations (the domain
+    stage) or one (the NCA stage); a budget below that trains nothing worth scoring.
+
+    Raises:
+        SetupError: the study's budgets are below those floors for its preset.
+    """
+    b = config.budget
+    domain = b.domain_tokens or preset.domain_tokens
+    least = preset.batch_tokens * preset.evals_per_stage
+    if domain < least:
+        raise SetupError(f"[budget] domain_tokens = {domain}: the {preset.name} preset needs at "
+                         f"least {least} ({preset.evals_per_stage} steps of "
+                         f"{preset.batch_tokens} tokens)")
+    nca = round(b.nca_fraction * domain) if b.nca_fraction else (b.nca_tokens or preset.nca_tokens)
+    if nca < preset.nca_batch_tokens:
+        given = (f"nca_fraction = {b.nca_fraction} ({nca} tokens)" if b.nca_fraction
+                 else f"nca_tokens = {nca}")
+        raise SetupError(f"[budget] {given}: the {preset.name} preset needs at least "
+                         f"{preset.nca_batch_tokens} NCA tokens (one step)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -702,22 +728,36 @@ _TRANSFERS: dict[str, dict[str, Any]] = {
 @cache
 def _corpus(context: TrialContext) -> DomainCorpus:
     """The context's domain corpus, read (verified) once per process: every cache key of a seed
-    names its scratch runs, and each of those keys reads it."""
+    names its scratch runs, and each of those keys reads it.
+
+    Raises:
+        SetupError: the data cannot be read, or its tokens are not the ones the study resolved
+            (``corpus_keys``): it was changed under a running or resumed study.
+    """
     try:
-        return load_domain(context.domain, source=context.data or None,
-                           tokenizer=context.tokenizer, cache_dir=Path(context.cache_dir),
-                           seq_len=get_preset(context.preset).seq_len)
+        corpus = load_domain(context.domain, source=context.data or None,
+                             tokenizer=context.tokenizer, cache_dir=Path(context.cache_dir),
+                             seq_len=get_preset(context.preset).seq_len)
     except (ValueError, FileNotFoundError) as exc:
         raise SetupError(str(exc).strip().splitlines()[0]) from None
+    if context.corpus_keys and _tokens_key(corpus) != context.corpus_keys[0]:
+        raise SetupError(f"the {context.domain} corpus at {context.data or 'its default'!r} "
+                         f"changed while the study ran (its tokens' key was "
+                         f"{context.corpus_keys[0]}, now {_tokens_key(corpus)}); rerun the "
+                         "study so it resolves the data again")
+    return corpus
 
 
-@cache
-def _corpus_content_key(context: TrialContext) -> str:
-    """Hash of the corpus' tokens (train and val), not of where they came from."""
-    corpus = _corpus(context)
+def _tokens_key(corpus: DomainCorpus) -> str:
+    """Hash of a corpus' tokens (train and val), not of where they came from."""
     digests = [sha256_bytes(np.ascontiguousarray(ds.stream).tobytes())
                for ds in (corpus.train, corpus.val)]
     return content_key({"vocab": corpus.vocab_size, "tokens": digests})
+
+
+def _corpus_content_key(context: TrialContext) -> str:
+    """The content key of the context's corpus: resolved once by ``make_context``."""
+    return context.corpus_keys[0] if context.corpus_keys else _tokens_key(_corpus(context))
 
 
 @cache

@@ -63,7 +63,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):
         ('[space]\nembed_init = "xavier"\n', "reference, scaled"),
         ('[space]\nnca_schedule = "linear"\n', "warmup-only, cosine"),
         ('[space]\nnca_fraction = 1.5\n', "(0, 1]"),
-        ('[budget]\nnca_fraction = 0.0001\nnca_tokens = -1\n', ">= 0"),
+        ('[budget]\nnca_fraction = 0.0001\nnca_tokens = -1\n', "nca_tokens = -1: expected a value in [0, "),
         ('[budget]\nnca_fraction = 2.0\n', "(0, 1]"),
         ('[sampler]\nname = "grid"\n[space]\nlr = { low = 1e-4, high = 1e-3 }\n', "grid"),
     ],
