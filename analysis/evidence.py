@@ -18,7 +18,6 @@ under ``--out``:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from analysis.frame import StudyRecord, load_studies
 from analysis.paper import PAPER_BAND_LABELS, band_anchors
 from analysis.report import Analysis, _atomic_write, analyze, write_report
 from analysis.stats import NOISE, holm, paired_test
+from ncaio.cli import OneLineParser, check_output_folder
 from search.storage import StorageError
 
 __all__ = ["DOMAINS", "fidelity_table", "knob_effects", "main", "settings_table",
@@ -183,8 +183,8 @@ def _summary(big: Analysis, trials: pd.DataFrame, settings: pd.DataFrame, knobs:
     ]
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis.evidence",
+def _parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m analysis.evidence",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--run-dir", type=Path, default=Path("runs"),
                    help="folder holding evidence-<domain>/ and fidelity-<domain>/ (default runs)")
@@ -196,6 +196,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns 0, or 2 with a one-line error when a study is missing."""
     args = _parser().parse_args(argv)
+    try:
+        check_output_folder(args.out, "--out")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         large = _read(args.run_dir, "evidence", args.domains)

@@ -21,7 +21,6 @@ NCA budget (``studies/regime.toml``, ``studies/regime-long.toml``) and writes un
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import zlib
@@ -36,6 +35,7 @@ from analysis.document import Block, FigureBlock, Heading, Para, Table, render_m
 from analysis.frame import load_studies, seeds_frame
 from analysis.report import _atomic_write
 from analysis.stats import holm, lack_of_fit_p, paired_test
+from ncaio.cli import OneLineParser, check_output_folder
 from search.storage import StorageError
 
 __all__ = ["CELL_KEYS", "cell_table", "main", "regime_seeds", "sign_flips"]
@@ -259,8 +259,8 @@ def _blocks(cells: pd.DataFrame, flips: pd.DataFrame, figures: list[FigureBlock]
     ]
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis.regime",
+def _parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m analysis.regime",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--storage", action="append", required=True,
                    help="journal file or database URL; repeat for several")
@@ -273,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns 0, or 2 with one line when a storage cannot be read or holds no
     finished NCA trial."""
     args = _parser().parse_args(argv)
+    try:
+        check_output_folder(args.out, "--out")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         records = [r for s in args.storage for r in load_studies(s, args.study)]
     except StorageError as exc:

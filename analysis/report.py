@@ -13,7 +13,6 @@ Python:
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from analysis.pareto import pareto_table
 from analysis.plots import FigureSkipped
 from analysis.stats import seed_noise, setting_stats
 from ncaio import atomic_write, atomic_write_bytes
+from ncaio.cli import OneLineParser, check_output_folder
 from search.storage import StorageError
 
 __all__ = ["Analysis", "analyze", "main", "pareto_fronts", "write_report"]
@@ -187,8 +187,8 @@ def write_report(analysis: Analysis, out_dir: Path, *, artifact_store: Any | Non
     return out_dir / "report.md"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis.report",
+def _parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m analysis.report",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--storage", required=True, action="append",
                    help="journal file path or database URL (sqlite:///x.db, postgresql://...); "
@@ -208,6 +208,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns 0, or 2 with a one-line error for bad input."""
     args = _parser().parse_args(argv)
+    try:
+        check_output_folder(args.out, "--out")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     store = None
     if args.artifact_dir is not None:

@@ -142,6 +142,8 @@ def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
            max_bytes: dict[str, int | None], seq_len: int) -> None:
     kind, vocab = parse_tokenizer_spec(tokenizer)
     texts = {s: _take(source.documents(s, val_percent), max_bytes[s]) for s in ("train", "val")}
+    for split, docs in texts.items():  # a byte stream's length bounds every tokenizer's
+        _check_length(split, source, sum(len(t.encode("utf-8")) + 1 for t in docs), seq_len)
     out.parent.mkdir(parents=True, exist_ok=True)  # only once the source read: bad data writes nothing
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
@@ -150,9 +152,7 @@ def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
         splits = {}
         for split, docs in texts.items():
             stream = _encode(tok, docs)
-            if len(stream) < seq_len:
-                raise SourceError(f"{split} split of {source.fingerprint()} has {len(stream)} "
-                                  f"tokens (< one sequence of {seq_len}); give it more data")
+            _check_length(split, source, len(stream), seq_len)
             np.save(tmp / f"{split}.npy", stream)
             n_bytes = sum(len(t.encode("utf-8")) for t in docs)
             splits[split] = {"n_docs": len(docs), "n_bytes": n_bytes, "n_tokens": len(stream),
@@ -170,6 +170,12 @@ def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_length(split: str, source: Source, n_tokens: int, seq_len: int) -> None:
+    if n_tokens < seq_len:
+        raise SourceError(f"the {split} split of {source.describe()} has {n_tokens} tokens "
+                          f"(< one sequence of {seq_len}); give it more data")
 
 
 def _verified_manifest(out: Path) -> dict[str, Any]:

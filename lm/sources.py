@@ -70,6 +70,10 @@ class Source:
         """What identifies the content, for cache keys."""
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """Where the documents come from, for messages."""
+        raise NotImplementedError
+
     def documents(self, split: str, val_percent: int) -> Iterator[Document]:
         for doc in self._all():
             if split_of(doc.id, val_percent) == split:
@@ -153,6 +157,9 @@ class LocalSource(Source):
         return {"kind": "local", "text_field": self.text_field,
                 "files": hashlib.sha256(json.dumps(contents).encode()).hexdigest()}
 
+    def describe(self) -> str:
+        return repr(str(self.path))
+
     def documents(self, split: str, val_percent: int) -> Iterator[Document]:
         if self.fixed is None:
             yield from super().documents(split, val_percent)
@@ -205,6 +212,9 @@ class HFSource(Source):
                 "data_files": self.data_files, "text_field": self.text_field,
                 "n_docs": self.n_docs, "split": self.split}
 
+    def describe(self) -> str:
+        return f"hf:{self.name}"
+
     def _all(self) -> Iterator[Document]:
         try:
             import datasets
@@ -236,6 +246,9 @@ class StdlibSource(Source):
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": "stdlib", "root": str(self.root), "version": sys.version}
+
+    def describe(self) -> str:
+        return f"the Python {sys.version.split()[0]} standard library"
 
     def _all(self) -> Iterator[Document]:
         for path in sorted(self.root.rglob("*.py")):

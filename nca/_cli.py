@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 from nca.config import NCAConfig
+from ncaio.cli import check_output_folder
 
 
 def add_nca_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,9 +52,4 @@ def parse_shares(text: str | None) -> list[float] | None:
 
 def check_cache_dir(path: Path) -> None:
     """Refuse a cache root that is not a usable folder, before anything is computed."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--cache-dir {str(path)!r} is not a folder; accepted: a folder "
-                         f"(created if missing)")
-    parent = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"--cache-dir {str(path)!r}: {str(parent)!r} is not writable")
+    check_output_folder(path, "--cache-dir")

@@ -77,13 +77,22 @@ def read_corpus(path: Path) -> bytes:
         for i, line in enumerate(raw.splitlines()):
             if not line.strip():
                 continue
-            text = json.loads(line).get("text")
+            try:
+                text = json.loads(line).get("text")
+            except (ValueError, AttributeError):  # not JSON, or JSON but not an object
+                text = None
             if type(text) is not str:  # a data error, not a caller's type error
                 raise ValueError(f"{path}:{i + 1} has no string 'text' field")
             docs.append(text.encode("utf-8"))
         raw = b"\n".join(docs)
     if not raw:
         raise ValueError(f"text corpus {str(path)!r} is empty")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"text corpus {str(path)!r} is not UTF-8 text (byte "
+                         f"0x{raw[err.start]:02x} at offset {err.start}); accepted: JSONL or "
+                         "UTF-8 text") from None
     return raw
 
 

@@ -124,6 +124,8 @@ def build(spec: DataSpec, n_tokens: int, *, cache_dir: Path, seed: int = 0, seq_
     _check_int("seq_len", seq_len, 1)
     _check_int("seed", seed, 0)
     _check_int("max_candidates", max_candidates, 1)
+    if spec.source == "text":  # refuse an unusable corpus before anything is written
+        read_corpus(Path(spec.text_path or ""))
     key = dataset_key(spec, n_tokens, seed, seq_len)
     path = Path(cache_dir) / "nca" / key
     rebuilt_because = None

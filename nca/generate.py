@@ -32,18 +32,20 @@ from nca.spec import SOURCES, DataSpec
 from ncaio.cli import OneLineParser, check_device, run_cli
 
 _SUFFIX = {"k": 10**3, "m": 10**6, "g": 10**9}
+MAX_TOKENS = 10**13
+"""Most tokens one dataset may hold (the paper's largest NCA budget is about 10^9)."""
 
 
 def parse_tokens(text: str) -> int:
-    """`2000000`, `2e6`, `2M` or `500k` as a positive token count."""
+    """`2000000`, `2e6`, `2M` or `500k` as a positive token count up to ``MAX_TOKENS``."""
     try:
         mult = _SUFFIX.get(text[-1:].lower(), 1)
         value = float(text[:-1] if mult > 1 else text) * mult
     except ValueError:
         value = -1
-    if value < 1 or value != int(value):
-        raise ValueError(f"--tokens {text} is invalid; accepted: a positive integer "
-                         f"(e.g. 2000000, 2e6, 2M, 500k)")
+    if not 1 <= value <= MAX_TOKENS or value != int(value):
+        raise ValueError(f"--tokens {text} is invalid; accepted: a positive integer up to "
+                         f"{MAX_TOKENS:.0e} (e.g. 2000000, 2e6, 2M, 500k)")
     return int(value)
 
 

@@ -7,11 +7,13 @@ becomes one line on stderr, ``<prog>: error: <what was given; what is accepted>`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["OneLineParser", "check_device", "run_cli"]
+__all__ = ["OneLineParser", "check_device", "check_output_folder", "run_cli"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -46,3 +48,22 @@ def check_device(text: str) -> None:
         accepted = ", ".join(k for k, ok in available.items() if ok)
         raise ValueError(f"--device {text!r} is not available on this machine; accepted: "
                          f"{accepted}")
+
+
+def check_output_folder(path: str | os.PathLike[str], flag: str) -> None:
+    """Refuse a folder a command would write to, before it writes anything: it must be a folder
+    (or not exist yet) and its nearest existing ancestor a folder this process may write in.
+
+    Raises:
+        ValueError: one line naming ``flag``, the value and what is accepted.
+    """
+    path = Path(path)
+    existing = path if path.exists() else next(
+        (p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not existing.is_dir():
+        where = "" if existing == path else f" ({str(existing)!r} is a file)"
+        raise ValueError(f"{flag} {str(path)!r} is not a folder{where}; accepted: a folder "
+                         "(created if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {str(path)!r}: {str(existing)!r} is not writable; accepted: "
+                         "a folder this user may write in")

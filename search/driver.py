@@ -44,12 +44,18 @@ __all__ = [
     "DriverEvents",
     "Running",
     "StudyStopped",
+    "Terminated",
     "setting_from_json",
 ]
 
 _POLL_S = 0.5
 _TICK_S = 1.0
 """Least seconds between two ``on_tick`` calls (the board redraws from what a tick gathers)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm sends at a time limit or preemption, and ``kill``'s default): handled
+    like Ctrl-C, so no trial is left RUNNING."""
 
 
 class StudyStopped(RuntimeError):
@@ -129,8 +135,8 @@ class Driver:
                     time.sleep(_POLL_S)  # nothing finished: wait before polling again
                 self._renew_leases()
                 self._tick()
-        except KeyboardInterrupt:
-            self._interrupt()
+        except KeyboardInterrupt as stop:
+            self._interrupt("SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C")
             raise
 
     # -- the phases before the loop ------------------------------------------------------------
@@ -310,11 +316,11 @@ class Driver:
         self._say(_leases.fail_and_retry(self.study, t, reason, count_attempt=count_attempt,
                                          max_retries=self.config.study.max_retries))
 
-    def _interrupt(self) -> None:
+    def _interrupt(self, by: str) -> None:
         for item in self._inflight.values():
             item.job.cancel()
             frozen = _optuna.current(self.study, _optuna.trial_id(item.trial))
-            self._fail_and_retry(frozen, "interrupted (Ctrl-C)", count_attempt=False)
+            self._fail_and_retry(frozen, f"interrupted ({by})", count_attempt=False)
         self._inflight.clear()
 
     def _work_dir(self, trial: optuna.Trial) -> Path:

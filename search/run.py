@@ -19,20 +19,24 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import optuna
 
+from ncaio.cli import OneLineParser, check_output_folder
 from search import board as board_lib
 from search import console, cost
 from search import study as study_lib
 from search import trial as trial_lib
 from search._toml import ConfigError
 from search.config import DOMAINS, EXECUTORS, StudyConfig, load_study_config
-from search.driver import Driver, DriverEvents, StudyStopped
+from search.driver import Driver, DriverEvents, StudyStopped, Terminated
 from search.driver_lock import StudyBusyError, StudyLock, acquire_study
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
 from search.progress import ESTIMATED_BASELINE_ATTR, ESTIMATED_TRIAL_ATTR
@@ -40,7 +44,7 @@ from search.storage import StorageError, check_storage, open_storage
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m search.run", description=__doc__.splitlines()[0])
     p.add_argument("--domain", help="code, math or web; picks studies/<domain>.toml unless --study")
     p.add_argument("--study", help="study name in studies/ or a path to a .toml file")
     p.add_argument("--n-trials", type=int, help="finished trials to reach (anchors included)")
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--heartbeat {args.heartbeat:g}: give seconds > 0")
         budget_s = _budget_s(args)
         config = load_config(args)
+        check_folders(config)
         check_storage(config.storage_url, workers=config.study.workers)
         context = trial_lib.make_context(config)  # checks preset and corpus before writing
         if args.dry_run:
@@ -180,13 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     driver = Driver(config=config, study=study, executor=executor, context=context,
                     events=events, max_in_flight=workers, heartbeat=lock.renew)
     try:
-        with board:
+        with board, _sigterm_as_interrupt():
             driver.run()
             board.tick(driver)  # the final counts stay on the board
-    except KeyboardInterrupt:
-        print("\n[search] interrupted: in-flight trials were stopped and will rerun on resume",
+    except KeyboardInterrupt as stop:
+        by, status = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        print(f"\n[search] {by}: in-flight trials were stopped and will rerun on resume",
               file=sys.stderr)
-        return 130
+        return status
     except (StudyBusyError, StudyStopped) as exc:  # lost baselines, or the study taken over
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -199,6 +205,34 @@ def main(argv: list[str] | None = None) -> int:
     console.summary(study, scratch, sys.stdout)
     _print_where(config)
     return 0
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``Terminated`` in the driver (a KeyboardInterrupt), so
+    a time limit or ``kill`` stops the study as Ctrl-C does."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def check_folders(config: StudyConfig) -> None:
+    """Refuse a run or cache folder the study cannot write in, before it writes anything.
+
+    Raises:
+        ConfigError: the folder is a file, or not writable.
+    """
+    for path, flag in ((config.run_dir, "--run-dir"), (config.cache_dir, "--cache-dir")):
+        try:
+            check_output_folder(path, flag)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def take_study(config: StudyConfig) -> StudyLock:

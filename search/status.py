@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -69,9 +70,13 @@ def resolve_storage(run_dir: str | None, storage: str | None) -> str:
     folder = Path(run_dir)
     config = folder / "config.json"
     if config.is_file():
-        stored = json.loads(config.read_text()).get("study", {}).get("storage", "")
+        try:
+            stored = json.loads(config.read_text(encoding="utf-8"))["study"]["storage"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{str(config)!r} is damaged or not a run folder's config "
+                              f"({type(exc).__name__}); give --storage PATH_OR_URL") from None
         if stored:
-            return stored
+            return str(stored)
     journal = folder / "journal.log"
     if not journal.is_file():
         raise ConfigError(f"{run_dir!r}: no journal.log or config.json naming a storage")
@@ -200,14 +205,10 @@ def _slurm_state(job_id: str) -> str:
 def gather(storage: str, study_name: str | None = None,
            run_dir: str | None = None) -> list[dict[str, Any]]:
     """Every study of ``storage`` (or only ``study_name``)."""
-    from search.storage import open_storage
+    from search.storage import open_storage, resolve_study_names
 
     opened = open_storage(storage, create=False)
-    names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
-    if study_name is not None:
-        if study_name not in names:
-            raise ConfigError(f"study {study_name!r} is not in {storage}; it holds {names}")
-        names = [study_name]
+    names = resolve_study_names(opened, None if study_name is None else [study_name])
     now = time.time()
     return [study_status(optuna.load_study(study_name=n, storage=opened), now, run_dir)
             for n in names]
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         args.storage, args.run_dir = args.run_dir, str(Path(args.run_dir).parent)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        if args.watch is not None and args.watch <= 0:
+        if args.watch is not None and not 0 < args.watch < math.inf:
             raise ConfigError(f"--watch {args.watch:g}: give seconds > 0")
         storage = resolve_storage(args.run_dir, args.storage)
         statuses = gather(storage, args.study, args.run_dir)

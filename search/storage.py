@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -99,6 +100,8 @@ def check_storage(storage: str, *, workers: int = 1) -> None:
         return
     if Path(storage).is_dir():
         raise StorageError(_folder_message(storage))
+    if Path(storage).is_file() and not _is_sqlite(Path(storage)):
+        _check_journal(Path(storage))
     parent = Path(storage).resolve().parent
     while not parent.exists():
         parent = parent.parent
@@ -196,7 +199,31 @@ def _first_line(e: BaseException) -> str:
 # -- journal files -------------------------------------------------------------------------------
 
 
+_JOURNAL_START = re.compile(rb'\{\s*"op_code"\s*:')
+"""How every record of an Optuna journal starts (compact or spaced JSON)."""
+
+
+def _check_journal(path: Path) -> None:
+    """Refuse an existing file that is not an Optuna journal, before anything reads or repairs
+    it: an empty file is a new journal; any other must start like a journal record.
+
+    Raises:
+        StorageError: the file holds something else (text, a binary), or cannot be read.
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        raise StorageError(f"storage {str(path)!r} cannot be read ({exc.strerror})") from None
+    if head and not _JOURNAL_START.match(head):
+        raise StorageError(f"storage {str(path)!r} is a file that is not an Optuna journal (it "
+                           f"starts {head[:16]!r}); it was left as it is: give a new path or a "
+                           "journal file")
+
+
 def _open_journal(path: Path, *, create: bool) -> BaseStorage:
+    if path.is_file():
+        _check_journal(path)
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
     lock = JournalFileOpenLock(str(path))

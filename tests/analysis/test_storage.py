@@ -60,8 +60,14 @@ def test_file_that_is_not_a_journal(tmp_path):
         open_storage(bad, create=False)
     text = tmp_path / "notes.txt"
     text.write_text("hello\n")
+    for create in (False, True):  # not even the torn-record repair touches it
+        with pytest.raises(StorageError, match="is a file that is not an Optuna journal"):
+            open_storage(text, create=create)
+        assert text.read_text() == "hello\n" and sorted(tmp_path.iterdir()) == [bad, text]
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
     with pytest.raises(StorageError, match="holds no study"):
-        resolve_study_names(open_storage(text, create=False))
+        resolve_study_names(open_storage(empty, create=False))
 
 
 def test_public_names_are_the_one_opener():
