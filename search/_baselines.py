@@ -24,8 +24,8 @@ class LostBaseline:
 
 
 def compute(seeds: Sequence[int], submit: Callable[[int], BaseJob], *, at_once: int,
-            max_retries: int, wait: Callable[[], None],
-            say: Callable[[str], None]) -> LostBaseline | None:
+            max_retries: int, wait: Callable[[], None], say: Callable[[str], None],
+            on_lost: Callable[[int, str], None] | None = None) -> LostBaseline | None:
     """Run a baseline job per seed, ``at_once`` at a time, until every one has finished.
 
     Args:
@@ -35,6 +35,8 @@ def compute(seeds: Sequence[int], submit: Callable[[int], BaseJob], *, at_once: 
             jobs share the machine's cores as its trials do (more would oversubscribe them).
         wait: called between two polls of the jobs; it sleeps and keeps the driver alive.
         say: a line for the user.
+        on_lost: told ``(seed, reason)`` of each lost job before it is retried; it may raise
+            to stop the phase (a full disk).
 
     Returns:
         None once every baseline finished, or the first seed lost too often (the other jobs
@@ -59,6 +61,8 @@ def compute(seeds: Sequence[int], submit: Callable[[int], BaseJob], *, at_once: 
             del running[seed]
             if out.ok:
                 continue
+            if on_lost is not None:
+                on_lost(seed, out.reason)
             attempts[seed] += 1
             if attempts[seed] > max_retries:
                 for other in running.values():

@@ -30,7 +30,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search import _baselines, _leases, _optuna, _proposals, jobs
+from search import _baselines, _leases, _optuna, _proposals, disk, jobs
 from search._proposals import setting_from_json
 from search.config import StudyConfig
 from search.executors import BaseExecutor, BaseJob
@@ -186,7 +186,7 @@ class Driver:
             lost = _baselines.compute(
                 todo, lambda seed: self.executor.submit(self.baseline_fn, (self.context, seed)),
                 at_once=self.max_in_flight, max_retries=max_retries,
-                wait=self._wait_for_baselines, say=self._say)
+                wait=self._wait_for_baselines, say=self._say, on_lost=self._baseline_lost)
         finally:
             self.baseline_phase_seeds = ()
             self._publish_baseline_phase()
@@ -194,6 +194,13 @@ class Driver:
             raise BaselineLostError(
                 f"scratch baseline for seed {lost.seed} was lost {lost.attempts} times "
                 f"(last: {lost.reason}); max_retries = {max_retries}")
+
+    def _baseline_lost(self, seed: int, reason: str) -> None:
+        """A baseline job lost to a full disk stops the study (it would fail every retry)."""
+        what = f"the scratch baseline of seed {seed} could not be written"
+        if any(text in reason for text in disk.DISK_FULL_TEXTS):
+            self._stop_for_disk(None, what)
+        self._check_space(None, what)
 
     def baseline_progress(self) -> Progress | None:
         """The baseline phase under way as one record (None before its first job reports)."""
@@ -294,14 +301,45 @@ class Driver:
             if out.ok:
                 self._tell(item, out.value)
             else:
+                self._check_space(item, f"trial {number}'s job was lost")
                 trial_id = _optuna.trial_id(item.trial)
                 self._fail_and_retry(_optuna.current(self.study, trial_id), f"lost: {out.reason}",
                                      count_attempt=True)
                 self._announce(_optuna.current(self.study, trial_id), item.started)
         return collected
 
+    def _folders(self) -> tuple[Path, ...]:
+        """Where a study writes: its run folder (journal, work folders) and its cache."""
+        return (self.config.run_dir, self.config.cache_dir)
+
+    def _check_space(self, item: _InFlight | None, what: str) -> None:
+        """A lost job on a disk too full for a trial was lost to the disk: stop for it."""
+        folder = disk.low_on_space(self._folders(), disk.trial_bytes(self.context))
+        if folder is not None:
+            self._stop_for_disk(item, what, folder)
+
+    def _stop_for_disk(self, item: _InFlight | None, what: str,
+                       folder: Path | None = None) -> None:
+        """Re-enqueue every trial in flight without spending an attempt, and stop.
+
+        Raises:
+            StudyStopped: always, with the one line ``search.disk.message`` gives.
+        """
+        folders = self._folders()
+        folder = folder or min(folders, key=disk.free_bytes)
+        stopped = [item] if item is not None else []
+        for other in [*stopped, *self._inflight.values()]:
+            other.job.cancel()
+            frozen = _optuna.current(self.study, _optuna.trial_id(other.trial))
+            if frozen.state == TrialState.RUNNING:
+                self._fail_and_retry(frozen, "interrupted (disk full)", count_attempt=False)
+        self._inflight.clear()
+        raise StudyStopped(disk.message(folder, disk.trial_bytes(self.context), what))
+
     def _tell(self, item: _InFlight, result: jobs.TrialResult) -> None:
         trial = item.trial
+        if result.state == "disk_full":
+            self._stop_for_disk(item, result.reason)
         if result.state == "complete":
             told = self.study.tell(trial, result.values)
         elif result.state == "pruned":

@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from search import _first_domain, artifacts
+from search import _first_domain, artifacts, disk
 from search import progress as progress_lib
 from search import trial as trial_lib
 from search.config import PrunerSection
@@ -59,7 +59,8 @@ class TrialPayload:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TrialResult:
-    """What the driver tells Optuna: ``complete`` with values, ``pruned`` or ``failed``."""
+    """What the driver tells Optuna: ``complete`` with values, ``pruned`` or ``failed``; or
+    ``disk_full``, which stops the study (search.disk)."""
 
     state: str
     values: list[float] = field(default_factory=list)
@@ -206,6 +207,8 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - a bug in a trial fails that trial, not the study
+        if disk.is_disk_full(exc):  # not the trial's fault: the driver stops the study
+            return TrialResult(state="disk_full", reason=_first_line(exc))
         text = traceback.format_exc()
         reporter.set_attr("traceback", text[-4000:])
         return TrialResult(state="failed", reason=f"{type(exc).__name__}: {exc}")
@@ -220,6 +223,11 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
     except (OSError, ValueError) as exc:  # pictures are a nicety; the measurement stands
         reporter.set_attr("artifact_error", f"{type(exc).__name__}: {exc}")
     return TrialResult(state="complete", values=[record.objective(o) for o in payload.objectives])
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def run_baseline_job(args: tuple[TrialContext, int]) -> float:

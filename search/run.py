@@ -22,7 +22,7 @@ import math
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -31,7 +31,7 @@ import optuna
 
 from ncaio.cli import OneLineParser, check_output_folder
 from search import board as board_lib
-from search import console, cost
+from search import console, cost, disk
 from search import study as study_lib
 from search import trial as trial_lib
 from search._toml import ConfigError
@@ -141,6 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     # a refusal's one line, and from whichever racing driver created the study; the board's
     # first line says new or resumed instead.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return _run(args)
+    except Exception as exc:
+        if not disk.is_disk_full(exc):
+            raise
+        config = load_config(args)  # it loaded before the disk filled: reading writes nothing
+        print(f"error: {disk.short_message(exc, (config.run_dir, config.cache_dir))}",
+              file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     lock: StudyLock | None = None
     try:
         if not 0 < args.heartbeat < math.inf:
@@ -198,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         executor.shutdown()
-        lock.release()
+        with suppress(OSError):  # a full disk: the next driver takes over the dead one's lock
+            lock.release()
     scratch = {one.domain: [trial_lib.scratch_baseline(
         one, trial_lib.study_scratch_runs(one)[0], s).final_loss for s in config.study.seeds]
         for one in context.per_domain()}
