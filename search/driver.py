@@ -5,7 +5,8 @@ One trial, from ``search.run`` to its score:
 1. ``Driver.run`` starts by recovering the trials a dead driver left (``recover_stale``),
    enqueuing the study's anchors and computing missing scratch baselines (search._baselines).
 2. ``_fill`` asks Optuna for a trial and gives it a setting (search._proposals). A setting
-   already scored is not run again: the trial copies its values. Otherwise the driver leases
+   already scored is not run again: the trial copies its values and does not count towards
+   ``n_trials`` (``MAX_REPEATS_IN_A_ROW`` repeats stop sampling). Otherwise the driver leases
    the trial (search._leases) and submits its job to the executor.
 3. ``_collect`` tells Optuna each finished job's result. A job lost to the infrastructure
    (killed worker, lost Slurm job) fails its trial, which is retried up to ``max_retries``
@@ -49,6 +50,9 @@ __all__ = [
 ]
 
 _POLL_S = 0.5
+MAX_REPEATS_IN_A_ROW = 25
+"""Proposals in a row that repeat a scored setting before sampling stops: the sampler has
+likely exhausted a small space (a repeat copies its result and does not count as a trial)."""
 _TICK_S = 1.0
 """Least seconds between two ``on_tick`` calls (the board redraws from what a tick gathers)."""
 
@@ -123,6 +127,8 @@ class Driver:
     baseline_started: float = 0.0
     _baseline_published: float = 0.0
     _last_tick: float = 0.0
+    _repeats: int = 0
+    """Proposals in a row that repeated a scored setting."""
 
     def run(self) -> None:
         """Drive the study until it has ``n_trials`` finished trials."""
@@ -240,6 +246,8 @@ class Driver:
         while len(self._inflight) < self.max_in_flight:
             if self.finished_count() + len(self._inflight) >= target:
                 return False
+            if self._repeats >= MAX_REPEATS_IN_A_ROW:
+                return False
             if self.infeasible_count() >= target:
                 self._say(f"stopped sampling: {target} proposed settings could not be realised "
                           "(bands their alphabet cannot reach); narrow the space")
@@ -255,7 +263,13 @@ class Driver:
             duplicate = _proposals.reuse_duplicate(self.study, trial)
             if duplicate is not None:
                 self._announce(duplicate, time.time())
+                self._repeats += 1
+                if self._repeats == MAX_REPEATS_IN_A_ROW:
+                    self._say(f"stopped sampling: the last {self._repeats} proposals repeated "
+                              "settings already scored (the space looks exhausted); widen it "
+                              "or lower n_trials")
                 continue
+            self._repeats = 0
             self._start(trial, setting)
         return True
 

@@ -7,7 +7,8 @@ created); analysis and status open to read (``create=False``: nothing is created
 Every failure is a ``StorageError`` with a one-line message naming what the user typed.
 
 This module imports only the standard library, Optuna and ``ncaio`` (never torch, nor another
-search module), so ``analysis`` imports it cheaply.
+search module but the torch-free ``search.journal`` when a journal is damaged), so ``analysis``
+imports it cheaply.
 
 Example:
     >>> storage = open_storage("runs/code/journal.log", create=False)   # doctest: +SKIP
@@ -235,6 +236,11 @@ def _open_journal(path: Path, *, create: bool) -> BaseStorage:
         # The journal is replayed on construction, so a file that is not a journal fails here.
         return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     except (ValueError, KeyError, TypeError, AssertionError) as e:
+        from search.journal import damage_message, scan  # torch-free, like this module
+
+        damaged = scan(path)
+        if damaged:
+            raise StorageError(damage_message(path, damaged)) from e
         raise StorageError(f"{str(path)!r} is not an Optuna journal file: {_first_line(e)}") from e
 
 def repair_torn_journal(path: Path, lock: JournalFileOpenLock) -> str | None:

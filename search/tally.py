@@ -21,10 +21,11 @@ def jobs_at_once(executor: str, *, workers: int, n_trials: int, max_in_flight: i
 
 
 def counts_towards_n_trials(t: FrozenTrial) -> bool:
-    """Complete and pruned trials count (unless infeasible), and so do trials failed for good;
-    a trial failed and retried, or never started, does not."""
+    """Complete and pruned trials count (unless infeasible, or a repeat of a setting already
+    scored whose result was copied), and so do trials failed for good; a trial failed and
+    retried, or never started, does not."""
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return not is_infeasible(t)
+        return not is_infeasible(t) and "duplicate_of" not in t.user_attrs
     lost = t.user_attrs.get("retried") or t.user_attrs.get("never_started")
     return t.state == TrialState.FAIL and not lost
 

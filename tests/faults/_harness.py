@@ -88,7 +88,7 @@ def damage(path: Path, offset: int | None = None) -> None:
 def counted(t: FrozenTrial) -> bool:
     """Mirror of the driver's count: finished for good, realisable."""
     if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
-        return not t.user_attrs.get("infeasible")
+        return not t.user_attrs.get("infeasible") and "duplicate_of" not in t.user_attrs
     return t.state == TrialState.FAIL and not (t.user_attrs.get("retried")
                                                or t.user_attrs.get("never_started"))
 

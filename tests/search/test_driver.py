@@ -15,6 +15,7 @@ from search.config import config_from_dict
 from search.driver import BaselineLostError, Driver, DriverEvents
 from search.executors import InlineExecutor, LocalExecutor
 from search.study import open_study
+from search.tally import counts_towards_n_trials
 from search.trial import TrialContext
 from tests.search import _fakes
 
@@ -53,8 +54,8 @@ def _states(study):
 
 def test_anchor_first_and_trial_count(tmp_path):
     study = _drive(_config(tmp_path), InlineExecutor())
-    trials = study.get_trials()
-    assert len(trials) == 5 and all(s == TrialState.COMPLETE for s in _states(study))
+    trials = [t for t in study.get_trials() if "duplicate_of" not in t.user_attrs]
+    assert len(trials) == 5 and all(t.state == TrialState.COMPLETE for t in trials)
     assert trials[0].user_attrs["kind"] == "anchor:paper"
     assert '"alphabet": 10' in trials[0].user_attrs["setting"]
 
@@ -66,7 +67,8 @@ def test_resume_never_redoes_finished_trials(tmp_path):
     study = _drive(cfg, InlineExecutor())
     assert [(t.number, t.datetime_complete) for t in study.get_trials()] == first
     study = _drive(_config(tmp_path, n_trials=5), InlineExecutor())
-    assert len(study.get_trials()) == 5 and len({t.number for t in study.get_trials()}) == 5
+    trials = [t for t in study.get_trials() if "duplicate_of" not in t.user_attrs]
+    assert len(trials) == 5 and len({t.user_attrs["setting"] for t in trials}) == 5
 
 
 def test_failing_trial_fails_once_and_counts(tmp_path):
@@ -215,7 +217,9 @@ def test_infeasible_settings_do_not_count_towards_the_study(tmp_path):
     trials = study.get_trials()
     infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
     assert infeasible and all(t.state == TrialState.PRUNED for t in infeasible)
-    assert len(trials) - len(infeasible) == 4
+    counted = [t for t in trials if counts_towards_n_trials(t)]
+    # the anchor and the two bands at alphabet 4: every feasible setting, each once
+    assert len(counted) == 3 and len({t.user_attrs["setting"] for t in counted}) == 3
 
 
 def test_sampling_stops_when_nothing_proposed_can_be_realised(tmp_path):
@@ -275,3 +279,19 @@ def test_a_dead_drivers_baseline_phase_is_closed_when_its_seeds_are_cached(tmp_p
     Driver(config=cfg, study=study, executor=InlineExecutor(), context=context,
            baseline_fn=_fakes.fake_baseline).ensure_baselines()
     assert study.user_attrs[BASELINE_PHASE_ATTR]["running"] is False
+
+
+def test_a_repeated_setting_is_not_counted_and_an_exhausted_space_stops(tmp_path):
+    """A proposal that repeats a scored setting copies its result but is not a trial (a 4-trial
+    study used to test 3 settings); a space with fewer settings than n_trials stops sampling
+    after MAX_REPEATS_IN_A_ROW repeats in a row instead of looping."""
+    from search.driver import MAX_REPEATS_IN_A_ROW
+
+    space = {"band": {"choices": ["0.2-0.3", "0.5-1.0"]}, "alphabet": 4}
+    study = _drive(_config(tmp_path, n_trials=6, space=space), InlineExecutor())
+    trials = study.get_trials()
+    counted = [t for t in trials if counts_towards_n_trials(t)]
+    assert len({t.user_attrs["setting"] for t in counted}) == len(counted) == 3  # anchor + 2
+    repeats = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert len(repeats) >= MAX_REPEATS_IN_A_ROW
+    assert all(t.values == trials[t.user_attrs["duplicate_of"]].values for t in repeats)
