@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -69,11 +70,14 @@ class Snapshot:
     rows: tuple[Row, ...]
     best: str = ""
     projected_end: float | None = None
+    projection_note: str = ""
+    """Which figure the projected end uses, when not the estimate's (see ``corrected_trial_s``)."""
 
     def header(self) -> str:
+        note = f"; {self.projection_note}" if self.projection_note else ""
         end = "-" if self.projected_end is None else (
             f"{time.strftime('%H:%M:%S', time.localtime(self.projected_end))} "
-            f"(in {fmt_duration(self.projected_end - self.now)})")
+            f"(in {fmt_duration(self.projected_end - self.now)}{note})")
         best = f"; best {self.best}" if self.best else ""
         return (f"study {self.study}: {self.complete} complete, {self.pruned} pruned, "
                 f"{self.failed} failed, {self.running} running, {self.left} left; "
@@ -84,10 +88,11 @@ class Snapshot:
 
 
 def snapshot(driver: Driver, started: float, *, trial_s: float | None = None,
-             baseline_s: float | None = None) -> Snapshot:
+             baseline_s: float | None = None, domain_rate: float | None = None) -> Snapshot:
     """The board's view of ``driver`` now; ``trial_s`` is the estimated seconds of one trial
     (``search.cost``) until the study has finished trials of its own, ``baseline_s`` those of
-    the scratch-baseline phase until it has measured its own rate."""
+    the scratch-baseline phase until it has measured its own rate, ``domain_rate`` the
+    domain-stage tokens/s of one worker that ``trial_s`` assumes."""
     now = time.time()
     trials = driver.study.get_trials(deepcopy=False)
     counts = trial_counts(trials)
@@ -98,11 +103,47 @@ def snapshot(driver: Driver, started: float, *, trial_s: float | None = None,
                                     driver.baseline_progress(), estimate_s=baseline_s, now=now))
     running = len(driver.running())
     left = max(0, driver.config.study.n_trials - driver.finished_count() - running)
-    per_trial = mean_trial_s(trials) or trial_s
+    per_trial, note = mean_trial_s(trials), ""
+    if per_trial is None:
+        per_trial, note = corrected_trial_s(trial_s, domain_rate,
+                                            measured_domain_rate(rows, driver.max_in_flight))
     end = project_end(now, [r.eta_s() for r in rows], left, driver.max_in_flight, per_trial)
     return Snapshot(study=driver.study.study_name, now=now, started=started, rows=tuple(rows),
                     running=running, left=left, best=best_text(driver.study, trials),
-                    projected_end=end, **counts)
+                    projected_end=end, projection_note=note, **counts)
+
+
+RATE_TOLERANCE = 1.5
+"""How far the domain-stage rate the study measures may stray from the calibration's before the
+projection follows the measured one (a calibration taken on a loaded machine is off by more)."""
+
+
+def measured_domain_rate(rows: list[Row], workers: int) -> float | None:
+    """The median domain-stage tokens/s of one worker among ``rows``: trials in their domain
+    stage, and the scratch-baseline phase (the same shapes; its rate is its running jobs' sum)."""
+    rates = []
+    for row in rows:
+        p = row.progress
+        if p is None or p.tokens_per_s <= 0:
+            continue
+        if row.label == "baselines":
+            rates.append(p.tokens_per_s / max(1, min(workers, p.n_seeds)))
+        elif p.stage == "domain":
+            rates.append(p.tokens_per_s)
+    return statistics.median(rates) if rates else None
+
+
+def corrected_trial_s(trial_s: float | None, predicted_rate: float | None,
+                      measured_rate: float | None) -> tuple[float | None, str]:
+    """The estimated trial seconds, rescaled by the measured rate when it strays from the one
+    the estimate assumed by more than ``RATE_TOLERANCE``; and a note saying so (empty when the
+    estimate stands)."""
+    if trial_s is None or not predicted_rate or not measured_rate:
+        return trial_s, ""
+    ratio = measured_rate / predicted_rate
+    if 1 / RATE_TOLERANCE <= ratio <= RATE_TOLERANCE:
+        return trial_s, ""
+    return trial_s / ratio, f"from measured rates, {ratio:.2g}x the calibration's"
 
 
 def _trial_row(number: int, describe: str, started: float, progress: Progress | None,
@@ -204,6 +245,8 @@ class Board:
     """Estimated seconds per trial before the study has measured its own."""
     baseline_s: float | None = None
     """Estimated seconds of the scratch-baseline phase before it has measured its rate."""
+    domain_rate: float | None = None
+    """Domain-stage tokens/s of one worker that ``trial_s`` assumes (``corrected_trial_s``)."""
     started: float = field(default_factory=time.time)
 
     def trial_line(self, line: str) -> None:
@@ -218,7 +261,7 @@ class Board:
         """Called by the driver about once a second; a failure to draw never stops the study."""
         try:
             self.show(snapshot(driver, self.started, trial_s=self.trial_s,
-                               baseline_s=self.baseline_s))
+                               baseline_s=self.baseline_s, domain_rate=self.domain_rate))
         except Exception as exc:  # noqa: BLE001 - a storage hiccup must not end the study
             if not self._broken:
                 _log.warning("the progress board could not be drawn (%s: %s); the study goes on",

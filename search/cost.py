@@ -43,8 +43,11 @@ from search.space import Setting, setting_from_params
 __all__ = ["Calibration", "Estimate", "TimeBudget", "calibrate", "estimate", "parse_duration",
            "trial_threads"]
 
-CALIBRATION_VERSION = 1
-"""Bump when what ``calibrate`` measures changes, so cached calibrations are redone."""
+CALIBRATION_VERSION = 2
+"""Bump when what ``calibrate`` measures changes, so cached calibrations are redone (2: the
+machine's busy share is measured first; one measured on a busy machine is not cached)."""
+BUSY_LIMIT = 0.25
+"""Share of the CPUs other work may use while a calibration is measured for it to be cached."""
 _MIN_TIMED_S = 0.5
 _DEFAULT_ALPHABET = 10
 
@@ -71,6 +74,9 @@ class Calibration:
     """How much slower each of the study's concurrent local workers computes than one alone
     (shared cores, hyperthreads, memory bandwidth); the parts above were timed alone."""
     measured_at: float = 0.0
+    busy_share: float = 0.0
+    """Share of the machine's CPU time other processes used just before it was measured: above
+    ``BUSY_LIMIT`` the figures are slow, and the calibration is used once but not cached."""
     version: int = CALIBRATION_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +128,9 @@ class Estimate:
     total_s: float
     source: str
     """``calibration`` or ``finished trials`` (a resumed study)."""
+    domain_rate: float | None = None
+    """Domain-stage tokens/s of one worker (evaluations included, workers side by side) that
+    ``trial_s`` assumes; None when it comes from finished trials."""
 
     @property
     def trials_left(self) -> int:
@@ -195,14 +204,35 @@ def calibrate(config: StudyConfig, context: trial_lib.TrialContext, *,
         return cal, True
     threads = trial_threads(config)
     path = calibration_path(config, context, threads)
+    busy = busy_share()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        cal = _measure(config, context, threads)
+        cal = dataclasses.replace(_measure(config, context, threads), busy_share=busy)
     finally:
         torch.set_num_threads(previous)
-    write_json_atomic(path, cal.to_dict())
+    if busy <= BUSY_LIMIT:  # a loaded machine's figures would mislead every later estimate
+        write_json_atomic(path, cal.to_dict())
     return cal, False
+
+
+def busy_share(sample_s: float = 1.0) -> float:
+    """Share of all CPUs' time spent busy over ``sample_s`` seconds while this process sleeps
+    (``/proc/stat``): the work of other processes. 0 where ``/proc/stat`` is not readable."""
+
+    def times() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle  # guest time is already counted in user time
+
+    try:
+        total0, idle0 = times()
+        time.sleep(sample_s)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = total1 - total0
+    return max(0.0, 1.0 - (idle1 - idle0) / total) if total > 0 else 0.0
 
 
 def _measure(config: StudyConfig, context: trial_lib.TrialContext, threads: int) -> Calibration:
@@ -395,6 +425,13 @@ def baseline_s(cal: Calibration, p: Plan) -> float:
     return alone * cal.parallel_slowdown
 
 
+def domain_rate(cal: Calibration, p: Plan) -> float:
+    """Domain-stage tokens/s of one worker beside the study's others, evaluations included (as
+    ``search.progress`` measures it)."""
+    stage_s = p.domain_steps * cal.domain_step_s + p.domain_evals * cal.domain_eval_s
+    return p.domain_tokens / (stage_s * cal.parallel_slowdown)
+
+
 def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration | None,
              study: optuna.Study | None = None) -> Estimate:
     """The study's wall time from ``cal``, or from its own finished trials when it has some."""
@@ -422,12 +459,14 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
             per = [t + own / len(per) for t in per]
         source = "calibration"
     trained, base = _baseline_phase(config, context, cal, todo, workers)
+    rate = domain_rate(cal, plan(config, context)) if cal is not None else None
     # Trials run `workers` at a time; the longest one bounds a study shorter than that.
     trials_wall = max(max(per, default=0.0), sum(per) / max(1, workers))
     mean = sum(per) / len(per) if per else (measured or 0.0)
     return Estimate(trials_total=config.study.n_trials, trials_done=done, workers=workers,
                     baseline_seeds=todo, baseline_s=base, baseline_trained=trained, trial_s=mean,
-                    total_s=base + trials_wall, source=source)
+                    total_s=base + trials_wall, source=source,
+                    domain_rate=rate if source == "calibration" else None)
 
 
 def _baseline_phase(config: StudyConfig, context: trial_lib.TrialContext,

@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search import _baselines, _leases, _optuna, _proposals, disk, jobs
 from search._proposals import setting_from_json
 from search.config import StudyConfig
-from search.executors import BaseExecutor, BaseJob
+from search.executors import BaseExecutor, BaseJob, WorkerStartError
 from search.progress import BASELINE_PHASE_ATTR, Progress
 from search.space import Setting
 from search.tally import counts_towards_n_trials, is_infeasible
@@ -193,6 +193,8 @@ class Driver:
                 todo, lambda seed: self.executor.submit(self.baseline_fn, (self.context, seed)),
                 at_once=self.max_in_flight, max_retries=max_retries,
                 wait=self._wait_for_baselines, say=self._say, on_lost=self._baseline_lost)
+        except WorkerStartError as exc:
+            raise StudyStopped(str(exc)) from None
         finally:
             self.baseline_phase_seeds = ()
             self._publish_baseline_phase()
@@ -287,7 +289,11 @@ class Driver:
             prunable=not trial.user_attrs["kind"].startswith("anchor"),
         )
         started = time.time()
-        job = self.executor.submit(self.trial_fn, payload)
+        try:
+            job = self.executor.submit(self.trial_fn, payload)
+        except WorkerStartError as exc:
+            self._stop_all(_optuna.current(self.study, _optuna.trial_id(trial)), "no worker")
+            raise StudyStopped(str(exc)) from None
         for key, value in job.info.items():
             trial.set_user_attr(f"job_{key}", value)
         self._inflight[trial.number] = _InFlight(trial, setting, job, work_dir, started, time.time())
@@ -339,16 +345,24 @@ class Driver:
         Raises:
             StudyStopped: always, with the one line ``search.disk.message`` gives.
         """
-        folders = self._folders()
-        folder = folder or min(folders, key=disk.free_bytes)
-        stopped = [item] if item is not None else []
-        for other in [*stopped, *self._inflight.values()]:
-            other.job.cancel()
-            frozen = _optuna.current(self.study, _optuna.trial_id(other.trial))
-            if frozen.state == TrialState.RUNNING:
-                self._fail_and_retry(frozen, "interrupted (disk full)", count_attempt=False)
-        self._inflight.clear()
+        folder = folder or min(self._folders(), key=disk.free_bytes)
+        if item is not None:
+            item.job.cancel()
+        self._stop_all(_optuna.current(self.study, _optuna.trial_id(item.trial))
+                       if item is not None else None, "disk full")
         raise StudyStopped(disk.message(folder, disk.trial_bytes(self.context), what))
+
+    def _stop_all(self, trial: FrozenTrial | None, why: str) -> None:
+        """Stop ``trial`` (no longer in flight) and every trial in flight, re-enqueued without
+        spending an attempt: the study stops for a reason that is not theirs."""
+        for other in self._inflight.values():
+            other.job.cancel()
+        frozen = [_optuna.current(self.study, _optuna.trial_id(o.trial))
+                  for o in self._inflight.values()]
+        for t in ([trial] if trial is not None else []) + frozen:
+            if t.state == TrialState.RUNNING:
+                self._fail_and_retry(t, f"interrupted ({why})", count_attempt=False)
+        self._inflight.clear()
 
     def _tell(self, item: _InFlight, result: jobs.TrialResult) -> None:
         trial = item.trial

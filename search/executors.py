@@ -12,8 +12,11 @@ import ctypes
 import multiprocessing as mp
 import os
 import pickle
+import resource
 import signal
+import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,6 +158,60 @@ def _die_with_parent() -> None:
         pass  # not Linux: orphans then finish their trial and exit on their own
 
 
+class WorkerStartError(RuntimeError):
+    """The system refused to start a worker process for ``SPAWN_WAIT_S`` seconds (a process or
+    thread limit reached, typically by other jobs); the message says which limit and usage."""
+
+
+SPAWN_WAIT_S = 60.0
+"""How long a worker start is retried while the system refuses new processes (fork's EAGAIN:
+other studies' workers and threads fill a process limit, then finish and free it)."""
+
+
+def _start_waiting(process: mp.process.BaseProcess, wait_s: float = SPAWN_WAIT_S) -> None:
+    """``process.start()``, retried with backoff while fork fails with EAGAIN.
+
+    Raises:
+        WorkerStartError: still refused after ``wait_s`` seconds.
+    """
+    deadline, pause, told = time.monotonic() + wait_s, 0.25, False
+    while True:
+        try:
+            process.start()
+            return
+        except BlockingIOError as exc:  # EAGAIN from fork: a process or thread limit
+            if time.monotonic() + pause > deadline:
+                raise WorkerStartError(f"cannot start a worker process: the system refused new "
+                                       f"processes for {wait_s:.0f} s ({exc.strerror}; "
+                                       f"{task_limits()}); stop other jobs or lower workers "
+                                       f"or threads") from None
+            if not told:
+                print(f"[search] waiting for the system to allow a new worker process "
+                      f"({task_limits()})", file=sys.stderr, flush=True)
+                told = True
+            time.sleep(pause)
+            pause = min(2 * pause, 5.0)
+
+
+def task_limits() -> str:
+    """What caps the tasks (processes and threads) this process may start, and their use: the
+    pids cgroup (v1 or v2) and RLIMIT_NPROC, as far as this machine shows them."""
+    parts = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines() if Path(
+            "/proc/self/cgroup").is_file() else []:
+        _, controllers, where = line.split(":", 2)
+        root = {"pids": "/sys/fs/cgroup/pids", "": "/sys/fs/cgroup"}.get(controllers)
+        folder = Path(f"{root}{where}") if root else None
+        if folder is not None and (folder / "pids.max").is_file():
+            current = (folder / "pids.current").read_text().strip()
+            parts.append(f"{current} tasks in cgroup {where}, pids.max "
+                         f"{(folder / 'pids.max').read_text().strip()}")
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    if soft != resource.RLIM_INFINITY and os.geteuid() != 0:
+        parts.append(f"RLIMIT_NPROC {soft}")
+    return "; ".join(parts) or "no pids cgroup or process limit visible: the machine's tasks"
+
+
 class LocalExecutor(BaseExecutor):
     """One fresh worker process per job (spawned, so CUDA and thread pools start clean)."""
 
@@ -172,7 +229,7 @@ class LocalExecutor(BaseExecutor):
         process = self._ctx.Process(
             target=_worker_main, args=(fn, payload, path, self._threads), daemon=False
         )
-        process.start()
+        _start_waiting(process)
         job = _ProcessJob(process, Path(path))
         self._jobs.append(job)
         return job

@@ -31,6 +31,7 @@ from ncaio import atomic_write_json as write_json_atomic
 __all__ = [
     "BASELINE_PHASE_ATTR",
     "ESTIMATED_BASELINE_ATTR",
+    "ESTIMATED_DOMAIN_RATE_ATTR",
     "ESTIMATED_TRIAL_ATTR",
     "FILE_NAME",
     "STAGE_LABELS",
@@ -54,6 +55,9 @@ ESTIMATED_TRIAL_ATTR = "estimated_trial_s"
 which ``search.status`` projects the end until the study has finished trials of its own."""
 ESTIMATED_BASELINE_ATTR = "estimated_baseline_s"
 """Likewise for the scratch-baseline phase: its ETA until the phase has measured its rate."""
+ESTIMATED_DOMAIN_RATE_ATTR = "estimated_domain_rate"
+"""Study attribute: the domain-stage tokens/s of one worker that ``estimated_trial_s`` assumes
+(its calibration's); a projection compares the rates its trials measure with it."""
 
 _log = logging.getLogger(__name__)
 

@@ -39,7 +39,11 @@ from search.config import DOMAINS, EXECUTORS, StudyConfig, load_study_config
 from search.driver import Driver, DriverEvents, StudyStopped, Terminated
 from search.driver_lock import StudyBusyError, StudyLock, acquire_study
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
-from search.progress import ESTIMATED_BASELINE_ATTR, ESTIMATED_TRIAL_ATTR
+from search.progress import (
+    ESTIMATED_BASELINE_ATTR,
+    ESTIMATED_DOMAIN_RATE_ATTR,
+    ESTIMATED_TRIAL_ATTR,
+)
 from search.storage import StorageError, check_storage, open_storage
 
 
@@ -181,8 +185,10 @@ def _run(args: argparse.Namespace) -> int:
                                  say=board.message)
     board.trial_s = (known_cost.trial_s or None) if known_cost else None
     board.baseline_s = (known_cost.baseline_s or None) if known_cost else None
+    board.domain_rate = known_cost.domain_rate if known_cost else None
     for attr, value in ((ESTIMATED_TRIAL_ATTR, board.trial_s),
-                        (ESTIMATED_BASELINE_ATTR, board.baseline_s)):
+                        (ESTIMATED_BASELINE_ATTR, board.baseline_s),
+                        (ESTIMATED_DOMAIN_RATE_ATTR, board.domain_rate)):
         if value is not None:  # search.status projects the end from them too
             study.set_user_attr(attr, value)
     events = DriverEvents(
@@ -318,6 +324,9 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
     s = config.study
     resumed = f", {est.trials_done} already finished" if est.trials_done else ""
     calibrated = "cached" if cached else "measured now"
+    if cal.busy_share > cost.BUSY_LIMIT:
+        calibrated += (f" while other work used {cal.busy_share:.0%} of the CPUs (not cached: "
+                       "its figures are slow; the run follows its own measured rates)")
     lines = [
         (f"[dry-run] study {s.name!r}: {', '.join(s.domains)}, preset {context.preset}, {s.executor} "
          f"x{est.workers}, storage {config.storage_url}"),

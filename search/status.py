@@ -35,6 +35,7 @@ from search._toml import ConfigError
 from search.progress import (
     BASELINE_PHASE_ATTR,
     ESTIMATED_BASELINE_ATTR,
+    ESTIMATED_DOMAIN_RATE_ATTR,
     ESTIMATED_TRIAL_ATTR,
     Progress,
     progress_path,
@@ -101,7 +102,14 @@ def study_status(study: optuna.Study, now: float | None = None,
     finished = sum(counts.values())
     left = max(0, target - finished - len(running)) if target else 0
     workers = _workers(config)
-    per_trial = tally.mean_trial_s(trials) or attrs.get(ESTIMATED_TRIAL_ATTR)
+    per_trial, note = tally.mean_trial_s(trials), ""
+    if per_trial is None:
+        rows = [board_lib.Row(label="baselines" if r is baselines else "#", setting="",
+                              started=0.0, progress=Progress.from_dict(r["progress"]))
+                for r in [*running, baselines] if r and r["progress"]]
+        per_trial, note = board_lib.corrected_trial_s(
+            attrs.get(ESTIMATED_TRIAL_ATTR), attrs.get(ESTIMATED_DOMAIN_RATE_ATTR),
+            board_lib.measured_domain_rate(rows, workers))
     etas = [r["eta_s"] for r in running] + ([baselines["eta_s"]] if baselines else [])
     end = board_lib.project_end(now, etas, left, workers, per_trial)
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start]
@@ -113,7 +121,8 @@ def study_status(study: optuna.Study, now: float | None = None,
     return {"study": study.study_name, "domain": attrs.get("domain", ""),
             "preset": attrs.get("preset", ""), "n_trials": target, **counts,
             "running": len(running), "left": left, "best": best_value, "best_text": best,
-            "started": min(starts, default=now), "projected_end": end, "trials": running,
+            "started": min(starts, default=now), "projected_end": end,
+            "projection_note": note, "trials": running,
             "baselines": baselines}
 
 
@@ -252,7 +261,8 @@ def _snapshot(s: dict[str, Any], now: float) -> board_lib.Snapshot:
     return board_lib.Snapshot(study=s["study"], now=now, started=s["started"],
                               complete=s["complete"], pruned=s["pruned"], failed=s["failed"],
                               running=s["running"], left=s["left"], rows=rows,
-                              best=s["best_text"], projected_end=s["projected_end"])
+                              best=s["best_text"], projected_end=s["projected_end"],
+                              projection_note=s.get("projection_note", ""))
 
 
 def main(argv: list[str] | None = None) -> int:

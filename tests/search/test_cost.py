@@ -142,7 +142,9 @@ def test_a_cached_calibration_is_used_only_when_readable_current_and_complete(tm
     ({"workers": 3, "n_trials": 2}, 4),
     ({"workers": 2, "n_trials": 1, "threads": 3}, 3),  # set by hand
 ])
-def test_a_local_trial_gets_the_cores_of_the_trials_that_run_at_once(tmp_path, study, threads):
+def test_a_local_trial_gets_the_cores_of_the_trials_that_run_at_once(tmp_path, monkeypatch,
+                                                                      study, threads):
+    monkeypatch.setattr("search.config.os.sched_getaffinity", lambda pid: set(range(8)))
     config = load_study_config("smoke", {"study": {"executor": "local", **study}})
     assert cost.trial_threads(config, cores=8) == threads
     assert config.trials_at_once == min(study["workers"], study["n_trials"])
