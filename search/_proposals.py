@@ -56,20 +56,26 @@ def propose(trial: optuna.Trial, config: StudyConfig) -> Setting:
 
 
 def reuse_duplicate(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | None:
-    """Complete ``trial`` with the values of a completed trial of the same setting, if any.
+    """Tell ``trial`` at once when its setting was already run: COMPLETE with the values of a
+    completed trial of the same setting, or PRUNED when one is still running.
 
     Samplers re-propose points of small discrete spaces, and rerunning them only burns compute.
-    The copy keeps the original's user attributes (except its job's), plus ``duplicate_of``.
-    Returns the told trial, or None when the setting is new.
+    The copy keeps the original's user attributes (except its job's), plus ``duplicate_of``,
+    which keeps it from counting towards ``n_trials`` (``search.tally``). Returns the told
+    trial, or None when the setting is new.
     """
     key = trial.user_attrs["setting"]
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("setting") == key:
-            for name, value in t.user_attrs.items():
-                if name not in trial.user_attrs and not name.startswith("job_"):
-                    trial.set_user_attr(name, value)
-            trial.set_user_attr("duplicate_of", t.number)
-            return study.tell(trial, t.values)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if t.number == trial.number or t.user_attrs.get("setting") != key:
+            continue
+        trial.set_user_attr("duplicate_of", t.number)
+        if t.state == TrialState.RUNNING:
+            trial.set_user_attr("pruned_reason", f"same setting as #{t.number}, still running")
+            return study.tell(trial, state=TrialState.PRUNED)
+        for name, value in t.user_attrs.items():
+            if name not in trial.user_attrs and not name.startswith("job_"):
+                trial.set_user_attr(name, value)
+        return study.tell(trial, t.values)
     return None
 
 

@@ -23,7 +23,7 @@ def trial_line(t: optuna.trial.FrozenTrial, elapsed_s: float) -> str:
     speed = _fmt(attrs.get("speedup"), "{:.2f}x")
     state = t.state.name
     why = attrs.get("pruned_reason") or (attrs.get("fail_reason") if state == "FAIL" else "")
-    if "duplicate_of" in attrs:
+    if "duplicate_of" in attrs and state == "COMPLETE":
         why = f"same setting as #{attrs['duplicate_of']}: result reused"
     elif "shared_seeds" in attrs:
         why = f"{attrs['shared_seeds']} seed(s) read back from another study's"

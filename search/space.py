@@ -89,8 +89,9 @@ class Setting:
             raise ValueError("nca_tokens, ppt_lr and lr must be >= 0 (0 = preset default)")
         if self.curriculum != "constant" and self.curriculum_stages < 2:
             raise ValueError(f"curriculum {self.curriculum!r} needs curriculum_stages >= 2")
-        if self.warmup > 1:
-            raise ValueError(f"warmup {self.warmup!r} must be a fraction <= 1")
+        if self.warmup >= 1:
+            raise ValueError(f"warmup {self.warmup!r} must be a fraction in [0, 1) (negative: "
+                             "the recipe's)")
         _check_choice("recipe", self.recipe, ("",) + RECIPES)
         _check_choice("embed_init", self.embed_init, ("",) + EMBED_INITS)
         _check_choice("nca_schedule", self.nca_schedule, ("",) + NCA_SCHEDULES)
@@ -219,6 +220,7 @@ def _parse_param(name: str, value: Any) -> ParamSpec:
         raise ConfigError(
             f"[space.{name}] has keys {sorted(set(value) - valid)}; valid: {sorted(valid)}"
         )
+    _check_range_keys(name, value)
     if "choices" in value:
         choices = tuple(value["choices"])
         if not choices:
@@ -234,6 +236,19 @@ def _parse_param(name: str, value: Any) -> ParamSpec:
     )
     _check_range(spec)
     return spec
+
+
+def _check_range_keys(name: str, table: dict[str, Any]) -> None:
+    """The shapes a ``[space.NAME]`` table's keys take: a list of choices, numbers for the
+    bounds and the step, true or false for log."""
+    shapes = {"choices": (list,), "low": (int, float), "high": (int, float), "step": (int, float),
+              "log": (bool,)}
+    for key, kinds in shapes.items():
+        value = table.get(key)
+        if key in table and (not isinstance(value, kinds) or (bool not in kinds
+                                                              and isinstance(value, bool))):
+            expected = {"choices": "a list", "log": "true or false"}.get(key, "a number")
+            raise ConfigError(f"[space.{name}] {key} = {value!r}: expected {expected}")
 
 
 def _check_range(spec: ParamSpec) -> None:

@@ -103,6 +103,11 @@ def check_storage(storage: str, *, workers: int = 1) -> None:
         raise StorageError(_folder_message(storage))
     if Path(storage).is_file() and not _is_sqlite(Path(storage)):
         _check_journal(Path(storage))
+        from search.journal import damage_message, scan  # torch-free, like this module
+
+        damaged = scan(Path(storage))
+        if damaged:  # refused before the writer's lock or repair touches the folder
+            raise StorageError(damage_message(Path(storage), damaged))
     parent = Path(storage).resolve().parent
     while not parent.exists():
         parent = parent.parent
