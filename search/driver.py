@@ -6,7 +6,8 @@ One trial, from ``search.run`` to its score:
    enqueuing the study's anchors and computing missing scratch baselines (search._baselines).
 2. ``_fill`` asks Optuna for a trial and gives it a setting (search._proposals). A setting
    already scored is not run again: the trial copies its values and does not count towards
-   ``n_trials`` (``MAX_REPEATS_IN_A_ROW`` repeats stop sampling). Otherwise the driver leases
+   ``n_trials`` (``MAX_REPEATS_IN_A_ROW`` repeats in a row stop sampling; one, where nothing
+   is searched). Otherwise the driver leases
    the trial (search._leases) and submits its job to the executor.
 3. ``_collect`` tells Optuna each finished job's result. A job lost to the infrastructure
    (killed worker, lost Slurm job) fails its trial, which is retried up to ``max_retries``
@@ -248,8 +249,10 @@ class Driver:
         while len(self._inflight) < self.max_in_flight:
             if self.finished_count() + len(self._inflight) >= target:
                 return False
-            if self._repeats >= MAX_REPEATS_IN_A_ROW:
+            if self._repeats >= self._repeat_limit:
                 return False
+            if any(item.job.done() for item in self._inflight.values()):
+                return True  # tell finished trials first: a proposal is checked against them
             if self.infeasible_count() >= target:
                 self._say(f"stopped sampling: {target} proposed settings could not be realised "
                           "(bands their alphabet cannot reach); narrow the space")
@@ -266,14 +269,20 @@ class Driver:
             if duplicate is not None:
                 self._announce(duplicate, time.time())
                 self._repeats += 1
-                if self._repeats == MAX_REPEATS_IN_A_ROW:
-                    self._say(f"stopped sampling: the last {self._repeats} proposals repeated "
+                if self._repeats == self._repeat_limit:
+                    self._say(f"stopped sampling: the last {self._repeats} proposal(s) repeated "
                               "settings already scored (the space looks exhausted); widen it "
                               "or lower n_trials")
                 continue
             self._repeats = 0
             self._start(trial, setting)
         return True
+
+    @property
+    def _repeat_limit(self) -> int:
+        """Repeats in a row that stop sampling: one where nothing is searched (the space holds
+        one setting), else ``MAX_REPEATS_IN_A_ROW``."""
+        return MAX_REPEATS_IN_A_ROW if any(p.searched for p in self.config.space) else 1
 
     def _start(self, trial: optuna.Trial, setting: Setting) -> None:
         """Lease ``trial`` and submit its job."""

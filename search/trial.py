@@ -159,7 +159,7 @@ class TrialContext:
         """One one-domain context per domain, in order (just this one for one domain)."""
         if not self.domains:
             return (self,)
-        keys = [(k,) for k in self.corpus_keys] or [()] * len(self.domains)
+        keys: list[tuple[str, ...]] = [(k,) for k in self.corpus_keys] or [()] * len(self.domains)
         return tuple(dataclasses.replace(self, domain=d, data=data, domains=(), corpus_keys=k)
                      for (d, data), k in zip(self.domains, keys, strict=True))
 

@@ -21,6 +21,7 @@ from search.slurm import SlurmExecutor
 from search.space import Setting
 from search.storage import open_storage
 from search.study import open_study
+from search.tally import counts_towards_n_trials
 from search.trial import make_context
 from tests.conftest import REPO
 
@@ -60,7 +61,7 @@ def test_smoke_study_through_slurm_with_jobs_in_flight(local_slurm, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     trials = _trials(tmp_path)
     assert all(t.state.is_finished() for t in trials)
-    assert len([t for t in trials if not t.user_attrs.get("infeasible")]) == 4
+    assert len([t for t in trials if counts_towards_n_trials(t)]) == 4
     ran = [t for t in trials if "job_slurm_job_id" in t.user_attrs]
     assert ran and len({t.user_attrs["job_slurm_job_id"] for t in ran}) == len(ran)
     spans = sorted((t.datetime_start, t.datetime_complete) for t in ran)
@@ -89,8 +90,7 @@ def test_killed_driver_restarts_and_reattaches(local_slurm, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reattached" in result.stdout
     trials = _trials(tmp_path)
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                and not t.user_attrs.get("infeasible")]
+    finished = [t for t in trials if counts_towards_n_trials(t)]
     summary = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
     assert len(finished) == 4, (summary, result.stdout)
     assert not [t for t in trials if t.state == TrialState.RUNNING], summary
