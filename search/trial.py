@@ -194,25 +194,18 @@ def make_context(config: StudyConfig) -> TrialContext:
 
 
 def _check_budgets(config: StudyConfig, preset: Preset) -> None:
-    """A stage must take at least as many optimiser steps as it has evaluations (the domain
-    stage) or one (the NCA stage); a budget below that trains nothing worth scoring.
+    """The domain stage must take at least as many optimiser steps as it has evaluations: a
+    budget below that trains nothing worth scoring (the NCA stage takes one step at least).
 
     Raises:
-        SetupError: the study's budgets are below those floors for its preset.
+        SetupError: the study's domain budget is below that floor for its preset.
     """
-    b = config.budget
-    domain = b.domain_tokens or preset.domain_tokens
+    domain = config.budget.domain_tokens or preset.domain_tokens
     least = preset.batch_tokens * preset.evals_per_stage
     if domain < least:
         raise SetupError(f"[budget] domain_tokens = {domain}: the {preset.name} preset needs at "
                          f"least {least} ({preset.evals_per_stage} steps of "
                          f"{preset.batch_tokens} tokens)")
-    nca = round(b.nca_fraction * domain) if b.nca_fraction else (b.nca_tokens or preset.nca_tokens)
-    if nca < preset.nca_batch_tokens:
-        given = (f"nca_fraction = {b.nca_fraction} ({nca} tokens)" if b.nca_fraction
-                 else f"nca_tokens = {nca}")
-        raise SetupError(f"[budget] {given}: the {preset.name} preset needs at least "
-                         f"{preset.nca_batch_tokens} NCA tokens (one step)")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

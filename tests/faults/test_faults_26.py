@@ -445,7 +445,7 @@ def test_a_repeated_proposal_is_not_counted(reference, tmp_path, note):
     result = subprocess.run(cmd, cwd=tmp_path, env=h.env(), capture_output=True, text=True,
                             timeout=600, check=False)
     assert result.returncode == 0, result.stderr
-    assert "proposals repeated settings already scored" in result.stdout
+    assert "repeated settings already scored" in result.stdout
     trials = _trials(paths.journal)
     counted = [t for t in trials if h.counted(t)]
     assert len(counted) == 2 and len({t.user_attrs["setting"] for t in counted}) == 2

@@ -21,6 +21,7 @@ from search.config import load_study_config
 from search.jobs import TrialPayload, run_trial_job
 from search.space import Setting
 from search.study import open_study
+from search.tally import counts_towards_n_trials
 from search.trial import make_context
 from tests.conftest import REPO
 
@@ -103,8 +104,8 @@ def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(tmp_path):
                             text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     trials = _load(tmp_path).get_trials()
-    counted = [t for t in trials if t.state != TrialState.FAIL or not t.user_attrs.get("retried")]
-    assert len([t for t in counted if not t.user_attrs.get("infeasible")]) == 3 and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert sum(counts_towards_n_trials(t) for t in trials) == 3
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
 def test_kill_9_worker_is_recovered(tmp_path):
@@ -119,8 +120,7 @@ def test_kill_9_worker_is_recovered(tmp_path):
     assert len(lost) == 1 and "SIGKILL" in lost[0].user_attrs["fail_reason"]
     retries = [t for t in trials if t.user_attrs.get("retry_of") == lost[0].number]
     assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len([t for t in finished if not t.user_attrs.get("infeasible")]) == 3
+    assert sum(counts_towards_n_trials(t) for t in trials) == 3
     assert len({t.number for t in trials}) == len(trials)
 
 
