@@ -45,9 +45,10 @@ __all__ = ["Calibration", "Estimate", "TimeBudget", "calibrate", "estimate", "pa
 
 CALIBRATION_VERSION = 2
 """Bump when what ``calibrate`` measures changes, so cached calibrations are redone (2: the
-machine's busy share is measured first; one measured on a busy machine is not cached)."""
+machine's busy share is measured first)."""
 BUSY_LIMIT = 0.25
-"""Share of the CPUs other work may use while a calibration is measured for it to be cached."""
+"""Share of the CPUs other work may use while a calibration is measured for it to be trusted:
+a busier one is kept but measured again by the next dry run."""
 _MIN_TIMED_S = 0.5
 _DEFAULT_ALPHABET = 10
 
@@ -76,7 +77,8 @@ class Calibration:
     measured_at: float = 0.0
     busy_share: float = 0.0
     """Share of the machine's CPU time other processes used just before it was measured: above
-    ``BUSY_LIMIT`` the figures are slow, and the calibration is used once but not cached."""
+    ``BUSY_LIMIT`` the figures are slow, so the next dry run measures again, and a running
+    study's projection follows its own measured rates where they differ (search.board)."""
     version: int = CALIBRATION_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +133,9 @@ class Estimate:
     domain_rate: float | None = None
     """Domain-stage tokens/s of one worker (evaluations included, workers side by side) that
     ``trial_s`` assumes; None when it comes from finished trials."""
+    confirm_s: float = 0.0
+    """The confirmation phase after the search (``confirm_s``; 0 when it is off), not in
+    ``total_s``."""
 
     @property
     def trials_left(self) -> int:
@@ -198,9 +203,11 @@ def cached_calibration(config: StudyConfig, context: trial_lib.TrialContext) -> 
 
 def calibrate(config: StudyConfig, context: trial_lib.TrialContext, *,
               refresh: bool = False) -> tuple[Calibration, bool]:
-    """This machine's calibration for the study's preset; (calibration, True when cached)."""
+    """This machine's calibration for the study's preset; (calibration, True when cached). A
+    cached one measured on a busy machine is measured again (and replaced, unless the machine
+    is busy again)."""
     cal = None if refresh else cached_calibration(config, context)
-    if cal is not None:
+    if cal is not None and cal.busy_share <= BUSY_LIMIT:
         return cal, True
     threads = trial_threads(config)
     path = calibration_path(config, context, threads)
@@ -211,8 +218,7 @@ def calibrate(config: StudyConfig, context: trial_lib.TrialContext, *,
         cal = dataclasses.replace(_measure(config, context, threads), busy_share=busy)
     finally:
         torch.set_num_threads(previous)
-    if busy <= BUSY_LIMIT:  # a loaded machine's figures would mislead every later estimate
-        write_json_atomic(path, cal.to_dict())
+    write_json_atomic(path, cal.to_dict())  # a busy one too, marked: better than none
     return cal, False
 
 
@@ -432,6 +438,31 @@ def domain_rate(cal: Calibration, p: Plan) -> float:
     return p.domain_tokens / (stage_s * cal.parallel_slowdown)
 
 
+def confirm_s(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration) -> float:
+    """The confirmation phase's wall time (``search.confirm``), before its finalists are known:
+    ``top`` finalists and a paper anchor besides them, each with its NCA stage once per seed,
+    and the named scratch recipes, every arm at every grid point on every fresh seed, scored on
+    test too (four evaluations' worth); its jobs run ``trials_at_once`` side by side."""
+    if not config.confirm.enabled:
+        return 0.0
+    from lm.recipe import RECIPES
+
+    p = plan(config, context)
+    c = config.confirm
+    n_final = c.top + any(a.name == "paper" for a in config.anchors)
+    alphabet = _probe_setting(config).alphabet
+    nca = (cal.data_s + p.nca_steps * (cal.nca_step_s.get(alphabet) or max(cal.nca_step_s.values()))
+           + p.nca_evals * (cal.nca_eval_s.get(alphabet) or max(cal.nca_eval_s.values()))
+           + cal.diagnose_s)
+    domain = p.domains * (p.domain_steps * cal.domain_step_s
+                          + (p.domain_evals + 4) * cal.domain_eval_s)
+    runs = (n_final + len(RECIPES)) * len(c.lr_grid)
+    seeds = len(c.seeds)
+    alone = (n_final * seeds * nca + runs * seeds * domain
+             + runs * (cal.startup_s + cal.artifacts_s))
+    return alone * cal.parallel_slowdown / max(1, config.trials_at_once)
+
+
 def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibration | None,
              study: optuna.Study | None = None) -> Estimate:
     """The study's wall time from ``cal``, or from its own finished trials when it has some."""
@@ -466,7 +497,8 @@ def estimate(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibrat
     return Estimate(trials_total=config.study.n_trials, trials_done=done, workers=workers,
                     baseline_seeds=todo, baseline_s=base, baseline_trained=trained, trial_s=mean,
                     total_s=base + trials_wall, source=source,
-                    domain_rate=rate if source == "calibration" else None)
+                    domain_rate=rate if source == "calibration" else None,
+                    confirm_s=confirm_s(config, context, cal) if cal is not None else 0.0)
 
 
 def _baseline_phase(config: StudyConfig, context: trial_lib.TrialContext,
