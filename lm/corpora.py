@@ -1,16 +1,17 @@
 """Language domains (code, math, web) and their tokenised, cached corpora.
 
-`load_domain` reads a source (see lm.sources), splits it into train and val by document (the val
-split is fixed and never trained on), tokenises both with the chosen tokenizer (a BPE is trained
+`load_domain` reads a source (see lm.sources), splits it into train, val and test by document
+(``lm.sources.Splits``: val and test are fixed and never trained on; the test split is read only
+by a study's confirmation phase), tokenises all three with the chosen tokenizer (a BPE is trained
 on the train split only) and caches the token streams as .npy files under
 `<cache_dir>/corpora/<key>/` with a manifest. The key hashes everything that decides the tokens:
-the source's identity, the tokenizer spec, the byte caps and the split rule. The directory is
+the source's content, the tokenizer spec, the byte caps and the split rule. The directory is
 built under a temporary name and renamed into place, so readers never see half of it.
 
 Example:
     >>> corpus = load_domain("code")                      # offline: the Python stdlib
     >>> corpus = load_domain("web", source="../shared/data/web", tokenizer="bpe:4096")
-    >>> corpus.train, corpus.val, corpus.bytes_per_token
+    >>> corpus.train, corpus.val, corpus.test, corpus.bytes_per_token
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from typing import Any
 import numpy as np
 
 from lm.data import TextDataset
-from lm.sources import HFSource, Source, SourceError, resolve_source
+from lm.sources import DEFAULT_SPLITS, SPLITS, HFSource, Source, SourceError, Splits, resolve_source
 from lm.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer, parse_tokenizer_spec, train_bpe
 from ncaio import CorruptCacheError, atomic_write_text, read_intact, sha256_file
 
 __all__ = ["DOMAINS", "Domain", "DomainCorpus", "default_cache_dir", "load_domain"]
 
-_CORPUS_FORMAT = "ncasearch-corpus/2"  # /2: manifest records every file's sha256
+_CORPUS_FORMAT = "ncasearch-corpus/3"  # /2: every file's sha256; /3: a test split
 _ENCODE_BATCH_DOCS = 256
 _BPE_TRAIN_BYTES = 32_000_000  # merges stabilise long before this; keeps training to seconds
 
@@ -76,7 +77,9 @@ class DomainCorpus:
     train: TextDataset
     """Training windows."""
     val: TextDataset
-    """Held-out windows (never trained on)."""
+    """Held-out windows (never trained on): curves, pruning and selection."""
+    test: TextDataset
+    """Held-out windows of other documents, read only by the confirmation phase."""
     manifest: dict[str, Any]
     """Source fingerprint, document/byte/token counts per split."""
 
@@ -138,10 +141,10 @@ def _encode(tok: Tokenizer, texts: list[str]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
 
 
-def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
+def _build(out: Path, source: Source, tokenizer: str, splits: Splits,
            max_bytes: dict[str, int | None], seq_len: int) -> None:
     kind, vocab = parse_tokenizer_spec(tokenizer)
-    texts = {s: _take(source.documents(s, val_percent), max_bytes[s]) for s in ("train", "val")}
+    texts = {s: _take(source.documents(s, splits), max_bytes[s]) for s in SPLITS}
     for split, docs in texts.items():  # a byte stream's length bounds every tokenizer's
         _check_length(split, source, sum(len(t.encode("utf-8")) + 1 for t in docs), seq_len)
     out.parent.mkdir(parents=True, exist_ok=True)  # only once the source read: bad data writes nothing
@@ -149,19 +152,19 @@ def _build(out: Path, source: Source, tokenizer: str, val_percent: int,
     try:
         tok: Tokenizer = ByteTokenizer() if kind == "byte" else train_bpe(
             _prefix(texts["train"], _BPE_TRAIN_BYTES), vocab, tmp / "tokenizer.json")
-        splits = {}
+        counts = {}
         for split, docs in texts.items():
             stream = _encode(tok, docs)
             _check_length(split, source, len(stream), seq_len)
             np.save(tmp / f"{split}.npy", stream)
             n_bytes = sum(len(t.encode("utf-8")) for t in docs)
-            splits[split] = {"n_docs": len(docs), "n_bytes": n_bytes, "n_tokens": len(stream),
+            counts[split] = {"n_docs": len(docs), "n_bytes": n_bytes, "n_tokens": len(stream),
                              "bytes_per_token": n_bytes / len(stream)}
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         manifest = {"format": _CORPUS_FORMAT, "source": source.fingerprint(),
                     "tokenizer": tok.name, "vocab_size": tok.vocab_size,
-                    "val_percent": val_percent, "max_bytes": max_bytes, "splits": splits,
-                    "files": files}
+                    "val_percent": splits.val_percent, "test_percent": splits.test_percent,
+                    "max_bytes": max_bytes, "splits": counts, "files": files}
         atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
         try:
             os.rename(tmp, out)
@@ -203,7 +206,7 @@ def _cached_manifest(out: Path) -> dict[str, Any] | None:
 def load_domain(domain: str, source: str | Source | None = None, tokenizer: str = "byte", *,
                 cache_dir: str | Path | None = None, seq_len: int = 257,
                 max_train_bytes: int | None = None, max_val_bytes: int | None = None,
-                val_percent: int = 10, n_docs: int = 20_000) -> DomainCorpus:
+                splits: Splits = DEFAULT_SPLITS, n_docs: int = 20_000) -> DomainCorpus:
     """Load (building and caching on first use) a domain's tokenised corpus.
 
     Args:
@@ -215,8 +218,8 @@ def load_domain(domain: str, source: str | Source | None = None, tokenizer: str 
         cache_dir: cache root; default `default_cache_dir()`.
         seq_len: tokens per window L of the returned datasets (not part of the cache key).
         max_train_bytes: stop reading train documents after this many UTF-8 bytes.
-        max_val_bytes: same for val.
-        val_percent: % of documents held out when the source has no split of its own.
+        max_val_bytes: same for val and for test.
+        splits: how documents are split into train, val and test (lm.sources.Splits).
         n_docs: documents streamed from a Hugging Face source.
 
     Raises:
@@ -225,26 +228,25 @@ def load_domain(domain: str, source: str | Source | None = None, tokenizer: str 
     """
     if domain not in DOMAINS:
         raise ValueError(f"{domain!r} is not a domain; valid: {', '.join(DOMAINS)}")
-    if not 0 < val_percent < 100:
-        raise ValueError(f"val_percent={val_percent!r}: expected 0 < val_percent < 100")
     parse_tokenizer_spec(tokenizer)
     src = _resolve(DOMAINS[domain], source, n_docs)
-    max_bytes = {"train": max_train_bytes, "val": max_val_bytes}
+    max_bytes = {"train": max_train_bytes, "val": max_val_bytes, "test": max_val_bytes}
     spec = {"format": _CORPUS_FORMAT, "source": src.fingerprint(), "tokenizer": tokenizer,
-            "val_percent": val_percent, "max_bytes": max_bytes}
+            "val_percent": splits.val_percent, "test_percent": splits.test_percent,
+            "max_bytes": max_bytes}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out = root / "corpora" / key
     manifest = _cached_manifest(out)
     if manifest is None:
-        _build(out, src, tokenizer, val_percent, max_bytes, seq_len)
+        _build(out, src, tokenizer, splits, max_bytes, seq_len)
         manifest = _verified_manifest(out)
     tok: Tokenizer = (ByteTokenizer() if tokenizer == "byte"
                       else BPETokenizer(out / "tokenizer.json"))
     data = {}
-    for split in ("train", "val"):
+    for split in SPLITS:
         stream = np.load(out / f"{split}.npy", mmap_mode="r")
         bpt = manifest["splits"][split]["bytes_per_token"]
         data[split] = TextDataset(stream, tok.vocab_size, seq_len, bpt)
     return DomainCorpus(domain=domain, key=key, tokenizer=tok, train=data["train"],
-                        val=data["val"], manifest=manifest)
+                        val=data["val"], test=data["test"], manifest=manifest)

@@ -90,6 +90,12 @@ class Preset:
             raise ValueError(f"Preset.recipe={self.recipe!r}: valid: {', '.join(RECIPES)}")
         self.model_config(vocab_size=2)  # validates the shape
 
+    @property
+    def test_sequences(self) -> int:
+        """Test-split sequences a confirmation run is scored on: four evaluations' worth, so
+        the score it reports is less noisy than the val losses it was selected on."""
+        return 4 * self.eval_sequences
+
     def model_config(self, vocab_size: int, max_seq_len: int = 4096) -> ModelConfig:
         """The ModelConfig of this preset for a vocabulary of `vocab_size` tokens."""
         return ModelConfig(vocab_size=vocab_size, n_layer=self.n_layer, n_embd=self.n_embd,

@@ -1,8 +1,12 @@
 """Where domain text comes from: local files, Hugging Face datasets, the Python stdlib.
 
-A source yields `Document(id, text)`s. `split_of(doc)` decides train/val by a hash of the
-document id, so the split is fixed whatever order or subset is read; a directory that already
-holds `train.*` and `valid.*` (or `val.*`, `validation.*`) files keeps that split instead.
+A source yields `Document(id, text)`s, each in one of three splits (``Splits``): **val** by a
+hash of the document id (about ``val_percent`` %), **test** by a hash of the document's text
+(about ``test_percent`` % of the rest), **train** the rest. The splits are fixed whatever order
+or subset is read, disjoint by document, and the test split by content: a document keeps its
+split wherever its file lies, and exact copies of one text share it. A directory that already
+holds `train.*` and `valid.*` (or `val.*`, `validation.*`) files keeps that val split, and takes
+its test split from the train file's documents (or from a `test.*` file, when it has one).
 
 Source strings accepted by `resolve_source`:
 
@@ -31,17 +35,23 @@ from typing import Any
 from ncaio import sha256_file
 
 __all__ = [
+    "DEFAULT_SPLITS",
+    "SPLITS",
     "Document",
     "HFSource",
     "LocalSource",
     "Source",
     "SourceError",
+    "Splits",
     "StdlibSource",
+    "in_test",
     "resolve_source",
     "split_of",
 ]
 
 _VAL_NAMES = ("valid", "val", "validation")
+_TEST_NAMES = ("test",)
+SPLITS = ("train", "val", "test")
 _STDLIB_SKIP = {"site-packages", "__pycache__", "test", "tests", "idle_test"}
 
 
@@ -63,8 +73,41 @@ def split_of(doc_id: str, val_percent: int) -> str:
     return "val" if bucket < val_percent else "train"
 
 
+def in_test(text: str, test_percent: int) -> bool:
+    """True for about test_percent % of texts (by a sha256 of the text itself)."""
+    digest = hashlib.sha256(b"test-split:" + text.encode("utf-8")).hexdigest()
+    return int(digest[:8], 16) % 100 < test_percent
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Splits:
+    """How documents are split three ways (see the module docstring)."""
+
+    val_percent: int = 10
+    """% of documents (by id) held out for validation: curves, pruning, selection."""
+    test_percent: int = 10
+    """% of the other documents (by text) held out for the test split, which only the
+    confirmation phase reads."""
+
+    def __post_init__(self) -> None:
+        for name in ("val_percent", "test_percent"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 < value < 100:
+                raise ValueError(f"{name}={value!r}: expected an integer with 0 < {name} < 100")
+
+    def of(self, doc: Document) -> str:
+        """``train``, ``val`` or ``test``."""
+        if split_of(doc.id, self.val_percent) == "val":
+            return "val"
+        return "test" if in_test(doc.text, self.test_percent) else "train"
+
+
+DEFAULT_SPLITS = Splits()
+"""10% of documents for val, 10% of the rest for test."""
+
+
 class Source:
-    """Base class: `documents(split)` yields the documents of 'train' or 'val'."""
+    """Base class: `documents(split, splits)` yields the documents of one split."""
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the content, for cache keys."""
@@ -74,9 +117,9 @@ class Source:
         """Where the documents come from, for messages."""
         raise NotImplementedError
 
-    def documents(self, split: str, val_percent: int) -> Iterator[Document]:
+    def documents(self, split: str, splits: Splits) -> Iterator[Document]:
         for doc in self._all():
-            if split_of(doc.id, val_percent) == split:
+            if splits.of(doc) == split:
                 yield doc
 
     def _all(self) -> Iterator[Document]:
@@ -138,7 +181,10 @@ class LocalSource(Source):
     def _fixed_splits(self) -> dict[str, Path] | None:
         files = {p.stem: p for p in self.path.iterdir() if p.is_file() and _is_split_file(p)}
         val = next((files[n] for n in _VAL_NAMES if n in files), None)
-        return {"train": files["train"], "val": val} if "train" in files and val else None
+        if "train" not in files or val is None:
+            return None
+        test = next((files[n] for n in _TEST_NAMES if n in files), None)
+        return {"train": files["train"], "val": val} | ({"test": test} if test else {})
 
     def _files(self) -> list[Path]:
         if self.path.is_file():
@@ -160,11 +206,18 @@ class LocalSource(Source):
     def describe(self) -> str:
         return repr(str(self.path))
 
-    def documents(self, split: str, val_percent: int) -> Iterator[Document]:
+    def documents(self, split: str, splits: Splits) -> Iterator[Document]:
         if self.fixed is None:
-            yield from super().documents(split, val_percent)
-        else:
-            yield from self._read(self.fixed[split], self.fixed[split].name)
+            yield from super().documents(split, splits)
+        elif split in self.fixed:
+            if split == "train" and "test" not in self.fixed:
+                yield from (d for d in self._read(self.fixed["train"], self.fixed["train"].name)
+                            if not in_test(d.text, splits.test_percent))
+            else:
+                yield from self._read(self.fixed[split], self.fixed[split].name)
+        else:  # test, taken from the train file's documents
+            yield from (d for d in self._read(self.fixed["train"], self.fixed["train"].name)
+                        if in_test(d.text, splits.test_percent))
 
     def _read(self, path: Path, rel: str) -> Iterator[Document]:
         try:

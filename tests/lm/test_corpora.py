@@ -7,7 +7,16 @@ import pytest
 
 import lm.corpora
 from lm.corpora import load_domain
-from lm.sources import HFSource, LocalSource, SourceError, StdlibSource, resolve_source, split_of
+from lm.sources import (
+    HFSource,
+    LocalSource,
+    SourceError,
+    Splits,
+    StdlibSource,
+    in_test,
+    resolve_source,
+    split_of,
+)
 
 DOCS = [f"def f{i}(x):\n    return x * {i}\n" * (1 + i % 3) for i in range(60)]
 
@@ -25,7 +34,9 @@ def _stream_text(corpus, split):
 def test_code_sample_keeps_its_own_split(shared_data, tmp_path):
     corpus = load_domain("code", source=str(shared_data / "code"), cache_dir=tmp_path)
     splits = corpus.manifest["splits"]
-    assert (splits["train"]["n_docs"], splits["val"]["n_docs"]) == (563, 56)  # data README
+    # data README: 563 train and 56 valid documents; the test split comes out of train
+    assert splits["train"]["n_docs"] + splits["test"]["n_docs"] == 563
+    assert 0.05 < splits["test"]["n_docs"] / 563 < 0.15 and splits["val"]["n_docs"] == 56
     assert splits["val"]["n_bytes"] == 610003
     assert corpus.train.seq_len == 257 and corpus.vocab_size == 257
     assert 0.99 < corpus.bytes_per_token < 1.0  # one end-of-text token per document
@@ -33,15 +44,48 @@ def test_code_sample_keeps_its_own_split(shared_data, tmp_path):
     assert tokens.shape == (2, 257) and mask.all() and tokens[0, -1] == tokens[1, 0]
 
 
+def _docs(corpus, split):
+    """The documents of a byte-tokenised split (each ends in the end-of-text token)."""
+    tokens = corpus.__getattribute__(split).stream[:].tolist()
+    docs, current = [], []
+    for t in tokens:
+        if t == corpus.tokenizer.eot_id:
+            docs.append(bytes(current).decode("utf-8"))
+            current = []
+        else:
+            current.append(t)
+    return docs
+
+
 def test_hash_split_is_by_document_and_disjoint(tmp_path):
     src = _write_jsonl(tmp_path / "docs.jsonl", DOCS)
     corpus = load_domain("web", source=str(src), cache_dir=tmp_path / "cache", seq_len=17,
-                         val_percent=20)
-    train, val = _stream_text(corpus, "train"), _stream_text(corpus, "val")
+                         splits=Splits(val_percent=20, test_percent=25))
     want_val = [d for i, d in enumerate(DOCS) if split_of(f"docs.jsonl:{i}", 20) == "val"]
-    assert 0 < len(want_val) < len(DOCS)
-    assert val == "".join(want_val)
-    assert train == "".join(d for d in DOCS if d not in want_val)
+    rest = [d for d in DOCS if d not in want_val]
+    want_test = [d for d in rest if in_test(d, 25)]
+    assert 0 < len(want_val) and 0 < len(want_test) < len(rest)
+    assert _docs(corpus, "val") == want_val and _docs(corpus, "test") == want_test
+    assert _docs(corpus, "train") == [d for d in rest if d not in want_test]
+
+
+@pytest.mark.parametrize("domain", ["code", "math", "web"])
+def test_test_split_is_disjoint_from_train_and_val_by_document(shared_data, tmp_path, domain):
+    """Every shared corpus: each document in exactly one split, by its text; the test split is
+    fixed by content (the same documents in another order and folder give the same split)."""
+    corpus = load_domain(domain, source=str(shared_data / domain), cache_dir=tmp_path / "c")
+    docs = {split: _docs(corpus, split) for split in ("train", "val", "test")}
+    sets = {split: set(d) for split, d in docs.items()}
+    assert not sets["train"] & sets["test"] and not sets["val"] & sets["test"]
+    assert not sets["train"] & sets["val"]
+    assert corpus.manifest["splits"]["test"]["n_docs"] == len(docs["test"]) > 0
+    moved = tmp_path / "elsewhere" / domain
+    moved.mkdir(parents=True)
+    for name in ("train.jsonl", "valid.jsonl"):  # the same documents, reversed
+        lines = (shared_data / domain / name).read_text().splitlines(keepends=True)
+        (moved / name).write_text("".join(reversed(lines)))
+    again = load_domain(domain, source=str(moved), cache_dir=tmp_path / "c2")
+    assert sorted(_docs(again, "test")) == sorted(docs["test"])
 
 
 def test_cache_is_reused_and_content_addressed(tmp_path, monkeypatch):
@@ -83,10 +127,17 @@ def test_math_and_web_without_data_say_how_to_point_at_some(tmp_path):
     ({"domain": "code", "tokenizer": "wordpiece"}, "'wordpiece' is not a tokenizer"),
     ({"domain": "code", "tokenizer": "bpe:10"}, "not a tokenizer"),
     ({"domain": "code", "source": "/nonexistent/file.jsonl"}, "no such file"),
-    ({"domain": "code", "val_percent": 0}, "val_percent")])
+    ])
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_domain(cache_dir=tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"val_percent": 0}, {"test_percent": 100},
+                                    {"test_percent": 2.5}])
+def test_bad_splits(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        Splits(**kwargs)
 
 
 def test_missing_text_field_names_file_line_and_keys(tmp_path):
@@ -102,7 +153,7 @@ def test_too_little_data_is_refused(tmp_path):
 
 
 def _ids_and_texts(source, split, val_percent=10):
-    return [(d.id, d.text) for d in source.documents(split, val_percent)]
+    return [(d.id, d.text) for d in source.documents(split, Splits(val_percent=val_percent))]
 
 
 def test_local_formats(tmp_path):
@@ -133,6 +184,12 @@ def test_directory_with_train_and_valid_files_keeps_them(tmp_path):
     _write_jsonl(tmp_path / "valid.jsonl", DOCS[10:12])
     src = resolve_source(str(tmp_path))
     assert [t for _, t in _ids_and_texts(src, "val")] == DOCS[10:12]
+    train, test = _ids_and_texts(src, "train"), _ids_and_texts(src, "test")
+    assert sorted(t for _, t in train + test) == sorted(DOCS[:10])  # test comes out of train
+    assert [t for _, t in test] == [d for d in DOCS[:10] if in_test(d, 10)]
+    _write_jsonl(tmp_path / "test.jsonl", DOCS[12:14])  # a test file of its own is kept
+    src = resolve_source(str(tmp_path))
+    assert [t for _, t in _ids_and_texts(src, "test")] == DOCS[12:14]
     assert len(_ids_and_texts(src, "train")) == 10
 
 
