@@ -49,6 +49,9 @@ def _children_cpu_s() -> float:
 
 def _phases(journal: Path, out: Path) -> dict[str, float]:
     """One in-process run, timed by phase (seconds)."""
+    import pandas as pd
+
+    from analysis.confirmation import power_table
     from analysis.frame import load_studies, seeds_frame, trials_frame
     from analysis.paper import band_table, cross_domain_table
     from analysis.report import Analysis, _with_upstream, pareto_fronts, write_report
@@ -63,7 +66,8 @@ def _phases(journal: Path, out: Path) -> dict[str, float]:
     settings = _with_upstream(setting_stats(seeds), trials)
     a = Analysis(records=tuple(records), trials=trials, seeds=seeds, settings=settings,
                  noise=seed_noise(seeds), cross_domain=cross_domain_table(settings),
-                 bands=band_table(settings), pareto=pareto_fronts(records, trials))
+                 bands=band_table(settings), pareto=pareto_fronts(records, trials),
+                 confirmed=pd.DataFrame(), power=power_table(seeds))
     t.append(time.perf_counter())
     write_report(a, out)
     t.append(time.perf_counter())

@@ -32,7 +32,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search.record import TrialRecord
+from search.record import CONFIRMS_ATTR, TrialRecord
 from search.storage import open_storage, resolve_study_names
 
 __all__ = ["SCRATCH_SOURCES", "StudyRecord", "band_label", "domain_key", "load_studies",
@@ -77,6 +77,8 @@ class StudyRecord:
     """The loaded study (for importances)."""
     storage: BaseStorage
     """The storage it was read from (for artifact metadata)."""
+    confirms: str | None = None
+    """A confirmation study's search study (``search.record.CONFIRMS_ATTR``); None for a search."""
 
     @property
     def is_multi_objective(self) -> bool:
@@ -112,6 +114,8 @@ def load_studies(
             config=_json_dict(attrs.get("config")),
             directions=directions, metric_names=tuple(names),
             trials=tuple(study.get_trials(deepcopy=False)), study=study, storage=opened,
+            confirms=attrs.get(CONFIRMS_ATTR) if isinstance(attrs.get(CONFIRMS_ATTR), str)
+            else None,
         ))
     return records
 

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from optuna.storages import BaseStorage
 
 from analysis import sections
+from analysis.confirmation import confirmed_table, power_table
 from analysis.document import Block, FigureBlock, render_html, render_markdown
 from analysis.frame import StudyRecord, _records, load_studies, seeds_frame, trials_frame
 from analysis.paper import band_table, cross_domain_table
@@ -67,6 +68,12 @@ class Analysis:
     pareto: pd.DataFrame
     """The Pareto front of each multi-objective multi-domain study with its per-domain effects
     (:func:`analysis.pareto.pareto_table`); empty when there is none."""
+    confirmed: pd.DataFrame
+    """Each confirmed study's finalists on fresh seeds and the test split, against equally
+    tuned scratch (:func:`analysis.confirmation.confirmed_table`); empty when none was."""
+    power: pd.DataFrame
+    """Each study's seed noise and what its seeds could detect
+    (:func:`analysis.confirmation.power_table`)."""
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -90,7 +97,8 @@ def analyze(storage: str | os.PathLike[str] | BaseStorage | Sequence[StudyRecord
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha!r}")
-    records = _records(storage, study_names)
+    everything = _records(storage, study_names)
+    records = [r for r in everything if r.confirms is None]
     trials = trials_frame(records)
     seeds = seeds_frame(records, trials=trials)
     settings = _with_upstream(setting_stats(seeds, alpha), trials)
@@ -98,7 +106,19 @@ def analyze(storage: str | os.PathLike[str] | BaseStorage | Sequence[StudyRecord
                     noise=seed_noise(seeds) if not seeds.empty else pd.DataFrame(),
                     cross_domain=cross_domain_table(settings, alpha) if not settings.empty
                     else pd.DataFrame(), bands=band_table(settings),
-                    pareto=pareto_fronts(records, trials))
+                    pareto=pareto_fronts(records, trials),
+                    confirmed=_confirmed([r for r in everything if r.confirms], alpha),
+                    power=power_table(seeds, alpha) if not seeds.empty else pd.DataFrame())
+
+
+def _confirmed(confirms: Sequence[StudyRecord], alpha: float) -> pd.DataFrame:
+    """The confirmed tables of the confirmation studies, one after the other."""
+    parts = [confirmed_table(r, alpha).assign(study=r.confirms) for r in confirms]
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame()
+    out = pd.concat(parts, ignore_index=True)
+    return out[["study", *out.columns.drop("study")]]
 
 
 def pareto_fronts(records: Sequence[StudyRecord], trials: pd.DataFrame) -> pd.DataFrame:
@@ -173,6 +193,10 @@ def write_report(analysis: Analysis, out_dir: Path, *, artifact_store: Any | Non
         tables.append(("bands", analysis.bands))
     if not analysis.pareto.empty:
         tables.append(("pareto", analysis.pareto))
+    for name in ("confirmed", "power"):
+        frame = getattr(analysis, name)
+        if not frame.empty:
+            tables.append((name, frame))
     for name, frame in tables:
         _atomic_write(out_dir / f"{name}.csv", frame.to_csv(index=False).encode())
     save = _figure_saver(out_dir)

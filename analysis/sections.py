@@ -39,6 +39,7 @@ def overview(a: Analysis, source: str, hint: str | None, save: Saver) -> list[Bl
                            Para(text=f"Storage `{source}`. Studies: {studies}.")]
     if hint:
         blocks.append(Para(text=f"Every trial with its artifacts in the dashboard: `{hint}`"))
+    blocks += _confirmed_blocks(a) + _power_blocks(a)
     blocks.append(Heading(text="Across domains, next to the paper", level=2))
     paper = "; ".join(f"{d}: best band {p.best_band}, perplexity -{p.ppl_gain_pct}%"
                       for d, p in PAPER.items())
@@ -67,6 +68,58 @@ def overview(a: Analysis, source: str, hint: str | None, save: Saver) -> list[Bl
             "seeds. With three seeds, a gain smaller than about twice the pooled SD is hard to "
             "tell from noise.")), Table(frame=_fmt_noise(a.noise))]
     return blocks
+
+
+def _confirmed_blocks(a: Analysis) -> list[Block]:
+    """The confirmed table first: what a user can act on (analysis.confirmation)."""
+    if a.confirmed.empty:
+        return [Heading(text="Confirmed", level=2), Para(text=(
+            "No confirmation has run: the numbers below are the search's own, chosen and "
+            "reported on the same seeds and validation text (biased upward). Run "
+            "`python -m search.run ... --confirm-only` to confirm the winners."))]
+    c = a.confirmed
+    seeds = int(c["n_seeds"].max())
+    return [Heading(text="Confirmed on fresh seeds and the test split", level=2), Para(text=(
+        f"The search's finalists (its top settings and its paper anchor) ran again on {seeds} "
+        "fresh seeds. Every arm, finalists and scratch recipes alike, ran at every point of "
+        "the same learning-rate grid; each arm's point was chosen on validation and its losses "
+        "on the test split compared seed by seed. NCA effect: vs the finalist's matched "
+        "scratch arm; net effect: vs the best tuned scratch arm; % of scratch's test loss, "
+        "mean [95% CI], Holm over the finalists. `bankable` only where the net effect's "
+        "interval is above 0 and it survives Holm; `search net` is the search's own estimate, "
+        "so the gap to the confirmed net effect is what selection and untuned scratch added.")),
+        Table(frame=pd.DataFrame({
+            "study": c["study"], "domain": c["domain"], "finalist": c["finalist"],
+            "setting": c["describe"], "why": c["why"], "lr": [f"{v:g}x" for v in c["lr_x"]],
+            "NCA effect % [95% CI]": _fmt_ci(c["nca_mean"], c["n_seeds"], c["nca_ci_low"],
+                                             c["nca_ci_high"]),
+            "Holm p (NCA)": [_fmt(v, ".2g") for v in c["nca_p_holm"]],
+            "net effect % [95% CI]": _fmt_ci(c["net_mean"], c["n_seeds"], c["net_ci_low"],
+                                             c["net_ci_high"]),
+            "Holm p (net)": [_fmt(v, ".2g") for v in c["net_p_holm"]],
+            "best scratch": [f"{b} at {x:g}x" for b, x in zip(c["best_scratch"],
+                                                               c["best_scratch_lr_x"])],
+            "search net %": [_fmt(v, "+.2f") for v in c["search_net"]],
+            "verdict": c["verdict"]}))]
+
+
+def _power_blocks(a: Analysis) -> list[Block]:
+    """What each study's seeds could detect."""
+    if a.power.empty:
+        return []
+    p = a.power
+    return [Heading(text="Power", level=2), Para(text=(
+        "What each study's seeds could have detected: the SD of the paired per-seed net "
+        "effects (pooled within settings run on two seeds or more), the smallest true effect a "
+        "paired t-test over the study's seeds finds 80% of the time at alpha 0.05, and the "
+        "seeds a 1% effect would need. A difference smaller than the detectable effect is not "
+        "evidence of no difference.")), Table(frame=pd.DataFrame({
+            "study": p["study"], "domain": p["domain"], "seeds": p["seeds"],
+            "sd of paired effects (points)": [_fmt(v, ".2f") for v in p["sd"]],
+            "min detectable effect %": [_fmt(v, ".2f") for v in p["min_detectable_effect"]],
+            "seeds for a 1% effect": [
+                "not known" if not np.isfinite(sd) else _fmt(v, ".0f") or "> 10,000"
+                for sd, v in zip(p["sd"], p["seeds_for_1pct"])]}))]
 
 
 def _domain_text(rec: StudyRecord) -> str:

@@ -31,9 +31,9 @@ from scipy import special
 from analysis.frame import SCRATCH_SOURCES, domain_key
 
 __all__ = [
-    "NOISE", "WILCOXON_MIN_N", "PairedTest", "best_setting", "holm", "lack_of_fit_p", "mean_ci",
-    "paired_test", "seed_noise",
-    "setting_stats",
+    "NOISE", "POWER", "WILCOXON_MIN_N", "PairedTest", "best_setting", "holm", "lack_of_fit_p",
+    "mean_ci", "min_detectable_effect", "paired_t_power", "paired_test", "seed_noise",
+    "seeds_for_effect", "setting_stats",
 ]
 
 WILCOXON_MIN_N = 6
@@ -292,6 +292,54 @@ def seed_noise(seeds: pd.DataFrame) -> pd.DataFrame:
                      "scratch_loss_sd": scratch.std(ddof=1), "gain_sd_pooled": pooled,
                      "settings_pooled": int(keep.sum())})
     return pd.DataFrame(rows)
+
+
+POWER = 0.8
+"""Power of the minimum detectable effect and of the seed counts the reports state."""
+MAX_SEEDS_STATED = 10_000
+"""Above this many seeds a study is said to be unable to detect the effect at all."""
+
+
+def paired_t_power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test at level ``alpha`` with ``n`` pairs to detect a true
+    mean difference ``effect`` when the differences have standard deviation ``sd`` (the
+    noncentral t distribution, not a normal approximation: exact at small n)."""
+    if n < 2 or not sd > 0:
+        return float("nan")
+    crit = special.stdtrit(n - 1, 1 - alpha / 2)
+    nc = effect / (sd / np.sqrt(n))
+    return float(special.nctdtr(n - 1, nc, -crit) + 1 - special.nctdtr(n - 1, nc, crit))
+
+
+def min_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = POWER) -> float:
+    """The smallest true mean difference the paired t-test with ``n`` pairs detects with
+    probability ``power`` (bisection on :func:`paired_t_power`; NaN below two pairs)."""
+    if n < 2 or not sd > 0:
+        return float("nan")
+    low, high = 0.0, sd
+    while paired_t_power(high, sd, n, alpha) < power:
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if paired_t_power(mid, sd, n, alpha) < power else (low, mid)
+    return high
+
+
+def seeds_for_effect(effect: float, sd: float, alpha: float = 0.05,
+                     power: float = POWER) -> int | None:
+    """The fewest pairs (seeds) with which the paired t-test detects ``effect`` with probability
+    ``power``; None above :data:`MAX_SEEDS_STATED`."""
+    if not sd > 0:
+        return 2
+    n = 2
+    while paired_t_power(effect, sd, n, alpha) < power:
+        n = n + 1 if n < 64 else int(n * 1.25)
+        if n > MAX_SEEDS_STATED:
+            return None
+    if n > 64:  # the coarse steps overshot: walk back to the first n that suffices
+        while n > 2 and paired_t_power(effect, sd, n - 1, alpha) >= power:
+            n -= 1
+    return n
 
 
 def best_setting(settings: pd.DataFrame, study: str, domain: str | None = None) -> pd.Series:

@@ -30,6 +30,9 @@ LEASE_S = 120.0
 RENEW_S = 30.0
 """Seconds between renewals: a lease outlives three missed ones."""
 HOLDER = f"{socket.gethostname()}:{os.getpid()}"
+IDENTITY_ATTRS = ("setting", "kind", "arm", "lr_x")
+"""What a retry carries over from the trial it retries: what it runs (and, for a confirmation
+run, which arm and grid point it is: ``search.confirm``)."""
 
 
 def grant(study: optuna.Study, trial_id: int) -> None:
@@ -75,7 +78,7 @@ def fail_and_retry(study: optuna.Study, t: FrozenTrial, reason: str, *, max_retr
         study.tell(t.number, state=TrialState.FAIL)
     if not retry:
         return f"trial {t.number} {reason}; not retried"
-    attrs: dict[str, Any] = {k: t.user_attrs[k] for k in ("setting", "kind") if k in t.user_attrs}
+    attrs: dict[str, Any] = {k: t.user_attrs[k] for k in IDENTITY_ATTRS if k in t.user_attrs}
     study.enqueue_trial(
         dict(t.params), user_attrs={**attrs, "attempt": attempt, "retry_of": t.number,
                                     "origin": t.user_attrs.get("origin", t.number)},

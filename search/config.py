@@ -277,6 +277,36 @@ class SlurmSection:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ConfirmSection:
+    """``[confirm]``: the confirmation phase that runs after the search (``search.confirm``).
+
+    The study's ``top`` settings by its objective and its ``paper`` anchor run again on fresh
+    ``seeds`` (disjoint from the search's), each over the same downstream learning-rate grid as
+    every scratch recipe; each arm's best grid point is chosen on val and reported on the test
+    split, paired by seed."""
+
+    enabled: bool = True
+    """Run it after the search (``--no-confirm`` skips it, ``--confirm-only`` runs it alone)."""
+    top: int = bounded(2, 1, 20)
+    """Finalists by the study's (first) objective, besides its paper anchor."""
+    seeds: tuple[int, ...] = (1000, 1001, 1002)
+    """Fresh training seeds, disjoint from the search's."""
+    lr_grid: tuple[float, ...] = (0.5, 1.0, 2.0)
+    """Downstream learning rates, as multipliers of the preset's, that every arm runs."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self, "confirm")
+        if (not 0 < len(self.seeds) <= MAX_SEEDS or len(set(self.seeds)) != len(self.seeds)
+                or not all(type(s) is int and 0 <= s <= SEED_MAX for s in self.seeds)):
+            raise ConfigError(f"[confirm] seeds = {list(self.seeds)!r}: expected a list of 1 to "
+                              f"{MAX_SEEDS} distinct integers in [0, {SEED_MAX}]")
+        if (not 0 < len(self.lr_grid) <= 10 or len(set(self.lr_grid)) != len(self.lr_grid)
+                or not all(0 < m <= 100 for m in self.lr_grid)):
+            raise ConfigError(f"[confirm] lr_grid = {list(self.lr_grid)!r}: expected 1 to 10 "
+                              "distinct multipliers of the preset's lr, each in (0, 100]")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Anchor:
     """A setting enqueued before the sampler starts (the paper's setting, bands, controls)."""
 
@@ -299,10 +329,16 @@ class StudyConfig:
     sampler: SamplerSection = field(default_factory=SamplerSection)
     pruner: PrunerSection = field(default_factory=PrunerSection)
     slurm: SlurmSection = field(default_factory=SlurmSection)
+    confirm: ConfirmSection = field(default_factory=ConfirmSection)
     space: tuple[ParamSpec, ...] = ()
     anchors: tuple[Anchor, ...] = ()
 
     def __post_init__(self) -> None:
+        overlap = sorted(set(self.confirm.seeds) & set(self.study.seeds))
+        if self.confirm.enabled and overlap:
+            raise ConfigError(f"[confirm] seeds {list(self.confirm.seeds)} overlap the search's "
+                              f"seeds {list(self.study.seeds)} (at {overlap}); the confirmation "
+                              "needs fresh ones")
         cpus = (self.slurm.cpus_per_task if self.study.executor == "slurm"
                 else len(os.sched_getaffinity(0)))
         if self.study.threads > cpus:
@@ -351,7 +387,7 @@ class StudyConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
 
 
-_SECTIONS = ("study", "budget", "sampler", "pruner", "slurm", "space", "anchors")
+_SECTIONS = ("study", "budget", "sampler", "pruner", "slurm", "confirm", "space", "anchors")
 
 
 def resolve_study_path(name_or_path: str) -> Path:
@@ -391,7 +427,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "study") -> StudyConfig:
     if "study" not in raw:
         raise ConfigError(f"{where} has no [study] section")
     tables = {name: _table(raw.get(name, {}), f"[{name}]")
-              for name in ("study", "budget", "sampler", "pruner", "slurm", "space")}
+              for name in ("study", "budget", "sampler", "pruner", "slurm", "confirm", "space")}
     study = dict(tables["study"])
     if isinstance(study.get("data"), dict):  # a TOML table: domain -> data
         study["data"] = tuple((str(k), _string(v, f"[study] data.{k}"))
@@ -406,6 +442,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "study") -> StudyConfig:
         sampler=from_table(SamplerSection, tables["sampler"], "sampler"),
         pruner=from_table(PrunerSection, tables["pruner"], "pruner"),
         slurm=from_table(SlurmSection, slurm, "slurm"),
+        confirm=from_table(ConfirmSection, tables["confirm"], "confirm"),
         space=tuple(parse_space(tables["space"]).values()),
         anchors=_anchors(raw.get("anchors", [])),
     )

@@ -14,6 +14,8 @@ Record versions:
     2: scratch runs per recipe (issue 11): NCA effect, net effect, best scratch run, probes.
     3: several domains (issue 15): version 2's keys hold the first domain's results, ``domains``
        and ``by_domain`` every domain's. A one-domain trial still writes version 2.
+    Any version of a confirmation run (issue 27) also holds ``test_losses``, each seed's final
+    loss on the test split.
 """
 
 from __future__ import annotations
@@ -25,9 +27,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["DOMAINS_RECORD_VERSION", "OBJECTIVES", "PER_DOMAIN_OBJECTIVES", "RECORD_VERSION",
-           "DomainRecord", "SeedRecord", "TrialRecord", "objective_direction", "seeds_objective",
-           "split_objective"]
+__all__ = [
+    "CONFIRMS_ATTR",
+    "DOMAINS_RECORD_VERSION",
+    "OBJECTIVES",
+    "PER_DOMAIN_OBJECTIVES",
+    "PLAN_ATTR",
+    "RECORD_VERSION",
+    "DomainRecord",
+    "SeedRecord",
+    "TrialRecord",
+    "objective_direction",
+    "seeds_objective",
+    "split_objective",
+]
+
+CONFIRMS_ATTR = "confirms"
+"""Study user attribute of a confirmation study (``search.confirm``): the search study's name."""
+PLAN_ATTR = "confirm_plan"
+"""Study user attribute of a confirmation study: its finalists, scratch arms, lr grid and seeds
+(JSON), which ``analysis.confirmation`` reads."""
 
 RECORD_VERSION = 2
 """The version of a one-domain record."""
@@ -118,6 +137,8 @@ class SeedRecord:
     """``(tokens, val_loss)`` of the matched scratch run."""
     probe: Mapping[str, Any] | None
     """Transfer probe (``lm.probe``) of both arms, or None when not measured."""
+    test_loss: float | None = None
+    """Final loss on the test split: a confirmation run's only (a search never reads it)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SeedRecord:
@@ -142,7 +163,7 @@ class DomainRecord:
     """The downstream recipe as resolved for this domain."""
 
 
-_DOMAIN_KEYS = ("seeds", "losses", "scratch_losses", "bpb", "gains_pct", "gain_pct",
+_DOMAIN_KEYS = ("seeds", "losses", "test_losses", "scratch_losses", "bpb", "gains_pct", "gain_pct",
                 "nca_effect_pct", "net_effects_pct", "net_effect_pct", "best_scratch_losses",
                 "best_scratch_recipes", "scratch_losses_by_recipe", "speedups", "speedup",
                 "curves", "scratch_curves", "recipe", "probes")
@@ -238,7 +259,13 @@ class TrialRecord:
             "upstream": _plain(self.upstream), "probes": [_plain(x.probe) for x in s],
             "tokens": self.tokens, "wall_s": self.wall_s, "device": self.device,
             "record_version": self.version,
-        } | self._domain_attrs()
+        } | self._test_attrs() | self._domain_attrs()
+
+    def _test_attrs(self) -> dict[str, Any]:
+        """``test_losses`` of a confirmation run (nothing for a search trial)."""
+        if all(x.test_loss is None for x in self.seeds):
+            return {}
+        return {"test_losses": [x.test_loss for x in self.seeds]}
 
     def _domain_attrs(self) -> dict[str, Any]:
         """``domains`` and ``by_domain`` of a multi-domain record (nothing for one domain)."""
@@ -305,7 +332,7 @@ def _seed_record(attrs: Mapping[str, Any], i: int) -> SeedRecord:
         speedup=_nth(attrs, "speedups", i, n),
         curve=_curve(_nth(attrs, "curves", i, n)),
         scratch_curve=_curve(_nth(attrs, "scratch_curves", i, n)),
-        probe=_nth(attrs, "probes", i, n),
+        probe=_nth(attrs, "probes", i, n), test_loss=_nth(attrs, "test_losses", i, n),
     )
 
 

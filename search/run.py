@@ -21,23 +21,27 @@ import argparse
 import math
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from ncaio.cli import OneLineParser, check_output_folder
 from search import board as board_lib
-from search import console, cost, disk
+from search import confirm, console, cost, disk
+from search import noise as noise_lib
 from search import study as study_lib
 from search import trial as trial_lib
 from search._toml import ConfigError
 from search.config import DOMAINS, EXECUTORS, StudyConfig, load_study_config
 from search.driver import Driver, DriverEvents, StudyStopped, Terminated
-from search.driver_lock import StudyBusyError, StudyLock, acquire_study
+from search.driver_lock import StudyBusyError, StudyLock
 from search.executors import BaseExecutor, InlineExecutor, LocalExecutor
 from search.progress import (
     ESTIMATED_BASELINE_ATTR,
@@ -72,6 +76,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds between progress lines when stdout is not a terminal (default 60)")
     p.add_argument("--quiet", action="store_true",
                    help="print only the finished-trial lines and the closing summary")
+    p.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the confirmation phase after the search (default: the study "
+                        "file's [confirm] enabled); --no-confirm skips it")
+    p.add_argument("--confirm-only", action="store_true",
+                   help="run (or resume) only the confirmation of a finished search")
     return p.parse_args(argv)
 
 
@@ -156,56 +165,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+@dataclass(slots=True)
+class _Study:
+    """A study set up to run: its config, context, storage study and lock."""
+
+    config: StudyConfig
+    context: trial_lib.TrialContext
+    study: optuna.Study
+    lock: StudyLock
+    budget_s: float | None
+
+
 def _run(args: argparse.Namespace) -> int:
-    lock: StudyLock | None = None
-    try:
-        if not 0 < args.heartbeat < math.inf:
-            raise ConfigError(f"--heartbeat {args.heartbeat:g}: give seconds > 0")
-        budget_s = _budget_s(args)
-        config = load_config(args)
-        check_folders(config)
-        check_storage(config.storage_url, workers=config.study.workers)
-        context = trial_lib.make_context(config)  # checks preset and corpus before writing
-        if args.dry_run:
-            return dry_run(config, context)
-        lock = take_study(config)
-        study = study_lib.open_study(config, context)
-    except (ConfigError, StorageError, trial_lib.SetupError) as exc:
-        if lock is not None:
-            lock.release()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    workers = config.trials_at_once
+    setup = _setup(args)
+    if isinstance(setup, int):
+        return setup
+    config = setup.config
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat)
-    known = len(study.get_trials(deepcopy=False))
-    state = f"resumed, {known} trials on record" if known else "new"
-    board.message(f"study {config.study.name!r} ({state}; {config.study.domain}, preset "
-                  f"{context.preset}, {config.study.executor} x{workers}) -> {config.storage_url}")
-    known_cost = _known_estimate(config, context, study, measure=budget_s is not None,
-                                 say=board.message)
-    board.trial_s = (known_cost.trial_s or None) if known_cost else None
-    board.baseline_s = (known_cost.baseline_s or None) if known_cost else None
-    board.domain_rate = known_cost.domain_rate if known_cost else None
-    for attr, value in ((ESTIMATED_TRIAL_ATTR, board.trial_s),
-                        (ESTIMATED_BASELINE_ATTR, board.baseline_s),
-                        (ESTIMATED_DOMAIN_RATE_ATTR, board.domain_rate)):
-        if value is not None:  # search.status projects the end from them too
-            study.set_user_attr(attr, value)
-    events = DriverEvents(
-        on_trial_end=lambda t, s: board.trial_line(console.trial_line(t, s)),
-        on_message=board.message, on_tick=board.tick,
-    )
-    if budget_s is not None:
-        assert known_cost is not None  # calibrated above, so the estimate cannot fail
-        events.may_start = _budget_gate(cost.TimeBudget(budget_s=budget_s,
-                                                        trial_s=known_cost.trial_s), board)
     executor = _executor(config)
-    driver = Driver(config=config, study=study, executor=executor, context=context,
-                    events=events, max_in_flight=workers, heartbeat=lock.renew)
+    confirmed = None
     try:
         with board, _sigterm_as_interrupt():
-            driver.run()
-            board.tick(driver)  # the final counts stay on the board
+            started = time.time()
+            known_cost = _search(setup, board, executor, skip=args.confirm_only)
+            if _confirming(config, args):
+                confirmed = _confirm(setup, board, executor, known_cost, time.time() - started)
     except KeyboardInterrupt as stop:
         by, status = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
         print(f"\n[search] {by}: in-flight trials were stopped and will rerun on resume",
@@ -217,13 +201,131 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         executor.shutdown()
         with suppress(OSError):  # a full disk: the next driver takes over the dead one's lock
+            setup.lock.release()
+    _closing(setup, confirmed)
+    return 0
+
+
+def _setup(args: argparse.Namespace) -> _Study | int:
+    """Check everything, then take and open the study; 2 (after one line) on bad input, or
+    the dry run's status."""
+    lock: StudyLock | None = None
+    try:
+        if not 0 < args.heartbeat < math.inf:
+            raise ConfigError(f"--heartbeat {args.heartbeat:g}: give seconds > 0")
+        budget_s = _budget_s(args)
+        config = load_config(args)
+        check_folders(config)
+        check_storage(config.storage_url, workers=config.study.workers)
+        if args.confirm_only:
+            _existing_search(config)
+        context = trial_lib.make_context(config)  # checks preset and corpus before writing
+        if args.dry_run:
+            return dry_run(config, context)
+        lock = study_lib.take_study(config)
+        study = study_lib.open_study(config, context)
+    except (ConfigError, StorageError, trial_lib.SetupError) as exc:
+        if lock is not None:
             lock.release()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _Study(config=config, context=context, study=study, lock=lock, budget_s=budget_s)
+
+
+def _confirming(config: StudyConfig, args: argparse.Namespace) -> bool:
+    """Whether the confirmation runs: ``--confirm-only``, else ``--[no-]confirm``, else the
+    study file's ``[confirm] enabled``."""
+    if args.confirm_only:
+        return True
+    return config.confirm.enabled if args.confirm is None else bool(args.confirm)
+
+
+def _events(board: board_lib.Board) -> DriverEvents:
+    return DriverEvents(on_trial_end=lambda t, s: board.trial_line(console.trial_line(t, s)),
+                        on_message=board.message, on_tick=board.tick)
+
+
+def _search(setup: _Study, board: board_lib.Board, executor: BaseExecutor, *,
+            skip: bool) -> cost.Estimate | None:
+    """The search phase (nothing with ``skip``, which ``--confirm-only`` gives); returns the
+    study's cost estimate, when one was at hand."""
+    config, context, study = setup.config, setup.context, setup.study
+    workers = config.trials_at_once
+    known = len(study.get_trials(deepcopy=False))
+    state = f"resumed, {known} trials on record" if known else "new"
+    board.message(f"study {config.study.name!r} ({state}; {config.study.domain}, preset "
+                  f"{context.preset}, {config.study.executor} x{workers}) -> {config.storage_url}")
+    known_cost = _known_estimate(config, context, study, measure=setup.budget_s is not None,
+                                 say=board.message)
+    if skip:
+        return known_cost
+    board.trial_s = (known_cost.trial_s or None) if known_cost else None
+    board.baseline_s = (known_cost.baseline_s or None) if known_cost else None
+    board.domain_rate = known_cost.domain_rate if known_cost else None
+    for attr, value in ((ESTIMATED_TRIAL_ATTR, board.trial_s),
+                        (ESTIMATED_BASELINE_ATTR, board.baseline_s),
+                        (ESTIMATED_DOMAIN_RATE_ATTR, board.domain_rate)):
+        if value is not None:  # search.status projects the end from them too
+            study.set_user_attr(attr, value)
+    events = _events(board)
+    if setup.budget_s is not None:
+        assert known_cost is not None  # calibrated above, so the estimate cannot fail
+        # the confirmation after the search must fit in the budget too
+        events.may_start = _budget_gate(cost.TimeBudget(
+            budget_s=setup.budget_s - known_cost.confirm_s, trial_s=known_cost.trial_s), board)
+    driver = Driver(config=config, study=study, executor=executor, context=context,
+                    events=events, max_in_flight=workers, heartbeat=setup.lock.renew)
+    driver.run()
+    board.tick(driver)  # the final counts stay on the board
+    return known_cost
+
+
+def _confirm(setup: _Study, board: board_lib.Board, executor: BaseExecutor,
+             known_cost: cost.Estimate | None, elapsed_s: float) -> optuna.Study | None:
+    """The confirmation phase (``search.confirm``), unless a time budget cannot hold it."""
+    if setup.budget_s is not None and known_cost is not None and (
+            elapsed_s + known_cost.confirm_s > setup.budget_s):
+        board.message(f"confirmation skipped: it needs about "
+                      f"{board_lib.fmt_duration(known_cost.confirm_s)} and the time budget has "
+                      f"{board_lib.fmt_duration(max(0.0, setup.budget_s - elapsed_s))} left; "
+                      "run it later with --confirm-only")
+        return None
+    return confirm.drive(setup.study, setup.config, setup.context, executor, _events(board),
+                         say=board.message, tick=board.tick)
+
+
+def _closing(setup: _Study, confirmed: optuna.Study | None) -> None:
+    """The closing summary: the confirmed table first, then the search's, its power, and
+    where everything is."""
+    from analysis import confirmation
+    from analysis.frame import load_studies, seeds_frame
+
+    config, context = setup.config, setup.context
+    if confirmed is not None:
+        (record,) = load_studies(config.storage_url, [confirmed.study_name])
+        print(confirmation.confirmed_text(confirmation.confirmed_table(record)))
     scratch = {one.domain: [trial_lib.scratch_baseline(
         one, trial_lib.study_scratch_runs(one)[0], s).final_loss for s in config.study.seeds]
         for one in context.per_domain()}
-    console.summary(study, scratch, sys.stdout)
+    console.summary(setup.study, scratch, sys.stdout)
+    noise = confirmation.noise_summary(seeds_frame(load_studies(config.storage_url,
+                                                                [config.study.name])))
+    noise_lib.record(config, context, noise)
+    print(confirmation.power_text(noise["sd"], len(config.study.seeds)))
     _print_where(config)
-    return 0
+
+
+def _existing_search(config: StudyConfig) -> None:
+    """``--confirm-only`` confirms a search that has completed trials.
+
+    Raises:
+        ConfigError: there is no such study, or it has no completed trial.
+    """
+    study = _existing_study(config)
+    if study is None or not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise ConfigError(f"--confirm-only: study {config.study.name!r} in "
+                          f"{config.storage_url} has no completed trial to confirm; run the "
+                          "search first")
 
 
 @contextmanager
@@ -252,16 +354,6 @@ def check_folders(config: StudyConfig) -> None:
             check_output_folder(path, flag)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-
-
-def take_study(config: StudyConfig) -> StudyLock:
-    """Hold the study for this driver; one driver per study (see search.driver_lock).
-
-    Raises:
-        StudyBusyError: another live driver holds it (a ConfigError: exit 2, one line).
-    """
-    storage = open_storage(config.storage_url, workers=config.study.workers)
-    return acquire_study(storage, config.storage_url, config.study.name, config.study.directions)
 
 
 def _budget_s(args: argparse.Namespace) -> float | None:
@@ -325,8 +417,9 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
     resumed = f", {est.trials_done} already finished" if est.trials_done else ""
     calibrated = "cached" if cached else "measured now"
     if cal.busy_share > cost.BUSY_LIMIT:
-        calibrated += (f" while other work used {cal.busy_share:.0%} of the CPUs (not cached: "
-                       "its figures are slow; the run follows its own measured rates)")
+        calibrated += (f" while other work used {cal.busy_share:.0%} of the CPUs (its "
+                       "figures are slow: the run follows its own measured rates, and the "
+                       "next dry run measures again)")
     lines = [
         (f"[dry-run] study {s.name!r}: {', '.join(s.domains)}, preset {context.preset}, {s.executor} "
          f"x{est.workers}, storage {config.storage_url}"),
@@ -354,8 +447,35 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
     ]
     if est.source == "calibration":
         lines.append("               an upper bound: pruned and infeasible trials end early")
+    lines += [_confirm_line(config, est), _noise_line(config, context)]
     lines.append("[dry-run] nothing was run; drop --dry-run to start")
     return "\n".join(lines)
+
+
+def _confirm_line(config: StudyConfig, est: cost.Estimate) -> str:
+    from lm.recipe import RECIPES
+    from search.board import fmt_duration
+
+    c = config.confirm
+    if not c.enabled:
+        return "  confirm:     off ([confirm] enabled = false or --no-confirm)"
+    paper = " + the paper anchor" if any(a.name == "paper" for a in config.anchors) else ""
+    return (f"  confirm:     top {c.top}{paper} and {len(RECIPES)} scratch recipes, each at lr x "
+            f"{', '.join(f'{m:g}' for m in c.lr_grid)} on fresh seeds {list(c.seeds)}, scored "
+            f"on test: ~{fmt_duration(est.confirm_s)} after the search (whole study "
+            f"~{fmt_duration(est.total_s + est.confirm_s)})")
+
+
+def _noise_line(config: StudyConfig, context: trial_lib.TrialContext) -> str:
+    """What the study's seeds can detect, from earlier studies of its domain and preset."""
+    from analysis.confirmation import power_text
+
+    known = noise_lib.known(context)
+    if known is None:
+        return (f"  power:       not known yet: no earlier {context.domain} study at "
+                f"{context.preset} in this cache has measured the seed noise")
+    return (f"  power:       {power_text(known['sd'], len(config.study.seeds))} (from "
+            f"{known['studies']} earlier {context.domain} {context.preset} study(ies))")
 
 
 def _times(domains: int) -> str:

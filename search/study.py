@@ -11,6 +11,7 @@ import optuna
 from ncaio import atomic_write_json as write_json_atomic
 from search._toml import ConfigError
 from search.config import StudyConfig
+from search.driver_lock import StudyLock, acquire_study
 from search.jobs import make_pruner
 from search.storage import open_storage
 from search.trial import TrialContext
@@ -37,6 +38,16 @@ class _GridSampler(optuna.samplers.GridSampler):
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
                     state: optuna.trial.TrialState, values: Sequence[float] | None) -> None:
         return None
+
+
+def take_study(config: StudyConfig) -> StudyLock:
+    """Hold the study for this driver; one driver per study (see search.driver_lock).
+
+    Raises:
+        StudyBusyError: another live driver holds it (a ConfigError: exit 2, one line).
+    """
+    storage = open_storage(config.storage_url, workers=config.study.workers)
+    return acquire_study(storage, config.storage_url, config.study.name, config.study.directions)
 
 
 def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:

@@ -42,6 +42,7 @@ from lm.probe import probe
 from lm.recipe import init_new_embeddings
 from lm.scores import score as lm_score
 from lm.scores import tokens_to_reach
+from lm.trainer import evaluate as lm_evaluate
 from lm.trainer import train as lm_train
 from lm.transfer import TransferConfig
 from lm.transfer import transfer as lm_transfer
@@ -147,6 +148,9 @@ class TrialContext:
     corpus_keys: tuple[str, ...] = ()
     """Content key of each domain's corpus tokens, in domain order (``make_context`` reads them):
     the work folders and finished seeds are keyed by what the data holds, not where it lies."""
+    evaluate_test: bool = False
+    """Score every finished model on the test split too: the confirmation phase's context (a
+    search never reads the test split)."""
 
     def to_dict(self) -> dict[str, Any]:
         """As a dict; a one-domain context has no ``domains`` key (its keys stay as before)."""
@@ -214,6 +218,8 @@ class Baseline:
 
     curve: list[tuple[int, float]]
     final_loss: float
+    test_loss: float | None = None
+    """Its loss on the test split (a confirmation context's run only)."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -508,6 +514,7 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
     probes: dict[str, Any] | None = None
     if setting.source == "none":
         curve, ppt_upstream, tokens = matched.curve, None, plan.domain_tokens
+        test_loss = matched.test_loss
     else:
         # Live progress (search.progress) goes through the reporter's optional progress method.
         progress = getattr(reporter, "progress", None)
@@ -539,6 +546,7 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
                          checkpoint_every_tokens=cfg.eval_every_tokens,
                          progress=_stage_progress(tell, "domain")).curve
         tokens = ppt_tokens + plan.domain_tokens
+        test_loss = _test_loss(model, context)
         unigram = _unigram_loss(context)
         probes.update(unigram_loss=unigram, tokens_to_unigram=tokens_to_reach(curve, unigram),
                       scratch_tokens_to_unigram=tokens_to_reach(matched.curve, unigram))
@@ -550,7 +558,8 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
         scratch_curve=tuple(matched.curve), best_scratch_loss=best.final_loss,
         best_scratch_recipe=best_label,
         net_gain_pct=(best.final_loss - scores.final_loss) / best.final_loss * 100.0,
-        scratch_losses={label: b.final_loss for label, b in scratch.items()}, probe=probes)
+        scratch_losses={label: b.final_loss for label, b in scratch.items()}, probe=probes,
+        test_loss=test_loss)
     return SeedResult(record=record, bpb=scores.bpb, upstream=ppt_upstream, data_stats=stats,
                       tokens=tokens)
 
@@ -579,7 +588,7 @@ def baseline_path(context: TrialContext, run: ScratchRun, seed: int) -> Path:
         "train": config_dict(cfg), "embed_init": run.plan.recipe.embed_init,
         "model": dataclasses.asdict(preset.model_config(corpus.vocab_size)),
         "corpus": _corpus_content_key(context), "device": context.device, "lm": lm_source_key(),
-    })
+    } | ({"test": True} if context.evaluate_test else {}))
     return Path(context.cache_dir) / "baselines" / f"{context.domain}-{key}.json"
 
 
@@ -599,9 +608,22 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
                 result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
                                   checkpoint_path=partial,
                                   checkpoint_every_tokens=cfg.eval_every_tokens, progress=progress)
-                data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss}
+                data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss,
+                        "test_loss": _test_loss(model, context)}
                 write_verified_json(path, data)
-    return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"])
+    return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"],
+                    test_loss=data.get("test_loss"))
+
+
+def _test_loss(model: Transformer, context: TrialContext) -> float | None:
+    """The model's loss on the test split when ``context`` asks for it (a confirmation), else
+    None: a search never reads the test split."""
+    if not context.evaluate_test:
+        return None
+    preset = get_preset(context.preset)
+    return lm_evaluate(model, _corpus(context).test, n_sequences=preset.test_sequences,
+                       batch_size=preset.micro_batch_tokens // (preset.seq_len - 1) or 1,
+                       device=context.device)
 
 
 def scratch_share_trained(context: TrialContext, run: ScratchRun, seed: int) -> float:
@@ -742,9 +764,9 @@ def _corpus(context: TrialContext) -> DomainCorpus:
 
 
 def _tokens_key(corpus: DomainCorpus) -> str:
-    """Hash of a corpus' tokens (train and val), not of where they came from."""
+    """Hash of a corpus' tokens (train, val and test), not of where they came from."""
     digests = [sha256_bytes(np.ascontiguousarray(ds.stream).tobytes())
-               for ds in (corpus.train, corpus.val)]
+               for ds in (corpus.train, corpus.val, corpus.test)]
     return content_key({"vocab": corpus.vocab_size, "tokens": digests})
 
 

@@ -5,7 +5,9 @@ Layering (imports only go down; ``ncaio`` is the shared floor):
     ncaio     imports nothing of the project
     nca       ncaio
     lm        ncaio (it trains on any token dataset; it never imports nca, not even lazily)
-    search    ncaio, nca, lm; lazily also analysis.trial_figure (the per-trial figure artifact)
+    search    ncaio, nca, lm; lazily also analysis.trial_figure (the per-trial figure artifact),
+              analysis.frame and analysis.confirmation (the closing summary's confirmed table
+              and power, read as the report reads them)
     analysis  at module level ncaio, search.storage and search.record (the storage opener and the
               trial record, both torch-free); nca and lm only lazily, inside functions
 
@@ -39,7 +41,8 @@ LAZY_ALLOWED: dict[str, tuple[str, ...]] = {
     "ncaio": (),
     "nca": ("ncaio",),
     "lm": ("ncaio",),
-    "search": ("ncaio", "nca", "lm", "analysis.trial_figure"),
+    "search": ("ncaio", "nca", "lm", "analysis.trial_figure", "analysis.frame",
+               "analysis.confirmation"),
     "analysis": ("ncaio", "search.storage", "search.record", "nca", "lm"),
 }
 
