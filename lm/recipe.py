@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # lm.presets imports this module
     from lm.presets import Preset, Stage
     from lm.trainer import TrainConfig
 
-__all__ = ["EMBED_INITS", "NCA_SCHEDULES", "RECIPES", "Recipe", "get_recipe", "init_new_embeddings"]
+__all__ = ["EMBED_INITS", "NCA_SCHEDULES", "RECIPES", "Recipe", "get_recipe", "head_std",
+           "init_new_embeddings"]
 
 EMBED_INITS = ("reference", "scaled")
 NCA_SCHEDULES = ("warmup-only", "cosine")
@@ -73,6 +74,10 @@ class Recipe:
     """Domain-stage decoupled weight decay on matrices."""
     beta2: float
     """Domain-stage Adam beta2."""
+    embed_std: float = 0.0
+    """A continuous scale for the new embedding and head that replaces ``embed_init`` when > 0:
+    the embedding is drawn N(0, embed_std), the head at the scale that follows the same path
+    between the two named points (see ``init_new_embeddings``)."""
 
     def __post_init__(self) -> None:
         if self.embed_init not in EMBED_INITS:
@@ -89,6 +94,8 @@ class Recipe:
             raise ValueError(f"min_lr_ratio {self.min_lr_ratio!r} must be in [0, 1]")
         if self.weight_decay < 0 or self.nca_weight_decay < 0:
             raise ValueError("weight decays must be >= 0")
+        if not (math.isfinite(self.embed_std) and 0.0 <= self.embed_std <= 10.0):
+            raise ValueError(f"embed_std {self.embed_std!r} must be in [0, 10] (0: embed_init's)")
 
     def nca_overrides(self, domain_lr: float) -> dict[str, Any]:
         """TrainConfig fields of the NCA stage, given the domain stage's peak lr."""
@@ -151,21 +158,39 @@ def get_recipe(name: str, domain: str) -> Recipe:
                   weight_decay=0.0 if code else 1e-4, beta2=0.999)
 
 
+def head_std(embed_std: float, init_std: float, width: int) -> float:
+    """The head's std that goes with an embedding std of ``embed_std``: log-linear between the
+    two named points, ``scaled`` (embedding and head at ``init_std``) and ``reference``
+    (embedding 1, head uniform(+-1/sqrt(C)), whose std is 1/sqrt(3C))."""
+    t = math.log(embed_std / init_std) / math.log(1.0 / init_std)
+    return math.exp((1 - t) * math.log(init_std) + t * math.log(1.0 / math.sqrt(3 * width)))
+
+
 @torch.no_grad()
-def init_new_embeddings(model: Transformer, embed_init: str, seed: int) -> None:
-    """Draw the input embedding and the output head as ``embed_init`` says.
+def init_new_embeddings(model: Transformer, embed_init: str, seed: int,
+                        embed_std: float = 0.0) -> None:
+    """Draw the input embedding and the output head as ``embed_init`` (or ``embed_std``) says.
 
     ``scaled`` keeps the model's own N(0, init_std) draw. ``reference`` redraws them as
     PyTorch's modules would: embedding N(0, 1), head uniform(+-1/sqrt(C)) (``nn.Linear``'s
-    Kaiming-uniform with a = sqrt(5)). The draw depends on ``seed`` only, so the NCA arm and its
+    Kaiming-uniform with a = sqrt(5)). ``embed_std`` > 0 draws the embedding N(0, embed_std) and
+    the head N(0, ``head_std``): at init_std it is ``scaled`` itself, at 1 ``reference``'s
+    scales (with a normal head). The draw depends on ``seed`` only, so the NCA arm and its
     scratch run get the very same new tensors.
     """
     if embed_init not in EMBED_INITS:
         raise ValueError(f"embed_init {embed_init!r} is not one of {', '.join(EMBED_INITS)}")
-    if embed_init == "scaled":
-        return
     generator = torch.Generator().manual_seed(seed)
     emb, head = model.tok_emb.weight, model.lm_head.weight
+    if embed_std > 0:
+        std = head_std(embed_std, model.config.init_std, head.shape[1])
+        emb.copy_(torch.empty(emb.shape, dtype=torch.float32).normal_(
+            0.0, embed_std, generator=generator))
+        head.copy_(torch.empty(head.shape, dtype=torch.float32).normal_(
+            0.0, std, generator=generator))
+        return
+    if embed_init == "scaled":
+        return
     fresh = torch.empty(emb.shape, dtype=torch.float32).normal_(0.0, 1.0, generator=generator)
     emb.copy_(fresh)
     bound = 1.0 / math.sqrt(head.shape[1])

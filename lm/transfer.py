@@ -29,6 +29,7 @@ from lm.recipe import EMBED_INITS, init_new_embeddings
 __all__ = ["GROUPS", "TransferConfig", "TransferReport", "transfer"]
 
 GROUPS = ("attention", "mlp", "norm")
+_OUTPUT_PROJECTIONS = ("attn.out.weight", "mlp.down.weight")
 _BLOCK = re.compile(r"blocks\.(\d+)\.(attn_norm|mlp_norm|attn|mlp)\.")
 
 
@@ -49,8 +50,18 @@ class TransferConfig:
     """Seed of the fresh embedding, head and re-initialised tensors."""
     embed_init: str = "scaled"
     """How the new embedding and head are drawn: see lm.recipe.init_new_embeddings."""
+    embed_std: float = 0.0
+    """Their continuous scale instead, when > 0 (lm.recipe.init_new_embeddings)."""
+    out_scale: float = 1.0
+    """Factor on the copied blocks' residual output projections (attention's ``out`` and the
+    MLP's ``down``): below 1 the copied blocks write less into the residual stream at first, so
+    they drown a small new embedding less."""
 
     def __post_init__(self) -> None:
+        if not (0.0 < self.out_scale <= 10.0) or not (0.0 <= self.embed_std <= 10.0):
+            raise ValueError(f"TransferConfig.out_scale={self.out_scale!r} and embed_std="
+                             f"{self.embed_std!r}: expected 0 < out_scale <= 10 and "
+                             "0 <= embed_std <= 10")
         if self.embed_init not in EMBED_INITS:
             raise ValueError(f"TransferConfig.embed_init={self.embed_init!r}: expected one of "
                              f"{', '.join(map(repr, EMBED_INITS))}")
@@ -165,7 +176,7 @@ def transfer(source: Any, target_vocab_size: int, cfg: TransferConfig = Transfer
                              "blocks")
     target_cfg = dataclasses.replace(src_cfg, vocab_size=target_vocab_size)
     model = Transformer(target_cfg, generator=torch.Generator().manual_seed(cfg.seed))
-    init_new_embeddings(model, cfg.embed_init, cfg.seed)
+    init_new_embeddings(model, cfg.embed_init, cfg.seed, cfg.embed_std)
     params = dict(model.named_parameters())
     tensors = {k for k in state if k != "_extra_state"}
     missing, unexpected = sorted(set(params) - tensors), sorted(tensors - set(params))
@@ -183,6 +194,8 @@ def transfer(source: Any, target_vocab_size: int, cfg: TransferConfig = Transfer
                     raise ValueError(f"{name}: source shape {tuple(state[name].shape)} != "
                                      f"target shape {tuple(p.shape)}")
                 p.copy_(state[name])
+                if cfg.out_scale != 1.0 and name.endswith(_OUTPUT_PROJECTIONS):
+                    p.mul_(cfg.out_scale)
                 copied.append(name)
             if _selected(name, cfg.freeze, cfg.freeze_layers):
                 p.requires_grad_(False)

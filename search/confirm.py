@@ -110,8 +110,8 @@ def _scratch_arms(finalist: Finalist, context: TrialContext) -> tuple[dict[str, 
     downstream recipe (the NCA effect's arm) where no named one is the same."""
     s = finalist.setting
     budget = f"@{s.domain_tokens}" if s.domain_tokens else ""
-    matched = Setting(source="none", recipe=s.recipe, embed_init=s.embed_init, warmup=s.warmup,
-                      domain_tokens=s.domain_tokens)
+    matched = Setting(source="none", recipe=s.recipe, embed_init=s.embed_init,
+                      embed_std=s.embed_std, warmup=s.warmup, domain_tokens=s.domain_tokens)
     arms = {f"scratch:{name}{budget}": Setting(source="none", recipe=name,
                                                domain_tokens=s.domain_tokens)
             for name in RECIPES}

@@ -543,10 +543,10 @@ def _planned(config: StudyConfig, context: trial_lib.TrialContext, settings: lis
 
 
 _COST_KNOBS = ("alphabet", "domain_tokens", "nca_fraction", "nca_tokens", "recipe", "embed_init",
-               "lr", "warmup")
+               "embed_std", "lr", "warmup")
 """The searched knobs that change what a trial trains: its tokens, its NCA vocabulary, the scratch
 runs it is scored against."""
-_SCRATCH_KNOBS = ("embed_init", "lr", "warmup")
+_SCRATCH_KNOBS = ("embed_init", "embed_std", "lr", "warmup")
 """Searched over a range, each of these gives every sampled trial a matched scratch run of its own."""
 
 

@@ -83,6 +83,8 @@ def resolve(setting: Setting, context: Any) -> Plan:
     changes: dict[str, Any] = {}
     if setting.embed_init:
         changes["embed_init"] = setting.embed_init
+    if setting.embed_std:
+        changes["embed_std"] = setting.embed_std
     if setting.nca_schedule:
         changes["nca_schedule"] = setting.nca_schedule
     if setting.nca_lr_ratio:

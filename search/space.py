@@ -69,6 +69,12 @@ class Setting:
     """Training recipe (lm.recipe: ``paper`` or ``proxy``); empty means the study's."""
     embed_init: str = ""
     """New embedding and head init (``reference`` or ``scaled``); empty means the recipe's."""
+    embed_std: float = 0.0
+    """New embedding's init std, a continuous knob between ``scaled`` (the model's init std)
+    and ``reference`` (1.0) that replaces embed_init; 0 means embed_init's."""
+    block_scale: float = 0.0
+    """Factor on the copied blocks' residual output projections at transfer, in (0, 1]; 0
+    means 1 (copied as they are)."""
     nca_schedule: str = ""
     """NCA-stage schedule (``warmup-only`` or ``cosine``); empty means the recipe's."""
     nca_lr_ratio: float = 0.0
@@ -103,6 +109,11 @@ class Setting:
                              "(0 = the study's)")
         if self.domain_tokens < 0:
             raise ValueError(f"domain_tokens {self.domain_tokens!r} must be >= 0 (0 = the study's)")
+        if not (self.embed_std == 0 or 1e-4 <= self.embed_std <= 10):
+            raise ValueError(f"embed_std {self.embed_std!r} must be in [1e-4, 10] (0 = the "
+                             "embed_init's)")
+        if not 0 <= self.block_scale <= 1:
+            raise ValueError(f"block_scale {self.block_scale!r} must be in (0, 1] (0 = 1)")
 
     def nca_config(self) -> nca.NCAConfig:
         """The NCA generator settings: the knobs the search varies, nca's defaults otherwise."""
@@ -118,6 +129,8 @@ class Setting:
         parts = [f"{name}={value}" for name, value in (
             ("recipe", self.recipe), ("init", self.embed_init), ("sched", self.nca_schedule),
             ("nca_lr_x", self.nca_lr_ratio), ("dom", self.domain_tokens)) if value]
+        parts += [f"{name}={value:.3g}" for name, value in (
+            ("emb_std", self.embed_std), ("blk_x", self.block_scale)) if value]
         return "".join(f" {p}" for p in parts)
 
     def describe(self) -> str:
@@ -350,10 +363,12 @@ def sample(trial: optuna.Trial, space: dict[str, ParamSpec]) -> Setting:
 
     take("source")
     source = params.get("source", "nca")
-    for name in ("recipe", "embed_init", "domain_tokens", "transfer", "lr", "warmup"):
+    for name in ("recipe", "embed_init", "embed_std", "domain_tokens", "transfer", "lr",
+                 "warmup"):
         take(name)
     if source != "none":
-        for name in ("nca_tokens", "nca_fraction", "ppt_lr", "nca_lr_ratio", "nca_schedule"):
+        for name in ("nca_tokens", "nca_fraction", "ppt_lr", "nca_lr_ratio", "nca_schedule",
+                     "block_scale"):
             take(name)
     if source == "dyck":
         take("dyck_k")

@@ -390,9 +390,10 @@ def shared_seed_path(setting: Setting, plan: Plan, context: TrialContext,
         return None
     preset = get_preset(context.preset)
     _, ppt = pretraining_paths(setting, upstream, seed)
+    transfer = dataclasses.asdict(_transfer_config(setting, plan, seed))
     key = content_key({
         "ppt": ppt.stem, "seed": seed, "record": RECORD_VERSION, "search": _search_source_key(),
-        "transfer": {**_TRANSFERS[setting.transfer], "embed_init": plan.recipe.embed_init},
+        "transfer": transfer,
         "downstream": config_dict(plan.domain_config(preset, seed, _corpus(context).train.seq_len)),
         "scratch": {run.label: baseline_path(context, run, seed).stem
                     for run in scratch_runs(plan, context)},
@@ -523,8 +524,7 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Domai
         state, ppt_upstream, stats, ppt_tokens = upstream.get(tell)
         if tell:
             tell("transfer", tokens=0, total=0)
-        model, _ = lm_transfer(state, corpus.vocab_size, TransferConfig(
-            seed=seed, embed_init=plan.recipe.embed_init, **_TRANSFERS[setting.transfer]))
+        model, _ = lm_transfer(state, corpus.vocab_size, _transfer_config(setting, plan, seed))
         probes = {"nca": probe(model, corpus.train, device=context.device).as_dict(),
                   "scratch": probe(_scratch_model(context, corpus, plan, seed), corpus.train,
                                    device=context.device).as_dict()}
@@ -586,6 +586,7 @@ def baseline_path(context: TrialContext, run: ScratchRun, seed: int) -> Path:
     cfg = run.plan.domain_config(preset, seed, corpus.train.seq_len)
     key = content_key({
         "train": config_dict(cfg), "embed_init": run.plan.recipe.embed_init,
+        "embed_std": run.plan.recipe.embed_std,
         "model": dataclasses.asdict(preset.model_config(corpus.vocab_size)),
         "corpus": _corpus_content_key(context), "device": context.device, "lm": lm_source_key(),
     } | ({"test": True} if context.evaluate_test else {}))
@@ -658,8 +659,16 @@ def study_scratch_runs(context: TrialContext) -> list[ScratchRun]:
 def _scratch_model(context: TrialContext, corpus: DomainCorpus, plan: Plan, seed: int
                    ) -> Transformer:
     model = build_model(context.preset, corpus.vocab_size, seed=seed)
-    init_new_embeddings(model, plan.recipe.embed_init, seed)
+    init_new_embeddings(model, plan.recipe.embed_init, seed, plan.recipe.embed_std)
     return model
+
+
+def _transfer_config(setting: Setting, plan: Plan, seed: int) -> TransferConfig:
+    """How the setting's NCA arm is transferred: its strategy, the recipe's new embedding, its
+    block scale."""
+    return TransferConfig(seed=seed, embed_init=plan.recipe.embed_init,
+                          embed_std=plan.recipe.embed_std,
+                          out_scale=setting.block_scale or 1.0, **_TRANSFERS[setting.transfer])
 
 
 # -- pre-pre-training ----------------------------------------------------------------------------

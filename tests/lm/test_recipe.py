@@ -105,3 +105,23 @@ def test_unknown_recipe_lists_the_valid_ones():
     with pytest.raises(ValueError, match="paper, proxy"):
         get_recipe("mine", "code")
     assert get_recipe("paper", "code").replace(warmup_frac=0.2).name == "paper+"
+
+
+@pytest.mark.parametrize("embed_std", [0.02, 0.14, 1.0])
+def test_a_continuous_embedding_scale_runs_between_the_two_named_points(embed_std):
+    """embed_std draws the embedding N(0, embed_std) and the head on the log-linear path from
+    scaled's 0.02 to reference's 1/sqrt(3C); the same tensors in the NCA arm and in scratch."""
+    from lm.recipe import head_std
+
+    width = 32
+    model = tiny_model(vocab_size=4096)
+    init_new_embeddings(model, "reference", seed=5, embed_std=embed_std)
+    emb, head = model.tok_emb.weight.detach(), model.lm_head.weight.detach()
+    assert abs(float(emb.std()) / embed_std - 1) < 0.03
+    assert abs(float(head.std()) / head_std(embed_std, 0.02, width) - 1) < 0.03
+    assert head_std(0.02, 0.02, width) == pytest.approx(0.02)  # scaled's head
+    assert head_std(1.0, 0.02, width) == pytest.approx(1 / math.sqrt(3 * width))  # reference's
+    source = tiny_model(vocab_size=50, seed=7)
+    nca_arm, _ = transfer(source.state_dict(), 4096, TransferConfig(seed=5, embed_std=embed_std))
+    assert torch.equal(nca_arm.tok_emb.weight, model.tok_emb.weight)
+    assert torch.equal(nca_arm.lm_head.weight, model.lm_head.weight)

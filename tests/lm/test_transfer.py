@@ -100,3 +100,16 @@ def test_layer_range_beyond_the_model_is_refused():
     with pytest.raises(ValueError, match="has 2 blocks"):
         transfer(tiny_model().state_dict(), 80,
                  TransferConfig(freeze=("mlp",), freeze_layers=(1, 3)))
+
+
+def test_out_scale_shrinks_only_the_copied_output_projections():
+    source = tiny_model()
+    model, _ = transfer(source.state_dict(), 257, TransferConfig(out_scale=0.25))
+    src = dict(source.named_parameters())
+    for name, p in model.named_parameters():
+        if name.endswith(("attn.out.weight", "mlp.down.weight")):
+            assert torch.allclose(p, 0.25 * src[name])
+        elif name not in ("tok_emb.weight", "lm_head.weight"):
+            assert torch.equal(p, src[name])
+    with pytest.raises(ValueError, match="out_scale"):
+        TransferConfig(out_scale=0.0)

@@ -26,7 +26,7 @@ def _key(context, setting, seed=0, label="matched"):
 
 @pytest.mark.parametrize("change", [
     {"recipe": "proxy"}, {"embed_init": "scaled"}, {"lr": 1e-3}, {"warmup": 0.2},
-    {"domain_tokens": 32768},
+    {"domain_tokens": 32768}, {"embed_std": 0.1},
 ])
 def test_the_matched_baseline_key_changes_with_each_downstream_field(context, change):
     assert _key(context, Setting(**change)) != _key(context, Setting())
@@ -35,7 +35,7 @@ def test_the_matched_baseline_key_changes_with_each_downstream_field(context, ch
 @pytest.mark.parametrize("change", [
     {"nca_schedule": "cosine"}, {"nca_lr_ratio": 0.9}, {"nca_fraction": 0.5},
     {"nca_tokens": 999}, {"ppt_lr": 1e-3}, {"band": (0.2, 0.3)}, {"alphabet": 4},
-    {"transfer": "attention-only"}, {"source": "dyck"},
+    {"transfer": "attention-only"}, {"source": "dyck"}, {"block_scale": 0.5},
 ])
 def test_the_baseline_key_ignores_nca_only_fields(context, change):
     assert _key(context, Setting(**change)) == _key(context, Setting())

@@ -65,6 +65,8 @@ def test_the_key_follows_what_the_result_depends_on(tmp_path):
         _path(dataclasses.replace(PAPER, transfer="attention-only"), _context(cache)),
         _path(dataclasses.replace(PAPER, recipe="proxy"), _context(cache)),  # init, schedules
         _path(dataclasses.replace(PAPER, lr=1e-3), _context(cache)),  # downstream and scratch
+        _path(dataclasses.replace(PAPER, embed_std=0.1), _context(cache)),  # new embedding
+        _path(dataclasses.replace(PAPER, block_scale=0.5), _context(cache)),  # the transfer
     ]
     assert base not in changed and len(set(changed)) == len(changed)
     assert _path(setting_from_params({"source": "none"}), _context(cache)) is None
