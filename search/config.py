@@ -29,11 +29,13 @@ from search.record import (
     split_objective,
 )
 from search.space import ParamSpec, parse_space, setting_from_params
+from search.synthetic import SYNTHETIC_DOMAINS
 from search.tally import jobs_at_once
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
-DOMAINS = tuple(CORPORA)
-"""The domains a study may train on (``lm.corpora``'s registry)."""
+DOMAINS = tuple(CORPORA) + SYNTHETIC_DOMAINS
+"""The domains a study may train on: ``lm.corpora``'s text domains and the synthetic ones of
+``search.synthetic`` (known-answer studies)."""
 EXECUTORS = ("inline", "local", "slurm")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband", "wilcoxon")
@@ -153,7 +155,8 @@ class StudySection:
         if unknown:
             raise ConfigError(f"data names domain(s) {', '.join(unknown)} the study does not "
                               f"train on; its domains: {', '.join(names)}")
-        missing = [n for n in names if not table.get(n) and CORPORA[n].builtin is None]
+        missing = [n for n in names if not table.get(n) and n in CORPORA
+                   and CORPORA[n].builtin is None]
         if missing and len(names) > 1:
             raise ConfigError(f"domain {missing[0]!r} has no built-in corpus: give its data, "
                               f"e.g. data = {{ {missing[0]} = \"PATH\" }} or --data "

@@ -9,7 +9,7 @@ from typing import TextIO
 import optuna
 from optuna.trial import TrialState
 
-from search.tally import trial_counts
+from search.tally import is_infeasible, trial_counts
 
 
 def trial_line(t: optuna.trial.FrozenTrial, elapsed_s: float) -> str:
@@ -61,11 +61,14 @@ def summary(study: optuna.Study, scratch_losses: dict[str, list[float]], out: Te
 def _counts_line(trials: list[optuna.trial.FrozenTrial]) -> str:
     """The trials counted as the board counts them, then the attempts it leaves out."""
     counts = trial_counts(trials)
-    infeasible = sum(t.state == TrialState.PRUNED for t in trials) - counts["pruned"]
+    repeats = sum("duplicate_of" in t.user_attrs for t in trials)
+    infeasible = sum(is_infeasible(t) for t in trials)
     lost = sum(t.state == TrialState.FAIL for t in trials) - counts["failed"]
     line = "trials: " + ", ".join(f"{v} {k}" for k, v in counts.items())
     if infeasible:
         line += f", {infeasible} infeasible (not counted)"
+    if repeats:
+        line += f", {repeats} repeat(s) of a setting already run (not counted)"
     if lost:
         line += f"; {lost} attempt(s) lost or interrupted (not counted: run again or never started)"
     return line

@@ -29,6 +29,7 @@ from lm.presets import Preset, get_preset
 from lm.recipe import RECIPES, Recipe, get_recipe
 from lm.trainer import TrainConfig
 from search.space import Setting
+from search.synthetic import recipe_domain
 
 __all__ = ["Plan", "ScratchRun", "content_key", "lm_source_key", "resolve", "scratch_runs"]
 
@@ -79,7 +80,7 @@ def resolve(setting: Setting, context: Any) -> Plan:
     of the domain budget, then the study's ``nca_fraction``, then the study's ``nca_tokens``.
     """
     preset = get_preset(context.preset)
-    recipe = get_recipe(setting.recipe or context.recipe, context.domain)
+    recipe = get_recipe(setting.recipe or context.recipe, recipe_domain(context.domain))
     changes: dict[str, Any] = {}
     if setting.embed_init:
         changes["embed_init"] = setting.embed_init
@@ -108,7 +109,8 @@ def scratch_runs(plan: Plan, context: Any) -> list[ScratchRun]:
     preset = get_preset(context.preset)
     runs = [ScratchRun(label="matched", plan=plan)]
     for name in RECIPES:
-        named = Plan(recipe=get_recipe(name, context.domain), nca_tokens=plan.nca_tokens,
+        named = Plan(recipe=get_recipe(name, recipe_domain(context.domain)),
+                     nca_tokens=plan.nca_tokens,
                      domain_tokens=plan.domain_tokens, domain_lr=preset.lr)
         runs.append(ScratchRun(label=name, plan=named))
     return runs

@@ -60,6 +60,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--executor", choices=EXECUTORS, help="where trials run (default: local)")
     p.add_argument("--workers", type=int, help="trials in flight at once")
     p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument("--sampler", help="sampler: tpe, random or grid (default: the study file's)")
     p.add_argument("--seeds", help="training seeds per setting, comma-separated, e.g. 0,1,2")
     p.add_argument("--preset", help="model preset (auto, tiny, cpu-proxy, gpu-proxy, paper-1.6b)")
     p.add_argument("--data", action="append", metavar="[DOMAIN=]DATA",
@@ -81,6 +82,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "file's [confirm] enabled); --no-confirm skips it")
     p.add_argument("--confirm-only", action="store_true",
                    help="run (or resume) only the confirmation of a finished search")
+    p.add_argument("--confirm-seeds", metavar="SEEDS",
+                   help="the confirmation's fresh training seeds, comma-separated")
     return p.parse_args(argv)
 
 
@@ -97,14 +100,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if args.data:
         study["data"] = _data_override(args.data)
     if args.seeds is not None:
-        try:
-            study["seeds"] = [int(s) for s in args.seeds.split(",") if s.strip()]
-        except ValueError:
-            raise ConfigError(f"--seeds {args.seeds!r} must be comma-separated integers") from None
+        study["seeds"] = _seed_list("--seeds", args.seeds)
     out: dict[str, dict[str, Any]] = {"study": study}
-    if args.seed is not None:
-        out["sampler"] = {"seed": args.seed}
+    sampler = {k: v for k, v in (("seed", args.seed), ("name", args.sampler)) if v is not None}
+    if sampler:
+        out["sampler"] = sampler
+    if args.confirm_seeds is not None:
+        out["confirm"] = {"seeds": _seed_list("--confirm-seeds", args.confirm_seeds)}
     return out
+
+
+def _seed_list(flag: str, text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} must be comma-separated integers") from None
 
 
 def _data_override(values: list[str]) -> str | dict[str, str]:

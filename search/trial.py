@@ -58,6 +58,7 @@ from ncaio import (
     write_verified_json,
 )
 from search import progress as progress_lib
+from search import synthetic
 from search.config import StudyConfig
 from search.plan import (
     Plan,
@@ -77,6 +78,9 @@ from search.record import (
     split_objective,
 )
 from search.space import Setting, nca_data_spec
+
+Corpus = DomainCorpus | synthetic.SyntheticCorpus
+"""A domain's data: a text corpus, or a synthetic domain's (search.synthetic)."""
 
 
 class TrialPrunedError(Exception):
@@ -496,7 +500,7 @@ def _resumable(path: Path | None) -> Path | None:
     return path
 
 
-def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: DomainCorpus,
+def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Corpus,
               seed: int, index: int, scratch: dict[str, Baseline], reporter: Reporter | None,
               checkpoint: Path | None, *, upstream: _Upstream,
               share: tuple[int, int]) -> SeedResult:
@@ -656,7 +660,7 @@ def study_scratch_runs(context: TrialContext) -> list[ScratchRun]:
     return scratch_runs(resolve(Setting(), context), context)
 
 
-def _scratch_model(context: TrialContext, corpus: DomainCorpus, plan: Plan, seed: int
+def _scratch_model(context: TrialContext, corpus: Corpus, plan: Plan, seed: int
                    ) -> Transformer:
     model = build_model(context.preset, corpus.vocab_size, seed=seed)
     init_new_embeddings(model, plan.recipe.embed_init, seed, plan.recipe.embed_std)
@@ -730,8 +734,11 @@ def data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:
     if setting.source == "dyck":
         return nca.DataSpec(source="dyck", dyck_k=setting.dyck_k)
     if setting.source == "text":
-        # The natural-text control reads the domain's own training text when it is a file.
-        path = Path(context.data) if context.data else None
+        # The natural-text control reads the domain's own training text when it is a file (a
+        # synthetic domain's names one with text=PATH).
+        data = (synthetic.parse(context.domain, context.data).text
+                if context.domain in synthetic.SYNTHETIC_DOMAINS else context.data)
+        path = Path(data) if data else None
         if path is None or not path.is_file():
             raise InfeasibleSettingError("the text control needs --data pointing at a corpus file")
         return nca.DataSpec(source="text", text_path=path)
@@ -750,7 +757,7 @@ _TRANSFERS: dict[str, dict[str, Any]] = {
 
 
 @cache
-def _corpus(context: TrialContext) -> DomainCorpus:
+def _corpus(context: TrialContext) -> Corpus:
     """The context's domain corpus, read (verified) once per process: every cache key of a seed
     names its scratch runs, and each of those keys reads it.
 
@@ -758,10 +765,17 @@ def _corpus(context: TrialContext) -> DomainCorpus:
         SetupError: the data cannot be read, or its tokens are not the ones the study resolved
             (``corpus_keys``): it was changed under a running or resumed study.
     """
+    preset = get_preset(context.preset)
     try:
-        corpus = load_domain(context.domain, source=context.data or None,
-                             tokenizer=context.tokenizer, cache_dir=Path(context.cache_dir),
-                             seq_len=get_preset(context.preset).seq_len)
+        if context.domain in synthetic.SYNTHETIC_DOMAINS:
+            corpus: Corpus = synthetic.load(context.domain, context.data,
+                                            cache_dir=Path(context.cache_dir),
+                                            seq_len=preset.nca_seq_len,
+                                            n_tokens=context.domain_tokens)
+        else:
+            corpus = load_domain(context.domain, source=context.data or None,
+                                 tokenizer=context.tokenizer, cache_dir=Path(context.cache_dir),
+                                 seq_len=preset.seq_len)
     except (ValueError, FileNotFoundError) as exc:
         raise SetupError(str(exc).strip().splitlines()[0]) from None
     if context.corpus_keys and _tokens_key(corpus) != context.corpus_keys[0]:
@@ -772,8 +786,11 @@ def _corpus(context: TrialContext) -> DomainCorpus:
     return corpus
 
 
-def _tokens_key(corpus: DomainCorpus) -> str:
-    """Hash of a corpus' tokens (train, val and test), not of where they came from."""
+def _tokens_key(corpus: Corpus) -> str:
+    """Hash of a corpus' tokens (train, val and test), not of where they came from (a synthetic
+    corpus' key already is: the keys of its NCA datasets)."""
+    if isinstance(corpus, synthetic.SyntheticCorpus):
+        return corpus.key
     digests = [sha256_bytes(np.ascontiguousarray(ds.stream).tobytes())
                for ds in (corpus.train, corpus.val, corpus.test)]
     return content_key({"vocab": corpus.vocab_size, "tokens": digests})
