@@ -59,6 +59,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--storage", help="journal file path or SQLAlchemy URL")
     p.add_argument("--executor", choices=EXECUTORS, help="where trials run (default: local)")
     p.add_argument("--workers", type=int, help="trials in flight at once")
+    p.add_argument("--threads", type=int,
+                   help="torch threads per trial (default: the cores shared by the workers)")
     p.add_argument("--seed", type=int, help="sampler seed")
     p.add_argument("--sampler", help="sampler: tpe, random or grid (default: the study file's)")
     p.add_argument("--seeds", help="training seeds per setting, comma-separated, e.g. 0,1,2")
@@ -90,7 +92,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     study: dict[str, Any] = {}
     for flag, key in (("n_trials", "n_trials"), ("storage", "storage"), ("executor", "executor"),
-                      ("workers", "workers"), ("preset", "preset"),
+                      ("workers", "workers"), ("threads", "threads"), ("preset", "preset"),
                       ("run_dir", "run_dir"), ("cache_dir", "cache_dir"), ("name", "name")):
         value = getattr(args, flag)
         if value is not None:
