@@ -9,9 +9,9 @@ NCA budget (``studies/regime.toml``, ``studies/regime-long.toml``) and writes un
   over the cells, the scratch losses, and the transfer probe (NCA arm vs scratch at step 0);
 - ``seeds.csv``: every seed of every cell;
 - ``sign_flip.csv``: per recipe and NCA fraction, a line effect = a + b * log10(downstream
-  tokens) fitted to the seeds, and the budget where it crosses zero with a bootstrap interval
-  (seeds resampled within each budget) or why it is not identified (a slope indistinguishable
-  from 0, or, with three or more budgets, a line that does not fit them);
+  tokens) fitted to the seeds (the slope's t-interval), and the budget where it crosses zero
+  with Fieller's interval, or why it is not identified (a slope indistinguishable from 0, or,
+  with three or more budgets, a line that does not fit them);
 - ``figures/``: heat maps of both effects (one panel per recipe) and the effects against
   log budget with the fitted lines; ``regime.md`` with all of it.
 
@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import math
 import sys
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from analysis.document import Block, FigureBlock, Heading, Para, Table, render_markdown
 from analysis.frame import load_studies, seeds_frame
 from analysis.report import _atomic_write
-from analysis.stats import holm, lack_of_fit_p, paired_test
+from analysis.stats import holm, lack_of_fit_p, line_fit, paired_test
 from ncaio.cli import OneLineParser, check_output_folder
 from search.storage import StorageError
 
@@ -43,7 +44,6 @@ __all__ = ["CELL_KEYS", "cell_table", "main", "regime_seeds", "sign_flips"]
 CELL_KEYS = ("recipe", "domain_tokens", "nca_fraction")
 _PROBES = ("residual_rms", "mean_direction_share", "token_r2", "grad_norm_embedding",
            "grad_norm_blocks")
-_BOOTSTRAP = 2000
 _ALPHA = 0.05
 
 
@@ -90,14 +90,16 @@ def cell_table(d: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
-def sign_flips(d: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+def sign_flips(d: pd.DataFrame) -> pd.DataFrame:
     """Per recipe and NCA fraction with two or more budgets: the fitted line of each effect
     against log10(downstream tokens) and the budget where it crosses zero.
 
-    The interval comes from resampling seeds within each budget; a crossing is only reported
-    when the slope's bootstrap interval excludes zero (otherwise the data cannot place it) and,
-    with three or more budgets, the lack-of-fit test does not reject the line (``stats.
-    lack_of_fit_p``: otherwise a bend would be reported as a crossing).
+    The slope's interval is the least-squares t-interval and the crossing's Fieller's interval
+    (``stats.line_fit``: the stated coverage at 3 seeds per budget, where a bootstrap over seeds
+    is too narrow). A crossing is only reported when the slope's interval excludes zero
+    (otherwise the data cannot place it) and, with three or more budgets, the lack-of-fit test
+    does not reject the line (``stats.lack_of_fit_p``: otherwise a bend would be reported as a
+    crossing).
     """
     rows = []
     for (recipe, fraction), g in d.groupby(["recipe", "nca_fraction"], sort=True):
@@ -106,28 +108,18 @@ def sign_flips(d: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             continue
         x = np.log10(g["domain_tokens"].to_numpy(dtype=float))
         for name, column in (("nca", "gain_pct"), ("net", "net_gain_pct")):
-            y = g[column].to_numpy(dtype=float)
-            # A stream of draws per series: adding seeds to one never moves another's interval.
-            rng = np.random.default_rng([seed, zlib.crc32(f"{recipe}/{fraction}/{name}".encode())])
             rows.append({"recipe": recipe, "nca_fraction": fraction, "effect": name,
                          "budgets": ", ".join(_tokens(b) for b in budgets),
-                         **_fit_and_cross(x, y, rng)})
+                         **_fit_and_cross(x, g[column].to_numpy(dtype=float))})
     return pd.DataFrame(rows)
 
 
-def _fit_and_cross(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, object]:
-    slope, intercept = np.polyfit(x, y, 1)
-    groups = [np.flatnonzero(x == v) for v in np.unique(x)]
-    slopes, crossings = [], []
-    for _ in range(_BOOTSTRAP):
-        idx = np.concatenate([rng.choice(g, size=g.size) for g in groups])
-        b, a = np.polyfit(x[idx], y[idx], 1)
-        slopes.append(b)
-        crossings.append(-a / b if b != 0 else np.nan)
-    lo, hi = np.percentile(slopes, [2.5, 97.5])
+def _fit_and_cross(x: np.ndarray, y: np.ndarray) -> dict[str, object]:
+    fit = line_fit(x, y)
+    lo, hi = fit.slope_ci
     fit_p = lack_of_fit_p(x, y)
-    out: dict[str, object] = {"slope_per_decade": slope, "slope_ci_low": lo,
-                              "slope_ci_high": hi, "intercept": intercept,
+    out: dict[str, object] = {"slope_per_decade": fit.slope, "slope_ci_low": lo,
+                              "slope_ci_high": hi, "intercept": fit.intercept,
                               "lack_of_fit_p": fit_p}
     why = ""
     if fit_p < _ALPHA:  # a bend (say, down then up) a line would turn into a false crossing
@@ -137,8 +129,7 @@ def _fit_and_cross(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> di
     if why:
         out.update(flip_tokens=np.nan, flip_low=np.nan, flip_high=np.nan, flip=why)
         return out
-    c_lo, c_hi = np.nanpercentile(crossings, [2.5, 97.5])
-    flip = -intercept / slope
+    flip, (c_lo, c_hi) = fit.crossing, fit.crossing_ci
     text = f"{_tokens(10 ** flip)} tokens [{_tokens(10 ** c_lo)}, {_tokens(10 ** c_hi)}]"
     if not x.min() <= flip <= x.max():  # a line through two budgets says little beyond them
         text += (f", extrapolated {'below' if flip < x.min() else 'above'} the measured "
@@ -150,19 +141,21 @@ def _fit_and_cross(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> di
 # -- figures -------------------------------------------------------------------------------------
 
 
-def heat_maps(cells: pd.DataFrame, path: Path) -> Path:
-    """Both effects by downstream budget (x) and NCA fraction (y), one panel per recipe."""
+def heat_maps(cells: pd.DataFrame, path: Path) -> Figure:
+    """Both effects by downstream budget (x) and NCA fraction (y), one panel per recipe, each
+    recipe on a colour scale of its own (the proxy recipe's -38% would wash out every paper
+    cell); a cell that was not run is hatched and says so, not painted as zero."""
     recipes = sorted(cells["recipe"].unique())
-    fig = Figure(figsize=(4.2 * len(recipes), 6.4), layout="constrained")
+    fig = Figure(figsize=(4.6 * len(recipes), 6.8), layout="constrained")
     axes = fig.subplots(2, len(recipes), squeeze=False)
     budgets = sorted(cells["domain_tokens"].unique())
     fractions = sorted(cells["nca_fraction"].unique())
-    limit = max(1.0, float(np.nanmax(np.abs(cells[["nca_effect", "net_effect"]].to_numpy()))))
     for row, name in enumerate(("nca", "net")):
         for col, recipe in enumerate(recipes):
             ax = axes[row][col]
-            grid = np.full((len(fractions), len(budgets)), np.nan)
             c = cells[cells["recipe"] == recipe]
+            limit = max(0.5, float(np.nanmax(np.abs(c[f"{name}_effect"].to_numpy()))))
+            grid = np.full((len(fractions), len(budgets)), np.nan)
             for _, r in c.iterrows():
                 i, j = fractions.index(r["nca_fraction"]), budgets.index(r["domain_tokens"])
                 grid[i, j] = r[f"{name}_effect"]
@@ -170,7 +163,14 @@ def heat_maps(cells: pd.DataFrame, path: Path) -> Path:
                 ax.text(j, i, f"{r[f'{name}_effect']:+.1f}%\n[{r[f'{name}_ci_low']:+.1f}, "
                               f"{r[f'{name}_ci_high']:+.1f}]", ha="center", va="center",
                         fontsize=8, color="white" if dark else "black")
-            ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, origin="lower", aspect="auto")
+            ax.set_facecolor("0.85")
+            image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu", vmin=-limit, vmax=limit,
+                              origin="lower", aspect="auto")
+            for i, j in zip(*np.nonzero(np.isnan(grid)), strict=True):
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//",
+                                       edgecolor="0.6", lw=0))
+                ax.text(j, i, "not run", ha="center", va="center", fontsize=8, color="0.35")
+            fig.colorbar(image, ax=ax, shrink=0.8, label="% lower loss")
             ax.set_xticks(range(len(budgets)), [_tokens(b) for b in budgets])
             ax.set_yticks(range(len(fractions)), [f"{f:.0%}" for f in fractions])
             ax.set_title(f"{'NCA' if name == 'nca' else 'net'} effect, recipe {recipe}",
@@ -178,12 +178,13 @@ def heat_maps(cells: pd.DataFrame, path: Path) -> Path:
             ax.set_xlabel("downstream tokens")
             ax.set_ylabel("NCA tokens / downstream")
     fig.savefig(path, dpi=110)
-    return path
+    return fig
 
 
-def budget_plot(d: pd.DataFrame, flips: pd.DataFrame, path: Path) -> Path:
-    """Each effect against log10 downstream tokens: seeds as dots, fitted lines per series
-    (dotted through the budgets' means where a line does not fit them)."""
+def budget_plot(d: pd.DataFrame, flips: pd.DataFrame, path: Path) -> Figure:
+    """Each effect against log10 downstream tokens: seeds as dots, fitted lines per series over
+    the measured budgets only (dotted through the budgets' means where a line does not fit
+    them); where a crossing lies beyond them, a dashed grey line marks the extrapolation to it."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, (name, column) in zip(axes, (("nca", "gain_pct"), ("net", "net_gain_pct"))):
@@ -197,17 +198,31 @@ def budget_plot(d: pd.DataFrame, flips: pd.DataFrame, path: Path) -> Path:
                 means = g.groupby("domain_tokens")[column].mean()
                 ax.plot(means.index.astype(float), means.to_numpy(), color=color, lw=1, ls=":")
             elif len(fit):
-                f = fit.iloc[0]
-                xs = np.geomspace(x.min(), x.max() * 4, 50)
-                ax.plot(xs, f["intercept"] + f["slope_per_decade"] * np.log10(xs), color=color,
-                        lw=1)
+                _fitted_line(ax, fit.iloc[0], x, color)
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xscale("log")
         ax.set_xlabel("downstream tokens")
         ax.set_ylabel(f"{'NCA' if name == 'nca' else 'net'} effect, % lower loss")
         ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
-    return path
+    return fig
+
+
+def _fitted_line(ax: Axes, f: pd.Series, x: np.ndarray, color: str) -> None:
+    """The fit over the measured budgets; a dashed grey extension to an extrapolated crossing."""
+    def line(xs: np.ndarray) -> np.ndarray:
+        return np.asarray(f["intercept"] + f["slope_per_decade"] * np.log10(xs))
+
+    xs = np.geomspace(x.min(), x.max(), 50)
+    ax.plot(xs, line(xs), color=color, lw=1)
+    flip = f["flip_tokens"]
+    if np.isfinite(flip) and not x.min() <= flip <= x.max():
+        edge = x.min() if flip < x.min() else x.max()
+        ext = np.geomspace(min(flip, edge), max(flip, edge), 20)
+        labels = [drawn.get_label() for drawn in ax.get_lines()]
+        ax.plot(ext, line(ext), color="0.5", lw=1, ls="--", label=(
+            "_extrapolated" if "extrapolated to a crossing" in labels
+            else "extrapolated to a crossing"))
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -249,8 +264,9 @@ def _blocks(cells: pd.DataFrame, flips: pd.DataFrame, figures: list[FigureBlock]
         *figures,
         Heading(text="Where the sign flips", level=2),
         Para(text="A line effect = a + b log10(downstream tokens) per recipe and NCA share, "
-                  "fitted to the seeds; the crossing's interval resamples seeds within each "
-                  "budget. With two or three budgets this is a rough extrapolation, not a "
+                  "fitted to the seeds by least squares: the slope with its t-interval, the "
+                  "crossing with Fieller's interval (both of stated 95% coverage at 3 seeds per "
+                  "budget). With two or three budgets this is a rough extrapolation, not a "
                   "measurement. With three or more, `lack_of_fit_p` tests whether a line fits "
                   "at all (the budgets' means around it against the seeds' spread within "
                   "each); below 0.05 no crossing is given."),
@@ -290,13 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells, flips = cell_table(d), sign_flips(d)
     figures_dir = args.out / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
+    heat_maps(cells, figures_dir / "regime_heat.png")
+    budget_plot(d, flips, figures_dir / "regime_budget.png")
     figures = [
-        FigureBlock(caption="Both effects by downstream budget and NCA share, per recipe",
-                    path=str(heat_maps(cells, figures_dir / "regime_heat.png")
-                             .relative_to(args.out))),
-        FigureBlock(caption="Effects against downstream budget, seeds and fitted lines",
-                    path=str(budget_plot(d, flips, figures_dir / "regime_budget.png")
-                             .relative_to(args.out))),
+        FigureBlock(caption="Both effects by downstream budget and NCA share, per recipe "
+                            "(each on its own colour scale; hatched: not run)",
+                    path="figures/regime_heat.png"),
+        FigureBlock(caption="Effects against downstream budget: seeds, and the fitted lines "
+                            "over the measured budgets (dashed grey: extrapolated to a crossing)",
+                    path="figures/regime_budget.png"),
     ]
     for name, frame in (("cells", cells), ("seeds", d), ("sign_flip", flips)):
         _atomic_write(args.out / f"{name}.csv", frame.to_csv(index=False).encode())

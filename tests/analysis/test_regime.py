@@ -207,8 +207,8 @@ def test_the_results_readme_quotes_the_published_regime_map():
 
 
 def test_a_series_interval_does_not_move_when_another_series_gains_seeds():
-    """Each series (recipe, NCA share, effect) bootstraps from its own stream of draws, so a cell
-    added to the paper recipe leaves the proxy recipe's published intervals as they were."""
+    """Each series (recipe, NCA share, effect) is fitted on its own seeds, so a cell added to
+    the paper recipe leaves the proxy recipe's published intervals as they were."""
     rng = np.random.default_rng(0)
 
     def seeds(recipe, budgets):
@@ -221,3 +221,56 @@ def test_a_series_interval_does_not_move_when_another_series_gains_seeds():
     before, after = (regime.sign_flips(d).set_index(["recipe", "effect"]) for d in (grid, longer))
     pd.testing.assert_frame_equal(before.loc["proxy"], after.loc["proxy"])
     assert before.loc[("paper", "nca"), "budgets"] != after.loc[("paper", "nca"), "budgets"]
+
+
+def _cells_and_seeds(tmp_path):
+    from analysis.frame import load_studies, seeds_frame
+
+    path = _journal(tmp_path / "j.log", budgets=(1_000_000, 10_000_000))
+    d = regime.regime_seeds(seeds_frame(load_studies(str(path))))
+    return regime.cell_table(d), d
+
+
+def test_the_heat_map_marks_cells_not_run_and_gives_each_recipe_its_scale(tmp_path):
+    """A cell that was not run is hatched and says so (it was painted as zero), and each recipe
+    has its own colour scale (proxy's -10 no longer washes out paper's small effects)."""
+    cells, _ = _cells_and_seeds(tmp_path)
+    cells = cells[~((cells["recipe"] == "paper") & (cells["domain_tokens"] == 10_000_000))]
+    fig = regime.heat_maps(cells, tmp_path / "heat.png")
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    texts = {ax.get_title(): [t.get_text() for t in ax.texts] for ax in axes}
+    assert "not run" in texts["NCA effect, recipe paper"]
+    assert "not run" not in texts["NCA effect, recipe proxy"]
+    limits = {ax.get_title(): ax.images[0].get_clim() for ax in axes}
+    assert limits["NCA effect, recipe paper"] != limits["NCA effect, recipe proxy"]
+    assert limits["NCA effect, recipe paper"][1] < 10
+
+
+def test_the_budget_figure_draws_fits_over_the_measured_budgets_only(tmp_path):
+    """Solid fitted lines stay within the budgets measured (they ran to 4x the largest); a
+    crossing beyond them is reached by a dashed grey extension, labelled as extrapolated."""
+    cells, d = _cells_and_seeds(tmp_path)
+    flips = regime.sign_flips(d)
+    fig = regime.budget_plot(d, flips, tmp_path / "budget.png")
+    measured = (d["domain_tokens"].min(), d["domain_tokens"].max())
+    solid = [line for ax in fig.axes for line in ax.get_lines()
+             if line.get_linestyle() == "-" and len(line.get_xdata()) > 2]
+    assert solid and all(measured[0] * 0.999 <= min(line.get_xdata())
+                         and max(line.get_xdata()) <= measured[1] * 1.001 for line in solid)
+    dashed = [line for ax in fig.axes for line in ax.get_lines() if line.get_linestyle() == "--"]
+    outside = flips["flip_tokens"].dropna()
+    outside = outside[(outside < measured[0]) | (outside > measured[1])]
+    assert len(dashed) >= 1 if len(outside) else not dashed
+
+
+def test_the_published_wording_is_no_stronger_than_the_numbers():
+    """The band sweep's code 30-40% row is the regime cell's seeds again: labelled a re-run,
+    with its p-value in the 9-cell family it was first tested in; the 3.3M/16% cell is the only
+    one whose interval excludes 0, not the only positive one."""
+    root = Path(__file__).resolve().parents[2]
+    results = (root / "studies" / "results" / "README.md").read_text()
+    row = next(line for line in results.splitlines() if line.startswith("| 30-40%"))
+    assert "re-run" in row and "0.059 over the regime's 9 cells" in row
+    assert "only positive effect" not in results
+    assert "the only effect in the map\n  whose interval excludes 0" in results
+    assert "significant after Holm" not in row

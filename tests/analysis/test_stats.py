@@ -215,3 +215,42 @@ def test_best_setting_prefers_several_seeds():
     assert best_setting(setting_stats(seeds), "s")["label"] == "A"
     with pytest.raises(ValueError, match="no setting"):
         best_setting(setting_stats(seeds), "other")
+
+
+def test_line_fit_intervals_have_their_stated_coverage_at_three_seeds_per_budget():
+    """The regime map's setting: 3 seeds at each of 2 budgets. The slope's t-interval covers
+    the true slope 95% of the time (a bootstrap over seeds covered far less), and Fieller's
+    crossing set (unbounded where the slope is not told from 0) covers the true crossing at
+    least 95% of the time."""
+    from analysis.stats import line_fit
+
+    rng = np.random.default_rng(11)
+    x = np.repeat(np.log10([0.8e6, 3.3e6]), 3)
+    slope_hits = crossing_hits = 0
+    n = 4000
+    for _ in range(n):
+        y = -2 + 4 * (x - 6) + rng.normal(0, 1.5, x.size)
+        fit = line_fit(x, y)
+        slope_hits += fit.slope_ci[0] <= 4 <= fit.slope_ci[1]
+        low, high = fit.crossing_ci
+        crossing_hits += (not np.isfinite(low)) or low <= 6.5 <= high
+    assert 0.935 <= slope_hits / n <= 0.965
+    assert crossing_hits / n >= 0.935
+
+
+def test_a_bootstrap_over_three_seeds_per_budget_is_too_narrow():
+    """Why the regime map no longer bootstraps: resampling 3 seeds within each budget covers
+    the true slope well below 95% of the time."""
+    rng = np.random.default_rng(12)
+    x = np.repeat(np.log10([0.8e6, 3.3e6]), 3)
+    groups = [np.flatnonzero(x == v) for v in np.unique(x)]
+    hits, n = 0, 400
+    for _ in range(n):
+        y = 4 * x + rng.normal(0, 1.5, x.size)
+        slopes = []
+        for _ in range(400):
+            idx = np.concatenate([rng.choice(g, size=g.size) for g in groups])
+            slopes.append(np.polyfit(x[idx], y[idx], 1)[0])
+        lo, hi = np.percentile(slopes, [2.5, 97.5])
+        hits += lo <= 4 <= hi
+    assert hits / n < 0.88
