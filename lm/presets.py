@@ -150,14 +150,17 @@ PRESETS: dict[str, Preset] = {
                nca_tokens=8_192, domain_tokens=16_384, evals_per_stage=4,
                eval_sequences=32, nca_eval_sequences=8),
         # Calibrated on 2 cores (avx512, fp32; python -m lm.bench: 16.3k tokens/s on text, 6.4k
-        # on NCA vocab 10**4+2): per seed, NCA data ~1 s + NCA stage 26 s + diagnose 1 s + domain
-        # stage 58 s (evaluations included) = ~86 s, so a 2-seed trial takes ~3 minutes once the
-        # scratch baselines (58 s per seed) are cached.
+        # on NCA vocab 10**4+2): per seed, NCA data ~1 s + NCA stage 13 s + diagnose 1 s + domain
+        # stage 29 s (evaluations included) = ~45 s, so a 2-seed trial takes ~1.5 minutes once
+        # the scratch baselines are cached. The budgets are half of what they were until the
+        # confirmation phase (issue 27) made a default study's runs about 3x as many: the whole
+        # default code study, search and confirmation, fits in an hour on 2 cores. Studies that
+        # need the earlier 819,200 / 131,072 (evidence, regime) set them in [budget].
         Preset(name="cpu-proxy",
-               description="default study on 2 CPU cores: a 2-seed trial in about 3 minutes",
+               description="default study on 2 CPU cores: a 2-seed trial in about 1.5 minutes",
                n_layer=4, n_embd=128, n_head=4, mlp_hidden=512, seq_len=257, nca_seq_len=493,
                batch_tokens=8_192, micro_batch_tokens=8_192, nca_batch_tokens=2_048, lr=2e-3,
-               nca_lr=2e-3, nca_tokens=131_072, domain_tokens=819_200, evals_per_stage=10,
+               nca_lr=2e-3, nca_tokens=65_536, domain_tokens=409_600, evals_per_stage=10,
                eval_sequences=128, nca_eval_sequences=32),
         Preset(name="gpu-proxy", description="one GPU: ~113M parameters (GPT-2 small shape)",
                n_layer=12, n_embd=768, n_head=12, mlp_hidden=3072, seq_len=1025,
