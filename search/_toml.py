@@ -60,19 +60,28 @@ def from_table(cls: type[T], table: dict[str, Any], where: str) -> T:
     Lists become tuples (the configs are frozen and hashable), ints in float fields floats.
     Validation errors raised by the dataclass are re-raised as ConfigError naming the section.
     """
-    if not isinstance(table, dict):
-        raise ConfigError(f"[{where}] must be a table, not {_kind(table)}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    check_keys(table, list(fields), where)
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: checked_value(value, hints[name], f"[{where}] {name}")
-              for name, value in table.items()}
+    kwargs = typed_fields(cls, table, where)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"[{where}] {exc}") from None
+
+
+def typed_fields(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
+    """``table``'s values checked against and converted to the types of ``cls``' fields.
+
+    Raises:
+        ConfigError: not a table, a key ``cls`` does not have, or a value of the wrong type.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] must be a table, not {_kind(table)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    check_keys(table, list(fields), where)
+    hints = typing.get_type_hints(cls)
+    return {name: checked_value(value, hints[name], f"[{where}] {name}")
+            for name, value in table.items()}
 
 
 def checked_value(value: Any, hint: Any, where: str) -> Any:

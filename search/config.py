@@ -20,7 +20,15 @@ from typing import Any
 
 from lm.corpora import DOMAINS as CORPORA
 from lm.recipe import RECIPES
-from search._toml import SEED_MAX, ConfigError, bounded, check_bounds, check_keys, from_table
+from search._toml import (
+    SEED_MAX,
+    ConfigError,
+    bounded,
+    check_bounds,
+    check_keys,
+    from_table,
+    typed_fields,
+)
 from search.record import (
     OBJECTIVES,
     PER_DOMAIN_OBJECTIVES,
@@ -98,22 +106,32 @@ class StudySection:
             raise ConfigError(f"[study] name = {self.name!r}: expected 1-100 letters, digits, "
                               "'.', '_' or '-', starting with a letter or digit (it names the "
                               "run folder)")
-        self._resolve_domains()
+        self._check_resolved()
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor {self.executor!r} is not one of {', '.join(EXECUTORS)}")
         if self.recipe and self.recipe not in RECIPES:
             raise ConfigError(f"recipe {self.recipe!r} is not one of {', '.join(RECIPES)}")
         if self.tokenizer not in ("byte", "bpe"):
             raise ConfigError(f"tokenizer {self.tokenizer!r} is not one of byte, bpe")
-        self._resolve_objectives()
         if (not 0 < len(self.seeds) <= MAX_SEEDS or len(set(self.seeds)) != len(self.seeds)
                 or not all(type(s) is int and 0 <= s <= SEED_MAX for s in self.seeds)):
             shown = list(self.seeds) if len(self.seeds) <= 10 else f"{len(self.seeds)} seeds"
-            raise ConfigError(f"[study] seeds = {shown!r}: expected a list of 1 to {MAX_SEEDS} distinct "
-                              f"integers in [0, {SEED_MAX}]")
+            raise ConfigError(f"[study] seeds = {shown!r}: expected a list of 1 to {MAX_SEEDS} "
+                              f"distinct integers in [0, {SEED_MAX}]")
         check_bounds(self, "study")
         if self.threads < 0:
             raise ConfigError(f"[study] threads = {self.threads}: expected 0 (automatic) or more")
+
+    def _check_resolved(self) -> None:
+        """The domains and objectives are in their resolved form (``study_section`` makes it
+        from what a study file says)."""
+        names = self.domains
+        pairs = () if isinstance(self.data, str) else tuple(d for d, _ in self.data)
+        if not names or self.domain != names[0] or pairs != (names if len(names) > 1 else ()):
+            raise ConfigError("[study] domain, domains and data are not resolved: build the "
+                              "section with search.config.study_section")
+        if len(set(self.objectives)) != len(self.objectives) or not self.objectives:
+            raise ConfigError(f"objectives {list(self.objectives)!r}: expected distinct names")
 
     @property
     def directions(self) -> list[Direction]:
@@ -130,71 +148,94 @@ class StudySection:
     def multi_domain(self) -> bool:
         return len(self.domain_data) > 1
 
-    def _resolve_domains(self) -> None:
-        """Check ``domain``/``domains``/``data`` and set them to one form: ``domain`` is the
-        first domain; ``data`` a string for one domain, ``(domain, data)`` pairs for several."""
-        if bool(self.domain) == bool(self.domains):
-            raise ConfigError("[study] give domain = \"code\" (one domain) or domains = "
-                              "[\"code\", \"math\", \"web\"] (several), not both or neither")
-        names = self.domains or (self.domain,)
-        for name in names:
-            if name not in DOMAINS:
-                raise ConfigError(f"domain {name!r} is not one of {', '.join(DOMAINS)}")
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ConfigError(f"domains {list(names)!r} name {', '.join(twice)} more than once; "
-                              "each domain may appear once")
-        data = self.data
-        if isinstance(data, str) and len(names) > 1:
-            if data:
-                raise ConfigError(f"data {data!r} is one path but the study has domains "
-                                  f"{', '.join(names)}: give a table, data = {{ web = \"PATH\" }}")
-            data = ()
-        table = dict(data) if not isinstance(data, str) else {}
-        unknown = sorted(set(table) - set(names))
-        if unknown:
-            raise ConfigError(f"data names domain(s) {', '.join(unknown)} the study does not "
-                              f"train on; its domains: {', '.join(names)}")
-        missing = [n for n in names if not table.get(n) and n in CORPORA
-                   and CORPORA[n].builtin is None]
-        if missing and len(names) > 1:
-            raise ConfigError(f"domain {missing[0]!r} has no built-in corpus: give its data, "
-                              f"e.g. data = {{ {missing[0]} = \"PATH\" }} or --data "
-                              f"{missing[0]}=PATH")
-        object.__setattr__(self, "domain", names[0])
-        object.__setattr__(self, "domains", names)
-        if len(names) == 1:
-            object.__setattr__(self, "data", data if isinstance(data, str)
-                               else str(table.get(names[0], "")))
-        else:
-            object.__setattr__(self, "data", tuple((n, str(table.get(n, ""))) for n in names))
 
-    def _resolve_objectives(self) -> None:
-        """A multi-domain study scores each per-domain objective on every domain: a bare name
-        such as ``net-effect`` becomes ``net-effect:code``, ``net-effect:math``, ...; named
-        ones (``net-effect:math``), means over domains (``mean-net-effect``) and ``compute``
-        stay as they are."""
-        accepted = (f"{', '.join(OBJECTIVES)}, NAME:DOMAIN or mean-NAME "
-                    f"(NAME one of {', '.join(PER_DOMAIN_OBJECTIVES)})")
-        if not self.objectives:
-            raise ConfigError(f"objectives []: give at least one of {accepted}")
-        resolved: list[str] = []
-        for name in self.objectives:
-            try:
-                base, domain, mean = split_objective(name)
-            except ValueError:
-                raise ConfigError(f"objectives {list(self.objectives)!r}: {name!r} is not one "
-                                  f"of {accepted}") from None
-            if domain and domain not in self.domains:
-                raise ConfigError(f"objective {name!r} names domain {domain!r}, which the study "
-                                  f"does not train on; its domains: {', '.join(self.domains)}")
-            if len(self.domains) > 1 and not (domain or mean) and base in PER_DOMAIN_OBJECTIVES:
-                resolved.extend(f"{base}:{d}" for d in self.domains)
-            else:
-                resolved.append(name)
-        if len(set(resolved)) != len(resolved):
-            raise ConfigError(f"objectives {resolved!r} name an objective more than once")
-        object.__setattr__(self, "objectives", tuple(resolved))
+def study_section(table: dict[str, Any]) -> StudySection:
+    """The ``[study]`` section of a study file (after CLI overrides), resolved: ``domain`` is the
+    first domain and ``domains`` all of them, ``data`` a string for one domain and
+    ``(domain, data)`` pairs for several, a bare per-domain objective of a multi-domain study
+    one objective per domain.
+
+    Raises:
+        ConfigError: a value of the wrong type, or domains, data or objectives that do not fit.
+    """
+    fields = typed_fields(StudySection, table, "study")
+    fields |= _resolved_domains(fields.get("domain", ""), fields.get("domains", ()),
+                                fields.get("data", ""))
+    fields["objectives"] = _resolved_objectives(
+        fields.get("objectives", StudySection.__dataclass_fields__["objectives"].default),
+        fields["domains"])
+    try:
+        return StudySection(**fields)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"[study] {exc}") from None
+
+
+def _resolved_domains(domain: str, domains: tuple[str, ...], data: str | tuple[tuple[str, str], ...]
+                      ) -> dict[str, Any]:
+    """``domain``, ``domains`` and ``data`` in their one resolved form (see study_section)."""
+    if bool(domain) == bool(domains):
+        raise ConfigError("[study] give domain = \"code\" (one domain) or domains = "
+                          "[\"code\", \"math\", \"web\"] (several), not both or neither")
+    names = domains or (domain,)
+    for name in names:
+        if name not in DOMAINS:
+            raise ConfigError(f"domain {name!r} is not one of {', '.join(DOMAINS)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"domains {list(names)!r} name {', '.join(twice)} more than once; "
+                          "each domain may appear once")
+    if isinstance(data, str) and len(names) > 1:
+        if data:
+            raise ConfigError(f"data {data!r} is one path but the study has domains "
+                              f"{', '.join(names)}: give a table, data = {{ web = \"PATH\" }}")
+        data = ()
+    table = dict(data) if not isinstance(data, str) else {}
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise ConfigError(f"data names domain(s) {', '.join(unknown)} the study does not "
+                          f"train on; its domains: {', '.join(names)}")
+    missing = [n for n in names if not table.get(n) and n in CORPORA
+               and CORPORA[n].builtin is None]
+    if missing and len(names) > 1:
+        raise ConfigError(f"domain {missing[0]!r} has no built-in corpus: give its data, "
+                          f"e.g. data = {{ {missing[0]} = \"PATH\" }} or --data "
+                          f"{missing[0]}=PATH")
+    if len(names) == 1:
+        one = data if isinstance(data, str) else str(table.get(names[0], ""))
+        return {"domain": names[0], "domains": names, "data": one}
+    return {"domain": names[0], "domains": names,
+            "data": tuple((n, str(table.get(n, ""))) for n in names)}
+
+
+def _resolved_objectives(objectives: tuple[str, ...], domains: tuple[str, ...]
+                         ) -> tuple[str, ...]:
+    """A multi-domain study scores each per-domain objective on every domain: a bare name
+    such as ``net-effect`` becomes ``net-effect:code``, ``net-effect:math``, ...; named
+    ones (``net-effect:math``), means over domains (``mean-net-effect``) and ``compute``
+    stay as they are."""
+    accepted = (f"{', '.join(OBJECTIVES)}, NAME:DOMAIN or mean-NAME "
+                f"(NAME one of {', '.join(PER_DOMAIN_OBJECTIVES)})")
+    if not objectives:
+        raise ConfigError(f"objectives []: give at least one of {accepted}")
+    resolved: list[str] = []
+    for name in objectives:
+        try:
+            base, domain, mean = split_objective(name)
+        except ValueError:
+            raise ConfigError(f"objectives {list(objectives)!r}: {name!r} is not one "
+                              f"of {accepted}") from None
+        if domain and domain not in domains:
+            raise ConfigError(f"objective {name!r} names domain {domain!r}, which the study "
+                              f"does not train on; its domains: {', '.join(domains)}")
+        if len(domains) > 1 and not (domain or mean) and base in PER_DOMAIN_OBJECTIVES:
+            resolved.extend(f"{base}:{d}" for d in domains)
+        else:
+            resolved.append(name)
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError(f"objectives {resolved!r} name an objective more than once")
+    return tuple(resolved)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -440,7 +481,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "study") -> StudyConfig:
         slurm["extra"] = tuple(sorted((str(k), str(_scalar(v, f"[slurm] extra.{k}")))
                                       for k, v in _table(slurm["extra"], "[slurm] extra").items()))
     return StudyConfig(
-        study=from_table(StudySection, study, "study"),
+        study=study_section(study),
         budget=from_table(BudgetSection, tables["budget"], "budget"),
         sampler=from_table(SamplerSection, tables["sampler"], "sampler"),
         pruner=from_table(PrunerSection, tables["pruner"], "pruner"),

@@ -157,9 +157,7 @@ def confirm_config(config: StudyConfig, n_runs: int) -> StudyConfig:
     study = dataclasses.replace(
         s, name=confirm_name(s.name), n_trials=n_runs, seeds=config.confirm.seeds,
         objectives=("loss",), storage=config.storage_url,  # the search's journal
-        run_dir=str(config.run_dir / "confirm"),
-        # a resolved section holds both; a new one takes one of them (StudySection)
-        domain="" if s.multi_domain else s.domain, domains=s.domains if s.multi_domain else ())
+        run_dir=str(config.run_dir / "confirm"))
     return dataclasses.replace(config, study=study, sampler=SamplerSection(name="random"),
                                pruner=PrunerSection(name="none"), space=(), anchors=(),
                                confirm=dataclasses.replace(config.confirm, enabled=False))
