@@ -30,8 +30,9 @@ from scipy import stats as sps
 from analysis.document import Block, Heading, Para, Table, render_markdown
 from analysis.frame import StudyRecord, load_studies
 from analysis.paper import PAPER_BAND_LABELS, band_anchors
-from analysis.report import Analysis, _atomic_write, analyze, write_report
+from analysis.report import Analysis, analyze, write_report
 from analysis.stats import NOISE, holm, paired_test
+from ncaio import atomic_write_bytes
 from ncaio.cli import OneLineParser, check_output_folder
 from search.storage import StorageError
 
@@ -222,11 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rho = spearman_by_domain(fidelity)
     for name, frame in [("settings", settings), ("cross_domain", big.cross_domain),
                         ("knobs", knobs), ("fidelity", fidelity)]:
-        _atomic_write(args.out / f"{name}.csv", frame.to_csv(index=False).encode())
+        atomic_write_bytes(args.out / f"{name}.csv", frame.to_csv(index=False).encode())
     command = "python -m analysis.evidence " + " ".join(
         ["--run-dir", str(args.run_dir), "--out", str(args.out)])
     text = render_markdown(_summary(big, trials_table(big), settings, knobs, fidelity, rho, command))
-    _atomic_write(args.out / "summary.md", text.encode())
+    atomic_write_bytes(args.out / "summary.md", text.encode())
     print(f"wrote {args.out / 'summary.md'} and {len(large)} domain reports")
     return 0
 

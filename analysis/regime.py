@@ -34,8 +34,8 @@ from matplotlib.patches import Rectangle
 
 from analysis.document import Block, FigureBlock, Heading, Para, Table, render_markdown
 from analysis.frame import load_studies, seeds_frame
-from analysis.report import _atomic_write
 from analysis.stats import holm, lack_of_fit_p, line_fit, paired_test
+from ncaio import atomic_write_bytes
 from ncaio.cli import OneLineParser, check_output_folder
 from search.storage import StorageError
 
@@ -317,10 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     path="figures/regime_budget.png"),
     ]
     for name, frame in (("cells", cells), ("seeds", d), ("sign_flip", flips)):
-        _atomic_write(args.out / f"{name}.csv", frame.to_csv(index=False).encode())
+        atomic_write_bytes(args.out / f"{name}.csv", frame.to_csv(index=False).encode())
     command = "python -m analysis.regime " + " ".join(
         f"--storage {s}" for s in args.storage) + f" --out {args.out}"
-    _atomic_write(args.out / "regime.md",
+    atomic_write_bytes(args.out / "regime.md",
                   render_markdown(_blocks(cells, flips, figures, command)).encode())
     print(f"wrote {args.out / 'regime.md'}: {len(cells)} cells, {len(d)} seeds")
     return 0

@@ -145,9 +145,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "study"
 
 
-_atomic_write = atomic_write_bytes  # the one implementation lives in ncaio
-
-
 def _figure_saver(out_dir: Path) -> Callable[[str, str, Callable[[], Figure]], FigureBlock]:
     """Returns ``save(name, caption, make)``: draws, writes figures/<name>.png, or notes a skip."""
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
@@ -198,16 +195,16 @@ def write_report(analysis: Analysis, out_dir: Path, *, artifact_store: Any | Non
         if not frame.empty:
             tables.append((name, frame))
     for name, frame in tables:
-        _atomic_write(out_dir / f"{name}.csv", frame.to_csv(index=False).encode())
+        atomic_write_bytes(out_dir / f"{name}.csv", frame.to_csv(index=False).encode())
     save = _figure_saver(out_dir)
     blocks: list[Block] = sections.overview(analysis, source, dashboard_hint, save)
     for rec in analysis.records:
         blocks += sections.study_section(analysis, rec, save, artifact_store, render_nca)
     blocks += sections.method_notes()
     md = render_markdown(blocks)
-    _atomic_write(out_dir / "report.md", md.encode())
+    atomic_write_bytes(out_dir / "report.md", md.encode())
     page = render_html(blocks, out_dir, title="NCA pre-pre-training search report")
-    _atomic_write(out_dir / "report.html", page.encode())
+    atomic_write_bytes(out_dir / "report.html", page.encode())
     return out_dir / "report.md"
 
 

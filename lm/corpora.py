@@ -16,11 +16,8 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +28,15 @@ import numpy as np
 from lm.data import TextDataset
 from lm.sources import DEFAULT_SPLITS, SPLITS, HFSource, Source, SourceError, Splits, resolve_source
 from lm.tokenizer import BPETokenizer, ByteTokenizer, Tokenizer, parse_tokenizer_spec, train_bpe
-from ncaio import CorruptCacheError, atomic_write_text, read_intact, sha256_file
+from ncaio import (
+    CorruptCacheError,
+    atomic_write_text,
+    content_key,
+    publish_dir,
+    read_intact,
+    sha256_file,
+    staging_dir,
+)
 
 __all__ = ["DOMAINS", "Domain", "DomainCorpus", "default_cache_dir", "load_domain"]
 
@@ -147,9 +152,8 @@ def _build(out: Path, source: Source, tokenizer: str, splits: Splits,
     texts = {s: _take(source.documents(s, splits), max_bytes[s]) for s in SPLITS}
     for split, docs in texts.items():  # a byte stream's length bounds every tokenizer's
         _check_length(split, source, sum(len(t.encode("utf-8")) + 1 for t in docs), seq_len)
-    out.parent.mkdir(parents=True, exist_ok=True)  # only once the source read: bad data writes nothing
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    # only once the source was read: bad data writes nothing
+    with staging_dir(out) as tmp:
         tok: Tokenizer = ByteTokenizer() if kind == "byte" else train_bpe(
             _prefix(texts["train"], _BPE_TRAIN_BYTES), vocab, tmp / "tokenizer.json")
         counts = {}
@@ -166,13 +170,8 @@ def _build(out: Path, source: Source, tokenizer: str, splits: Splits,
                     "val_percent": splits.val_percent, "test_percent": splits.test_percent,
                     "max_bytes": max_bytes, "splits": counts, "files": files}
         atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=1))
-        try:
-            os.rename(tmp, out)
-        except OSError:  # another process finished the same corpus first: keep theirs
-            if not (out / "manifest.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if not publish_dir(tmp, out) and not (out / "manifest.json").is_file():
+        raise OSError(f"cannot publish the corpus {str(out)!r}")  # another build won, or not
 
 
 def _check_length(split: str, source: Source, n_tokens: int, seq_len: int) -> None:
@@ -234,7 +233,7 @@ def load_domain(domain: str, source: str | Source | None = None, tokenizer: str 
     spec = {"format": _CORPUS_FORMAT, "source": src.fingerprint(), "tokenizer": tokenizer,
             "val_percent": splits.val_percent, "test_percent": splits.test_percent,
             "max_bytes": max_bytes}
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+    key = content_key(spec)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out = root / "corpora" / key
     manifest = _cached_manifest(out)

@@ -11,14 +11,13 @@ Three implementations live here:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ncaio import atomic_write, atomic_write_text
+from ncaio import TOKEN_FORMAT, atomic_write, atomic_write_text, sha256_file
 
 __all__ = [
     "TOKEN_FORMAT",
@@ -29,7 +28,6 @@ __all__ = [
     "write_token_dataset",
 ]
 
-TOKEN_FORMAT = "ncasearch-tokens/1"
 
 
 @runtime_checkable
@@ -112,14 +110,6 @@ class TextDataset:
         return rows, np.ones(rows.shape, dtype=bool)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def open_token_dataset(root: str | Path, split: str, *, verify: bool = True) -> TokenArrayDataset:
     """Open one split of a token-dataset directory (docs/interfaces.md §1b), memory-mapped.
 
@@ -145,7 +135,7 @@ def open_token_dataset(root: str | Path, split: str, *, verify: bool = True) -> 
     shards = []
     for shard in splits[split]["shards"]:
         file = root / shard["tokens"]
-        if verify and _sha256(file) != shard["sha256"]:
+        if verify and sha256_file(file) != shard["sha256"]:
             raise ValueError(f"{str(file)!r}: sha256 does not match the manifest")
         arr = np.load(file, mmap_mode="r")
         if arr.ndim != 2 or arr.shape[1] != seq_len or arr.shape[0] != shard["n_sequences"]:
@@ -198,7 +188,7 @@ def write_token_dataset(
             file = root / f"{name}_{k:05d}.npy"
             _atomic_save(file, np.asarray(arr[start:start + shard_sequences], dtype=dtype))
             n = min(shard_sequences, len(arr) - start)
-            shards.append({"tokens": file.name, "n_sequences": n, "sha256": _sha256(file)})
+            shards.append({"tokens": file.name, "n_sequences": n, "sha256": sha256_file(file)})
         manifest["splits"][name] = {"n_sequences": len(arr), "shards": shards}
     atomic_write_text(root / "manifest.json", json.dumps(manifest, indent=1))
     return root

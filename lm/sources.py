@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ncaio import sha256_file
+from ncaio import content_key, sha256_file
 
 __all__ = [
     "DEFAULT_SPLITS",
@@ -201,7 +201,7 @@ class LocalSource(Source):
         base = self.path if self.path.is_dir() else self.path.parent
         contents = [(str(p.relative_to(base)), sha256_file(p)) for p in files]
         return {"kind": "local", "text_field": self.text_field,
-                "files": hashlib.sha256(json.dumps(contents).encode()).hexdigest()}
+                "files": content_key(contents, length=64)}
 
     def describe(self) -> str:
         return repr(str(self.path))

@@ -1,24 +1,20 @@
-"""Small shared helpers: seed derivation, canonical hashing, atomic writes, code version."""
+"""Small shared helpers: seed derivation, the generator's code version, ordered parallel maps
+(hashing, atomic writes and folder publishing are ncaio's)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import numpy as np
 import torch
 
-from ncaio import atomic_write, atomic_write_text, sha256_file, source_key  # noqa: F401 - re-exported
+from ncaio import sha256_file, source_key  # noqa: F401 - re-exported
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,79 +36,11 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest, "little")
 
 
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: equal values give equal text."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
-
-
-def content_key(obj: Any, length: int = 20) -> str:
-    """Hex sha256 prefix of the canonical JSON of `obj`."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
-
-
 @cache
 def code_version() -> str:
     """Hash of the generator's source files (see `_GENERATOR_MODULES`)."""
     here = Path(__file__).resolve().parent
     return source_key(here / name for name in _GENERATOR_MODULES)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically and durably (see ncaio)."""
-    atomic_write_text(path, text)
-
-
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """np.save to `path` atomically and durably (see ncaio)."""
-    with atomic_write(path) as f:
-        np.save(f, array)
-
-
-@contextmanager
-def staging_dir(final: Path) -> Iterator[Path]:
-    """A fresh temporary directory beside `final`, removed on error (the caller renames it)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def publish_dir(tmp: Path, final: Path) -> bool:
-    """Move a finished staging directory into place; False when another writer got there first.
-
-    A directory rename cannot replace a non-empty directory, so an existing `final` (written by a
-    concurrent build of the same key, or left for us to replace by the caller) wins and `tmp` is
-    dropped.
-    """
-    try:
-        os.rename(tmp, final)
-        return True
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        return False
-
-
-def discard_dir(path: Path) -> None:
-    """Remove a directory after first renaming it aside, so readers never see it half-deleted."""
-    if not path.exists():
-        return
-    aside = path.with_name(f".{path.name}.discard-{os.getpid()}")
-    try:
-        os.rename(path, aside)
-    except OSError:
-        return
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def default_workers(device: str | torch.device) -> int:

@@ -17,20 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nca._util import (
-    code_version,
-    content_key,
-    default_workers,
-    derive_seed,
-    ordered_map,
-    save_npy_atomic,
-    write_text_atomic,
-)
+from nca._util import code_version, default_workers, derive_seed, ordered_map
 from nca.complexity import MEASURES
 from nca.config import Band, BandUnreachableError, NCAConfig
 from nca.rollout import make_generator, rollout
 from nca.rules import sample_rules
 from nca.tokens import patch_tokens
+from ncaio import atomic_write_npy, atomic_write_text, content_key
 
 SCORE_BLOCK = 512
 """Rules scored per batch (one rollout, one seed); part of the stream's identity."""
@@ -121,10 +114,10 @@ class ScoreStream:
     def _save(self) -> None:
         if self.path is None:
             return
-        save_npy_atomic(self.path / "scores.npy", self._scores)
+        atomic_write_npy(self.path / "scores.npy", self._scores)
         meta = {"nca": self.config.to_dict(), "seed": self.seed, "measures": self.measures,
                 "block": SCORE_BLOCK, "n_scored": self.n_scored, "code_version": code_version()}
-        write_text_atomic(self.path / "meta.json", json.dumps(meta, indent=1))
+        atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,12 @@ The paper compares NCA pre-pre-training against such controls; here they let a s
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+
+from ncaio import sha256_file
 
 DYCK_MAX_DEPTH = 64
 """Deepest nesting in a Dyck sequence (a longer open run is forced to close)."""
@@ -98,7 +99,7 @@ def read_corpus(path: Path) -> bytes:
 
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file (the text control's cache identity is its content, not its path)."""
-    return hashlib.sha256(_corpus_file(path).read_bytes()).hexdigest()
+    return sha256_file(_corpus_file(path))
 
 
 def text_splits(corpus: bytes, length: int, n_train: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,20 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from nca._util import (
-    code_version,
-    content_key,
-    default_workers,
-    discard_dir,
-    publish_dir,
-    staging_dir,
-)
+from nca._util import code_version, default_workers
 from nca.bank import Progress
 from nca.controls import dyck_sequences, file_sha256, read_corpus, text_splits
 from nca.nca_source import GEN_CHUNK, plan_stages, stage_report, write_split
 from nca.spec import DataSpec
-from nca.store import FORMAT, ShardWriter, TokenDataset, read_manifest, verify, write_manifest
+from nca.store import ShardWriter, TokenDataset, read_manifest, verify, write_manifest
 from nca.tokens import frames_per_sequence, nca_loss_mask
+from ncaio import TOKEN_FORMAT, content_key, discard_dir, publish_dir, staging_dir
 
 DEFAULT_MAX_CANDIDATES = 2_000_000
 """Default bound on rules scored per stage before a band is declared unfillable."""
@@ -83,7 +77,7 @@ def layout(spec: DataSpec, seq_len: int) -> tuple[int, int, np.ndarray]:
 
 def dataset_key(spec: DataSpec, n_tokens: int, seed: int, seq_len: int) -> str:
     """The cache key of `build(spec, n_tokens, seed=seed, seq_len=seq_len)`."""
-    identity: dict[str, Any] = {"format": FORMAT, "spec": spec.to_dict(), "n_tokens": n_tokens,
+    identity: dict[str, Any] = {"format": TOKEN_FORMAT, "spec": spec.to_dict(), "n_tokens": n_tokens,
                                 "seed": seed, "seq_len": seq_len, "code": code_version()}
     if spec.source == "text":
         assert spec.text_path is not None

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nca._util import content_key, write_text_atomic
 from nca.bank import ScoreStream
 from nca.config import Band, BandUnreachableError, NCAConfig
+from ncaio import atomic_write_text, content_key
 
 PAPER_BINS = (0.0, 0.2, 0.3, 0.4, 0.5, 1.0)
 """Bin edges of the paper's complexity bands, with the <0.2 bin first."""
@@ -130,6 +130,6 @@ def complexity_profile(config: NCAConfig, n_rules: int = 4096, seed: int = 0,
     profile = ComplexityProfile(config, measure, seed, stream.scores(measure, n_rules).copy())
     if cache_dir is not None:
         key = content_key({"stream": stream.key, "measure": measure, "rules": n_rules})
-        write_text_atomic(Path(cache_dir) / "profiles" / f"{key}.json",
+        atomic_write_text(Path(cache_dir) / "profiles" / f"{key}.json",
                           json.dumps(profile.summary(), indent=1))
     return profile

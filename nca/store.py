@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from nca._util import sha256_file, write_text_atomic
+from ncaio import TOKEN_FORMAT, atomic_write_text, sha256_file
 
-FORMAT = "ncasearch-tokens/1"
 """Format tag in every manifest."""
 SHARD_SEQUENCES = 8192
 """Sequences per shard (about 17 MB at the paper's 1026 tokens and uint16)."""
@@ -75,9 +74,9 @@ class ShardWriter:
 def write_manifest(directory: Path, manifest: dict[str, Any], loss_mask: np.ndarray) -> None:
     """Write the loss mask and the manifest (last, so a manifest means a complete dataset)."""
     np.save(directory / "loss_mask.npy", loss_mask.astype(bool))
-    manifest = dict(manifest, format=FORMAT, loss_mask="loss_mask.npy",
+    manifest = dict(manifest, format=TOKEN_FORMAT, loss_mask="loss_mask.npy",
                     loss_mask_sha256=sha256_file(directory / "loss_mask.npy"))
-    write_text_atomic(directory / "manifest.json", json.dumps(manifest, indent=1))
+    atomic_write_text(directory / "manifest.json", json.dumps(manifest, indent=1))
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -93,8 +92,8 @@ def verify(directory: Path) -> str | None:
         manifest = read_manifest(directory)
     except (OSError, ValueError) as err:
         return f"manifest unreadable ({type(err).__name__})"
-    if manifest.get("format") != FORMAT:
-        return f"format {manifest.get('format')!r} is not {FORMAT!r}"
+    if manifest.get("format") != TOKEN_FORMAT:
+        return f"format {manifest.get('format')!r} is not {TOKEN_FORMAT!r}"
     files = [(manifest["loss_mask"], manifest.get("loss_mask_sha256"))]
     for split in SPLITS:
         files += [(s["tokens"], s["sha256"]) for s in manifest["splits"][split]["shards"]]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -32,13 +33,17 @@ from typing import IO, Any, TypeVar
 T = TypeVar("T")
 
 __all__ = [
+    "TOKEN_FORMAT",
     "CorruptCacheError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
+    "atomic_write_npy",
     "atomic_write_text",
     "canonical_json",
     "content_key",
+    "discard_dir",
+    "publish_dir",
     "quarantine",
     "read_intact",
     "read_verified_json",
@@ -48,11 +53,15 @@ __all__ = [
     "sha256_file",
     "sidecar_path",
     "source_key",
+    "staging_dir",
     "verify_file",
     "write_verified_json",
 ]
 
 _VERIFIED_FORMAT = "ncaio-verified/1"
+TOKEN_FORMAT = "ncasearch-tokens/1"
+"""The format of a token dataset on disk (docs/interfaces.md 1b): ``nca`` writes it, ``lm``
+reads it, neither imports the other."""
 
 
 class CorruptCacheError(ValueError):
@@ -89,6 +98,55 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+
+
+def atomic_write_npy(path: str | os.PathLike[str], array: Any) -> None:
+    """``np.save`` to ``path`` atomically and durably."""
+    import numpy as np  # here: ncaio stays importable without numpy's start-up cost
+
+    with atomic_write(path) as f:
+        np.save(f, array)
+
+
+@contextmanager
+def staging_dir(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """A fresh temporary folder beside ``final``, removed on error; ``publish_dir`` moves it into
+    place once complete, so readers never see half of a folder."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish_dir(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> bool:
+    """Move a finished staging folder into place; False when another writer got there first.
+
+    A folder rename cannot replace a non-empty folder, so an existing ``final`` (a concurrent
+    build of the same key) wins and ``tmp`` is dropped.
+    """
+    try:
+        os.rename(tmp, final)
+        return True
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+
+
+def discard_dir(path: str | os.PathLike[str]) -> None:
+    """Remove a folder after first renaming it aside, so readers never see it half-deleted."""
+    path = Path(path)
+    if not path.exists():
+        return
+    aside = path.with_name(f".{path.name}.discard-{os.getpid()}")
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

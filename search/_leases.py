@@ -21,9 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from ncaio import content_key
 from search import _optuna
 from search.jobs import TrialContext
-from search.plan import content_key
 
 LEASE_S = 120.0
 """A trial whose lease is older than this belongs to a dead driver."""

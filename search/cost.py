@@ -33,7 +33,7 @@ import torch
 from optuna.trial import TrialState
 
 from lm.model import Transformer
-from ncaio import atomic_write_json as write_json_atomic
+from ncaio import atomic_write_json
 from search import trial as trial_lib
 from search.config import StudyConfig
 from search.plan import resolve, scratch_runs
@@ -218,7 +218,7 @@ def calibrate(config: StudyConfig, context: trial_lib.TrialContext, *,
         cal = dataclasses.replace(_measure(config, context, threads), busy_share=busy)
     finally:
         torch.set_num_threads(previous)
-    write_json_atomic(path, cal.to_dict())  # a busy one too, marked: better than none
+    atomic_write_json(path, cal.to_dict())  # a busy one too, marked: better than none
     return cal, False
 
 

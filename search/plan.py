@@ -31,7 +31,7 @@ from lm.trainer import TrainConfig
 from search.space import Setting
 from search.synthetic import recipe_domain
 
-__all__ = ["Plan", "ScratchRun", "content_key", "lm_source_key", "resolve", "scratch_runs"]
+__all__ = ["Plan", "ScratchRun", "lm_source_key", "resolve", "scratch_runs"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -114,15 +114,6 @@ def scratch_runs(plan: Plan, context: Any) -> list[ScratchRun]:
                      domain_tokens=plan.domain_tokens, domain_lr=preset.lr)
         runs.append(ScratchRun(label=name, plan=named))
     return runs
-
-
-def content_key(data: Any) -> str:
-    """Hex sha256 prefix of canonical JSON: the one hasher of the search's cache keys.
-
-    ``ncaio.content_key`` with ``default=str``: whatever JSON cannot hold (numpy scalars too)
-    is keyed by its text, as it always was, so no cached checkpoint or baseline is orphaned.
-    """
-    return ncaio.content_key(data, default=str)
 
 
 LM_COMMAND_LINES = frozenset({"bench.py", "cli.py"})

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ncaio import atomic_write_json as write_json_atomic
+from ncaio import atomic_write_json
 
 __all__ = [
     "BASELINE_PHASE_ATTR",
@@ -215,7 +215,7 @@ class ProgressWriter:
                           host=self._host, pid=self._pid, updated_at=now)
         self._written = now
         try:
-            write_json_atomic(self._path, record.to_dict())
+            atomic_write_json(self._path, record.to_dict())
         except Exception as exc:  # noqa: BLE001 - a display must never stop training
             if not self._broken:
                 _log.warning("progress of trial %d cannot be written to %s (%s); training goes on",

@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 SOURCES = ("nca", "dyck", "text", "none")
 BAND_KINDS = ("absolute", "quantile")
 CURRICULA = ("constant", "ascending", "descending", "mixture")
-TRANSFERS = ("full", "attention-only", "mlp-only", "freeze-attention", "freeze-all")
+TRANSFERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "full": {},
+    "attention-only": {"reinit": ("mlp",)},
+    "mlp-only": {"reinit": ("attention",)},
+    "freeze-attention": {"freeze": ("attention",)},
+    "freeze-all": {"freeze": ("attention", "mlp")},
+}
+"""Transfer strategies by name, as the ``lm.transfer.TransferConfig`` fields each sets."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -88,7 +95,7 @@ class Setting:
         _check_choice("source", self.source, SOURCES)
         _check_choice("band_kind", self.band_kind, BAND_KINDS)
         _check_choice("curriculum", self.curriculum, CURRICULA)
-        _check_choice("transfer", self.transfer, TRANSFERS)
+        _check_choice("transfer", self.transfer, tuple(TRANSFERS))
         self.nca_config()  # nca checks its own fields (alphabet, grid, temperature, ...)
         self.nca_band()
         if self.nca_tokens < 0 or self.ppt_lr < 0 or self.lr < 0:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import optuna
 
-from ncaio import atomic_write_json as write_json_atomic
+from ncaio import atomic_write_json
 from search._toml import ConfigError
 from search.config import StudyConfig
 from search.driver_lock import StudyLock, acquire_study
@@ -75,7 +75,7 @@ def open_study(config: StudyConfig, context: TrialContext) -> optuna.Study:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config.study.objectives))  # the dashboard labels values
     _save_note(study, config)
-    write_json_atomic(config.run_dir / "config.json", resolved)
+    atomic_write_json(config.run_dir / "config.json", resolved)
     return study
 
 

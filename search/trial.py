@@ -48,6 +48,7 @@ from lm.transfer import TransferConfig
 from lm.transfer import transfer as lm_transfer
 from ncaio import (
     CorruptCacheError,
+    content_key,
     quarantine,
     read_intact,
     read_verified_json,
@@ -64,7 +65,6 @@ from search.plan import (
     Plan,
     ScratchRun,
     config_dict,
-    content_key,
     lm_source_key,
     resolve,
     scratch_runs,
@@ -77,7 +77,7 @@ from search.record import (
     TrialRecord,
     split_objective,
 )
-from search.space import Setting, nca_data_spec
+from search.space import TRANSFERS, Setting, nca_data_spec
 
 Corpus = DomainCorpus | synthetic.SyntheticCorpus
 """A domain's data: a text corpus, or a synthetic domain's (search.synthetic)."""
@@ -670,9 +670,10 @@ def _scratch_model(context: TrialContext, corpus: Corpus, plan: Plan, seed: int
 def _transfer_config(setting: Setting, plan: Plan, seed: int) -> TransferConfig:
     """How the setting's NCA arm is transferred: its strategy, the recipe's new embedding, its
     block scale."""
+    groups = TRANSFERS[setting.transfer]
     return TransferConfig(seed=seed, embed_init=plan.recipe.embed_init,
-                          embed_std=plan.recipe.embed_std,
-                          out_scale=setting.block_scale or 1.0, **_TRANSFERS[setting.transfer])
+                          embed_std=plan.recipe.embed_std, out_scale=setting.block_scale or 1.0,
+                          reinit=groups.get("reinit", ()), freeze=groups.get("freeze", ()))
 
 
 # -- pre-pre-training ----------------------------------------------------------------------------
@@ -747,13 +748,6 @@ def data_spec(setting: Setting, context: TrialContext) -> nca.DataSpec:
 
 # -- downstream ----------------------------------------------------------------------------------
 
-_TRANSFERS: dict[str, dict[str, Any]] = {
-    "full": {},
-    "attention-only": {"reinit": ("mlp",)},
-    "mlp-only": {"reinit": ("attention",)},
-    "freeze-attention": {"freeze": ("attention",)},
-    "freeze-all": {"freeze": ("attention", "mlp")},
-}
 
 
 @cache

@@ -249,7 +249,7 @@ def test_the_heat_map_marks_cells_not_run_and_gives_each_recipe_its_scale(tmp_pa
 def test_the_budget_figure_draws_fits_over_the_measured_budgets_only(tmp_path):
     """Solid fitted lines stay within the budgets measured (they ran to 4x the largest); a
     crossing beyond them is reached by a dashed grey extension, labelled as extrapolated."""
-    cells, d = _cells_and_seeds(tmp_path)
+    _, d = _cells_and_seeds(tmp_path)
     flips = regime.sign_flips(d)
     fig = regime.budget_plot(d, flips, tmp_path / "budget.png")
     measured = (d["domain_tokens"].min(), d["domain_tokens"].max())

@@ -166,8 +166,8 @@ def test_enospc_on_a_cache_write(tmp_path, monkeypatch, writer, note):
     import torch
 
     from lm.checkpoint import load_checkpoint, save_checkpoint
-    from nca._util import save_npy_atomic
     from ncaio import atomic_write_json as write_json_atomic
+    from ncaio import atomic_write_npy
 
     path = tmp_path / f"entry.{writer}"
     write, read = {
@@ -175,7 +175,7 @@ def test_enospc_on_a_cache_write(tmp_path, monkeypatch, writer, note):
                  lambda: json.loads(path.read_text())["v"]),
         "checkpoint": (lambda v: save_checkpoint(path, {"v": torch.tensor(v)}),
                        lambda: int(load_checkpoint(path)["v"])),
-        "npy": (lambda v: save_npy_atomic(path, np.array([v])), lambda: int(np.load(path)[0])),
+        "npy": (lambda v: atomic_write_npy(path, np.array([v])), lambda: int(np.load(path)[0])),
     }[writer]
     write(1)
     before = sorted(p.name for p in tmp_path.iterdir())

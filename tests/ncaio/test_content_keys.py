@@ -15,28 +15,29 @@ SPEC = {"b": [1, 2.5, "x"], "u": "é",
         "a": {"path": Path("/data/x.jsonl"), "n": np.int64(7), "f": np.float32(0.25)}}
 
 
-def test_nca_content_key_is_pinned():
-    from nca._util import content_key
+def test_every_package_keys_with_the_one_content_hasher():
+    """nca's datasets, lm's corpora and search's stages and work folders are keyed by
+    ncaio.content_key (search used a variant that stringified numpy scalars until issue 28:
+    its keys changed once then, with the corpus format)."""
+    import ncaio
+    from lm import corpora
+    from nca import dataset
+    from search import _leases, trial
 
-    assert content_key(SPEC) == "a2e4ae6f4bb5ffb11021"
-    assert content_key(SPEC, length=12) == "a2e4ae6f4bb5"
-
-
-def test_search_content_key_is_pinned():
-    """search's keys stringify what JSON cannot hold (numpy scalars too), unlike nca's."""
-    from search.plan import content_key
-
-    assert content_key(SPEC) == "b3612fea653dcf9c9692"
+    assert dataset.content_key is corpora.content_key is trial.content_key is \
+        _leases.content_key is ncaio.content_key
+    assert ncaio.content_key(SPEC) == "a2e4ae6f4bb5ffb11021"
+    assert ncaio.content_key(SPEC, length=12) == "a2e4ae6f4bb5"
 
 
 def test_file_digests_are_pinned(tmp_path):
-    from lm.data import _sha256
     from nca.controls import file_sha256
+    from ncaio import sha256_file
 
     path = tmp_path / "c.jsonl"
     path.write_bytes(b'{"text": "hello"}\n')
     want = "7cda9ec1f0842184c2f10f1b056ef625e75a4749c94b594d0a70c9eda7553262"
-    assert file_sha256(path) == want and _sha256(path) == want
+    assert file_sha256(path) == want and sha256_file(path) == want
 
 
 def test_lm_split_buckets_are_pinned():
@@ -44,14 +45,6 @@ def test_lm_split_buckets_are_pinned():
 
     assert [split_of(f"doc-{i}", 50) for i in range(8)] == \
         ["val", "train", "train", "train", "train", "val", "train", "train"]
-
-
-def test_ncaio_content_key_gives_both_pinned_keys():
-    """Its default is nca's canonical form; search keeps its own (``default=str``)."""
-    import ncaio
-
-    assert ncaio.content_key(SPEC) == "a2e4ae6f4bb5ffb11021"
-    assert ncaio.content_key(SPEC, default=str) == "b3612fea653dcf9c9692"
 
 
 def test_source_key_is_pinned(tmp_path):

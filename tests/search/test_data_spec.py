@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import nca
-from nca._util import content_key
+from ncaio import content_key
 from search import artifacts, trial
 from search.space import Setting, nca_data_spec, setting_from_params
 
