@@ -72,7 +72,7 @@ def _phases(journal: Path, out: Path) -> dict[str, float]:
     write_report(a, out)
     t.append(time.perf_counter())
     names = ["read storage", "frames", "statistics", "figures + files"]
-    return {n: b - a for n, a, b in zip(names, t, t[1:])}
+    return {n: b - a for n, a, b in zip(names, t, t[1:], strict=True)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

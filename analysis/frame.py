@@ -253,7 +253,7 @@ def _trial_row(rec: StudyRecord, t: FrozenTrial) -> dict[str, Any]:
                            "number": t.number, "state": t.state.name}
     values = t.values if t.values is not None else [None] * len(rec.directions)
     if rec.is_multi_objective:
-        row.update({f"values_{n}": v for n, v in zip(rec.metric_names, values)})
+        row.update({f"values_{n}": v for n, v in zip(rec.metric_names, values, strict=True)})
     else:
         row["value"] = values[0]
     start, end = t.datetime_start, t.datetime_complete
@@ -322,14 +322,14 @@ def seeds_frame(source: Source, study_names: Sequence[str] | None = None,
         trials = trials_frame(records)
     info: dict[tuple[str, int], tuple] = {}
     if len(trials):
-        keys = zip(trials["study"], trials["number"])
-        info = dict(zip(keys, trials.reindex(columns=_TRIAL_KEYS).itertuples(index=False)))
+        keys = zip(trials["study"], trials["number"], strict=True)
+        info = dict(zip(keys, trials.reindex(columns=_TRIAL_KEYS).itertuples(index=False), strict=True))
     rows = []
     for rec in records:
         for t in rec.trials:
             if t.state == TrialState.COMPLETE and (rec.name, t.number) in info:
                 base = {"study": rec.name, "domain": rec.domain, "number": t.number,
-                        **dict(zip(_TRIAL_KEYS, info[(rec.name, t.number)]))}
+                        **dict(zip(_TRIAL_KEYS, info[(rec.name, t.number)], strict=True))}
                 rows.extend(_seed_rows(t.user_attrs, base))
     columns = ["study", "domain", "number", *_TRIAL_KEYS, "seed", "loss", "scratch_loss",
                "gain_pct", "ppl_gain_pct", "speedup", "best_scratch_loss", "best_scratch_recipe",

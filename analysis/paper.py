@@ -78,7 +78,7 @@ def _band_cells(s: pd.DataFrame, paper: PaperFinding | None) -> dict[str, str]:
         return {"band ranking (anchors)": "no band anchors", "best band": "n.a.",
                 "band agrees": "n.a."}
     best = anchors.iloc[0]
-    ranking = " > ".join(f"{b} ({g:+.2f})" for b, g in zip(anchors["band"], anchors["gain_mean"]))
+    ranking = " > ".join(f"{b} ({g:+.2f})" for b, g in zip(anchors["band"], anchors["gain_mean"], strict=True))
     agrees = "n.a." if paper is None else ("yes" if best["band"] == paper.best_band else "no")
     if len(anchors) > 1 and agrees != "n.a.":
         second = anchors.iloc[1]

@@ -79,7 +79,7 @@ def _shared_legend(fig: Figure, axes: np.ndarray) -> None:
     """One legend under the panels with every distinct label."""
     seen: dict[str, Any] = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
     fig.legend(list(seen.values()), list(seen), loc="outside lower center",
                ncols=min(len(seen), 4), fontsize=8, frameon=False)
@@ -117,7 +117,7 @@ def plot_history(rec: StudyRecord, trials: pd.DataFrame) -> Figure:
     fig, axes = _panels(len(cols), width=6.5)
     anchor = t["kind"].astype(str).str.startswith("anchor:") if "kind" in t else t["number"] < 0
     size = 30 if len(t) < 200 else 8
-    for ax, col, name, direction in zip(axes, cols, rec.metric_names, rec.directions):
+    for ax, col, name, direction in zip(axes, cols, rec.metric_names, rec.directions, strict=True):
         y = t[col].to_numpy(dtype=np.float64)
         ax.scatter(t["number"][~anchor], y[~anchor], s=size, c=_SEARCH_COLOR, label="search",
                    alpha=_dot_alpha(len(t)), lw=0, rasterized=True)
@@ -151,7 +151,7 @@ def plot_gain_by_band(settings: pd.DataFrame) -> Figure:
         raise FigureSkipped("no setting records a complexity band")
     units = _units(s)
     fig, axes = _panels(len(units))
-    for ax, (study, d) in zip(axes, units):
+    for ax, (study, d) in zip(axes, units, strict=True):
         domain = d["domain"].iloc[0]
         upper = np.minimum(d["band_upper"], 1.0) * 100
         mid = (d["band_lower"] * 100 + upper) / 2
@@ -199,7 +199,7 @@ def plot_gain_by_alphabet(settings: pd.DataFrame, seed: int = 0) -> Figure:
     units = _units(s)
     fig, axes = _panels(len(units))
     jitter = np.random.default_rng(seed)
-    for ax, (study, d) in zip(axes, units):
+    for ax, (study, d) in zip(axes, units, strict=True):
         x = d["alphabet"].to_numpy(dtype=np.float64)
         ax.scatter(x + jitter.uniform(-0.15, 0.15, x.size), d["gain_mean"], s=10, lw=0,
                    c=_SEARCH_COLOR, alpha=_dot_alpha(x.size), rasterized=True,
@@ -341,7 +341,7 @@ def plot_pareto(rec: StudyRecord, trials: pd.DataFrame) -> Figure:
     anchors = t.index.isin(band_anchors(t).index)
     pairs = list(itertools.combinations(range(len(cols)), 2))
     fig, axes = _panels(len(pairs), width=5.0, height=4.2, max_cols=3)
-    for ax, pair in zip(axes, pairs):
+    for ax, pair in zip(axes, pairs, strict=True):
         _pareto_panel(ax, rec, t, v, front, anchors, pair)
     _shared_legend(fig, axes)
     fig.suptitle(f"Pareto front: {rec.name} ({front.sum()} of {len(t)} trials on the front)")
@@ -359,7 +359,7 @@ def _pareto_panel(ax: Axes, rec: StudyRecord, t: pd.DataFrame, v: np.ndarray, fr
     ax.scatter(v[front, i], v[front, j], s=30, c=_PAPER_COLOR, label=f"Pareto front ({front.sum()})",
                zorder=3)
     numbers = t["number"].to_numpy()[front] if front.sum() <= 25 else []
-    for number, x, y in zip(numbers, v[front, i], v[front, j]):
+    for number, x, y in zip(numbers, v[front, i], v[front, j], strict=True):
         ax.annotate(f"#{number}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for label, rows in pd.Series(np.flatnonzero(anchors)).groupby(
             t["label"].to_numpy()[anchors], sort=True):
@@ -394,7 +394,7 @@ def plot_best_band_by_domain(bands: pd.DataFrame) -> Figure:
                             "paper's bands, alphabet 10)")
     units = _units(bands)
     fig, axes = _panels(len(units), width=4.6, max_cols=3)
-    for ax, (study, d) in zip(axes, units):
+    for ax, (study, d) in zip(axes, units, strict=True):
         x = np.arange(len(d), dtype=np.float64)
         for columns, name, marker, color, offset in _EFFECT_STYLES:
             _effect_bars(ax, d, x + offset, columns, name, marker, color)
@@ -406,7 +406,7 @@ def plot_best_band_by_domain(bands: pd.DataFrame) -> Figure:
                 ax.axvspan(at - 0.45, at + 0.45, **style)
         twice = d["band"].duplicated(keep=False).to_numpy()
         ax.set_xticks(x, [f"{b}\n{lb}" if dup else str(b)
-                          for b, lb, dup in zip(d["band"], d["label"], twice)])
+                          for b, lb, dup in zip(d["band"], d["label"], twice, strict=True)])
         ax.set_xlim(-0.6, len(d) - 0.4)
         ax.axhline(0, color="black", lw=0.8, ls="--")
         ax.set_xlabel("complexity band (gzip ratio)")

@@ -98,7 +98,7 @@ def _confirmed_blocks(a: Analysis) -> list[Block]:
                                              c["net_ci_high"]),
             "Holm p (net)": [_fmt(v, ".2g") for v in c["net_p_holm"]],
             "best scratch": [f"{b} at {x:g}x" for b, x in zip(c["best_scratch"],
-                                                               c["best_scratch_lr_x"])],
+                                                               c["best_scratch_lr_x"], strict=True)],
             "search net %": [_fmt(v, "+.2f") for v in c["search_net"]],
             "verdict": c["verdict"]}))]
 
@@ -119,7 +119,7 @@ def _power_blocks(a: Analysis) -> list[Block]:
             "min detectable effect %": [_fmt(v, ".2f") for v in p["min_detectable_effect"]],
             "seeds for a 1% effect": [
                 "not known" if not np.isfinite(sd) else _fmt(v, ".0f") or "> 10,000"
-                for sd, v in zip(p["sd"], p["seeds_for_1pct"])]}))]
+                for sd, v in zip(p["sd"], p["seeds_for_1pct"], strict=True)]}))]
 
 
 def _domain_text(rec: StudyRecord) -> str:
@@ -129,7 +129,7 @@ def _domain_text(rec: StudyRecord) -> str:
 def _fmt_ci(mean: pd.Series, n: pd.Series, low: pd.Series, high: pd.Series) -> list[str]:
     """``+1.23 [+0.50, +1.96]``, or the mean alone for one seed or no interval."""
     return [_fmt(m, "+.2f") if k < 2 or not np.isfinite(lo) else
-            f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, k, lo, hi in zip(mean, n, low, high)]
+            f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, k, lo, hi in zip(mean, n, low, high, strict=True)]
 
 
 def _best_band_blocks(a: Analysis, save: Saver) -> list[Block]:
@@ -155,7 +155,7 @@ def _best_band_blocks(a: Analysis, save: Saver) -> list[Block]:
                                              b["net_ci_high"]),
             "verdict": b["verdict"], "net verdict": b["net_verdict"],
             "best": [" + ".join(w for w, f in (("ours", o), ("paper", p)) if f)
-                     for o, p in zip(b["best"], b["paper_best"])],
+                     for o, p in zip(b["best"], b["paper_best"], strict=True)],
         })))
     blocks.append(save("best_band_by_domain", "Best complexity band by domain: NCA and net "
                        "effect of each paper band (95% CI); ours shaded, the paper's outlined",
@@ -171,7 +171,7 @@ def _fmt_noise(noise: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "study": study,
         "scratch loss (mean ± sd)": [f"{m:.4f} ± {_fmt(s, '.4f')}" for m, s in
-                                     zip(noise["scratch_loss_mean"], noise["scratch_loss_sd"])],
+                                     zip(noise["scratch_loss_mean"], noise["scratch_loss_sd"], strict=True)],
         "pooled gain sd (%)": [_fmt(v, ".3f") for v in noise["gain_sd_pooled"]],
         "settings pooled": noise["settings_pooled"],
     })
@@ -179,7 +179,7 @@ def _fmt_noise(noise: pd.DataFrame) -> pd.DataFrame:
 
 def _fmt_settings(s: pd.DataFrame) -> pd.DataFrame:
     gain = [f"{m:+.2f}" if n < 2 else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-            for m, n, lo, hi in zip(s["gain_mean"], s["n_seeds"], s["ci_low"], s["ci_high"])]
+            for m, n, lo, hi in zip(s["gain_mean"], s["n_seeds"], s["ci_low"], s["ci_high"], strict=True)]
     out = pd.DataFrame({
         "setting": s["label"], "trials": s["trials"], "band": s["band"],
         "alphabet": [_fmt(v, ".0f") for v in s["alphabet"]], "seeds": s["n_seeds"],
@@ -191,7 +191,7 @@ def _fmt_settings(s: pd.DataFrame) -> pd.DataFrame:
     if "net_mean" in s:  # vs the best scratch recipe; "gain" is vs scratch of the same recipe
         out.insert(out.columns.get_loc("ppl gain %"), "net effect % [95% CI]", [
             f"{m:+.2f}" if n < 2 else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, n, lo, hi in
-            zip(s["net_mean"], s["n_seeds"], s["net_ci_low"], s["net_ci_high"])])
+            zip(s["net_mean"], s["n_seeds"], s["net_ci_low"], s["net_ci_high"], strict=True)])
         out["net verdict"] = s["net_verdict"]
     if "upstream_learned" in s:
         out["NCA learned"] = s["upstream_learned"].map({True: "yes", False: "no"})
@@ -249,7 +249,7 @@ def study_section(a: Analysis, rec: StudyRecord, save: Saver, store: Any | None,
     multi-domain study's settings and curves per domain, and its Pareto front as a table."""
     t = a.trials[(a.trials["study"] == rec.name) & (a.trials["state"] == "COMPLETE")]
     s = a.settings[a.settings["study"] == rec.name] if not a.settings.empty else a.settings
-    objective = ", ".join(f"{m} ({d})" for m, d in zip(rec.metric_names, rec.directions))
+    objective = ", ".join(f"{m} ({d})" for m, d in zip(rec.metric_names, rec.directions, strict=True))
     domain = ", ".join(rec.domains) if rec.is_multi_domain else rec.domain
     blocks: list[Block] = [
         Heading(text=f"Study `{rec.name}`: {domain}, preset {rec.preset}", level=2),

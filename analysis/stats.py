@@ -153,7 +153,9 @@ class LineFit:
     """A least-squares line ``y = intercept + slope x`` with t-intervals (n - 2 dof)."""
 
     slope: float
+    """Change in y per unit of x."""
     intercept: float
+    """y at x = 0."""
     slope_ci: tuple[float, float]
     """95% t-interval of the slope: exact coverage for normal errors, at any n >= 3."""
     crossing: float
@@ -272,7 +274,7 @@ def _trial_lists(d: pd.DataFrame, out: pd.DataFrame) -> np.ndarray:
     u = d.assign(key=_setting_key(d))[["key", "number"]].drop_duplicates().sort_values("number")
     key = u["key"]
     many = key.duplicated(keep=False)
-    text = dict(zip(key[~many], u["number"][~many].astype(str)))
+    text = dict(zip(key[~many], u["number"][~many].astype(str), strict=True))
     for k, numbers in u["number"][many].astype(str).groupby(key[many]):
         text[k] = ",".join(numbers)
     return _setting_key(out).map(text).to_numpy()
@@ -296,7 +298,7 @@ def _tests(d: pd.DataFrame, out: pd.DataFrame, alpha: float, column: str = "gain
     res = pd.DataFrame({"mean": mean, "ci_low": mean - half, "ci_high": mean + half,
                         "test": "paired t", "statistic": t, "p_value": p}, index=out.index)
     res["verdict"] = [_verdict(m, lo, hi, pv, alpha)
-                      for m, lo, hi, pv in zip(mean, res["ci_low"], res["ci_high"], p)]
+                      for m, lo, hi, pv in zip(mean, res["ci_low"], res["ci_high"], p, strict=True)]
     exact = np.flatnonzero(((n >= WILCOXON_MIN_N) | (n < 2) | ~(sd > 0)) & (n > 0))
     for i in exact:
         r = paired_test(groups.get_group(keys.iloc[i]).to_numpy(), alpha)

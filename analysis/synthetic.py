@@ -85,7 +85,7 @@ def _curve(final: float, start: float, rng: np.random.Generator) -> list[list[fl
     shape = tokens**-0.6
     loss = final + (start - final) * (shape - shape[-1]) / (shape[0] - shape[-1])
     loss[:-1] += rng.normal(0.0, 0.003, _N_EVALS - 1)
-    return [[int(t), float(v)] for t, v in zip(tokens, loss)]
+    return [[int(t), float(v)] for t, v in zip(tokens, loss, strict=True)]
 
 
 def _speedup(curve: list[list[float]], target: float) -> float | None:
@@ -133,11 +133,11 @@ def _seed_records(domain: str, setting: dict[str, Any], seeds: list[int],
     scratch = [_SCRATCH_LOSS[domain] * (1 + 0.03 * np.random.default_rng([s, 7]).standard_normal())
                for s in seeds]
     gains = [0.0 if is_scratch else true_gain + rng.normal(0.0, 1.0) for _ in seeds]
-    losses = [sc * (1 - g / 100) for sc, g in zip(scratch, gains)]
+    losses = [sc * (1 - g / 100) for sc, g in zip(scratch, gains, strict=True)]
     scratch_curves = [_curve(sc, 5.55, np.random.default_rng([s, 8]))
-                      for sc, s in zip(scratch, seeds)]
+                      for sc, s in zip(scratch, seeds, strict=True)]
     curves = scratch_curves if is_scratch else [_curve(lo, 5.2, rng) for lo in losses]
-    runs = [_scratch_runs(sc, domain, s, recipes) for sc, s in zip(scratch, seeds)]
+    runs = [_scratch_runs(sc, domain, s, recipes) for sc, s in zip(scratch, seeds, strict=True)]
     return tuple(SeedRecord(
         seed=s, loss=float(lo), scratch_loss=float(sc), gain_pct=float(g),
         net_gain_pct=_net_gain(float(lo), float(g), by_recipe),
@@ -146,7 +146,7 @@ def _seed_records(domain: str, setting: dict[str, Any], seeds: list[int],
         scratch_losses=by_recipe, speedup=_speedup(c, sc),
         curve=tuple((int(t), v) for t, v in c), scratch_curve=tuple((int(t), v) for t, v in scc),
         probe=None) for s, lo, sc, g, c, scc, by_recipe in zip(seeds, losses, scratch, gains,
-                                                               curves, scratch_curves, runs))
+                                                               curves, scratch_curves, runs, strict=True))
 
 
 def _scratch_runs(matched: float, domain: str, seed: int, recipes: tuple[str, ...]

@@ -17,10 +17,10 @@ def save_trial_curves(curves: Sequence[Curve], scratch_curves: Sequence[Curve], 
     """Plot each seed's downstream validation loss next to its scratch run; write a PNG."""
     fig = Figure(figsize=(6.4, 4.0), dpi=110)
     ax = fig.subplots()
-    for i, (curve, scratch, seed) in enumerate(zip(curves, scratch_curves, seeds)):
+    for i, (curve, scratch, seed) in enumerate(zip(curves, scratch_curves, seeds, strict=True)):
         color = f"C{i % 10}"
-        x, y = zip(*curve)
-        sx, sy = zip(*scratch)
+        x, y = zip(*curve, strict=True)
+        sx, sy = zip(*scratch, strict=True)
         ax.plot(x, y, color=color, lw=1.8, label=f"transferred, seed {seed}")
         ax.plot(sx, sy, color=color, lw=1.2, ls="--", label=f"scratch, seed {seed}")
     ax.set_xlabel("downstream training tokens")

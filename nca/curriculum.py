@@ -138,4 +138,4 @@ def _stages(nca: NCAConfig, bands: list[Band], shares: Sequence[float] | None) -
         shares = [1.0 / len(bands)] * len(bands)
     if len(shares) != len(bands):
         raise ValueError(f"{len(shares)} shares for {len(bands)} bands; accepted: one per band")
-    return tuple(Stage(nca=nca, band=b, share=float(s)) for b, s in zip(bands, shares))
+    return tuple(Stage(nca=nca, band=b, share=float(s)) for b, s in zip(bands, shares, strict=True))

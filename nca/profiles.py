@@ -61,7 +61,7 @@ class ComplexityProfile:
         """Fractions of rules in the paper's bins: <0.2, [.2,.3), [.3,.4), [.4,.5), [.5,1]."""
         counts = np.histogram(self.scores, bins=PAPER_BINS)[0]
         return {f"{lo:g}-{hi:g}": float(c) / self.n_rules
-                for lo, hi, c in zip(PAPER_BINS[:-1], PAPER_BINS[1:], counts)}
+                for lo, hi, c in zip(PAPER_BINS[:-1], PAPER_BINS[1:], counts, strict=True)}
 
     def fraction_in(self, band: Band) -> float:
         """Fraction of profiled rules inside an absolute band."""

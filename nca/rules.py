@@ -97,7 +97,7 @@ def sample_rules(alphabet: int, seed: int, ids: np.ndarray | list[int]) -> RuleP
         torch.rand(n_weights, generator=gen, out=uniform[row])
     normal = _truncated_normal(uniform)
     parts = torch.split(normal, [size for size, _ in sizes], dim=1)
-    w1, w2, w3 = (p * (math.sqrt(1.0 / fan_in) / _TRUNC_STD) for p, (_, fan_in) in zip(parts, sizes))
+    w1, w2, w3 = (p * (math.sqrt(1.0 / fan_in) / _TRUNC_STD) for p, (_, fan_in) in zip(parts, sizes, strict=True))
     r = len(ids)
     return RuleParams(
         w1.reshape(r, HIDDEN_1, alphabet + 2, 3, 3).contiguous(),

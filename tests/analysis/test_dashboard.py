@@ -128,7 +128,7 @@ def test_api_serves_study_trials_and_user_attributes(study_detail, served_study)
     assert detail["artifacts"] == [] and summary["directions"] == ["minimize"]
     (rec,) = load_studies(served_study.journal, [served_study.study_name])
     assert [t["number"] for t in detail["trials"]] == [t.number for t in rec.trials]
-    for served, stored in zip(detail["trials"], rec.trials):
+    for served, stored in zip(detail["trials"], rec.trials, strict=True):
         attrs = _attrs(served["user_attrs"])
         assert set(SECTION_4_KEYS) <= set(attrs), set(SECTION_4_KEYS) - set(attrs)
         assert attrs["kind"] == stored.user_attrs["kind"]
@@ -151,7 +151,7 @@ def test_api_serves_a_multi_domain_study_with_its_pareto_front(dashboard, served
     done = [t for t in rec.trials if t.state == optuna.trial.TrialState.COMPLETE]
     front = pareto_mask(np.array([t.values for t in done]), rec.directions)
     served = {t["number"] for t in detail["best_trials"]}
-    assert served == {t.number for t, on in zip(done, front) if on} and len(served) > 1
+    assert served == {t.number for t, on in zip(done, front, strict=True) if on} and len(served) > 1
     stored = {t.number: t for t in rec.trials}
     for trial in detail["trials"]:
         mine = stored[trial["number"]]

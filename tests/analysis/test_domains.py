@@ -149,7 +149,7 @@ def test_best_band_figure_shows_both_effects_and_both_best_bands(a):
     fig = plots.plot_best_band_by_domain(bands)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == [f"multi ({d})" for d in DOMAINS]
-    for ax, domain in zip(axes, DOMAINS):
+    for ax, domain in zip(axes, DOMAINS, strict=True):
         d = bands[bands["domain"] == domain].reset_index(drop=True)
         assert [t.get_text() for t in ax.get_xticklabels()] == list(d["band"])
         np.testing.assert_allclose(_effects(ax, "NCA effect (vs matched scratch)"), d["gain_mean"])

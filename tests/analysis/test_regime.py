@@ -37,8 +37,8 @@ def _journal(path, budgets=(100_000, 1_000_000, 10_000_000, 100_000_000),
             seeds = list(seeds)
             effects = [_effect(recipe, tokens, s) for s in seeds]
             scratch = [3.0 + 0.1 * s for s in seeds]
-            losses = [sc * (1 - e[0] / 100) for sc, e in zip(scratch, effects)]
-            best = [loss / (1 - e[1] / 100) for loss, e in zip(losses, effects)]
+            losses = [sc * (1 - e[0] / 100) for sc, e in zip(scratch, effects, strict=True)]
+            best = [loss / (1 - e[1] / 100) for loss, e in zip(losses, effects, strict=True)]
             attrs = {
                 "setting": json.dumps({"source": "nca", "band": [0.3, 0.4], "alphabet": 10,
                                        "recipe": recipe, "domain_tokens": tokens}),

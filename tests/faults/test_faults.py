@@ -96,7 +96,7 @@ def test_four_drivers_racing_on_one_study(reference, tmp_path, note):
     codes = sorted(r[0] for r in results)
     assert codes == [0, 2, 2, 2], results
     refusals = [h.one_line(err) for code, _, err in results if code == 2]
-    winner = next(p for p, r in zip(procs, results) if r[0] == 0)
+    winner = next(p for p, r in zip(procs, results, strict=True) if r[0] == 0)
     holder = f"{socket.gethostname()}:{winner.pid} since "
     assert all("is driven by" in line and holder in line for line in refusals), refusals
     study = h.load(paths)

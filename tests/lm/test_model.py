@@ -39,7 +39,7 @@ def test_init_is_a_function_of_the_generator_and_leaves_the_global_rng_alone():
     state = torch.get_rng_state()
     a, b, c = tiny_model(seed=3), tiny_model(seed=3), tiny_model(seed=4)
     assert torch.equal(torch.get_rng_state(), state)
-    for (n, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters()):
+    for (n, p), q, r in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(p, q)
         if not n.endswith("norm.weight") and n != "norm_f.weight":
             assert not torch.equal(p, r)

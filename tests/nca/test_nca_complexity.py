@@ -34,7 +34,7 @@ def _tokens(n_rules: int = 8) -> tuple[np.ndarray, np.ndarray]:
 def test_gzip_score_is_int32_little_endian_like_the_reference() -> None:
     frames, tokens = _tokens()
     scores = MEASURES["gzip"].score(frames, tokens, None)
-    for row, score in zip(tokens, scores):
+    for row, score in zip(tokens, scores, strict=True):
         assert score == reference_gzip(row.astype("<i4").tobytes())
         assert score == gzip_ratio(row.astype(np.int32).tobytes())
     rng = np.random.default_rng(0)
