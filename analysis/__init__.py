@@ -34,10 +34,11 @@ _EXPORTS = {
 }
 __all__ = [
     "NOISE", "PAPER", "PAPER_MAX_SPEEDUP", "SCRATCH_SOURCES", "WILCOXON_MIN_N", "Analysis",
-    "PairedTest", "PaperFinding", "StorageError", "StudyRecord", "analyze", "band_anchors", "band_label",
-    "band_table", "best_setting", "cross_domain_table", "dashboard_command", "holm", "load_studies",
-    "mean_ci", "open_storage", "paired_test", "pareto_mask", "pareto_table", "resolve_study_names",
-    "seed_noise", "seeds_frame", "setting_stats", "trials_frame", "write_report",
+    "PairedTest", "PaperFinding", "StorageError", "StudyRecord", "analyze", "band_anchors",
+    "band_label", "band_table", "best_setting", "cross_domain_table", "dashboard_command", "holm",
+    "load_studies", "mean_ci", "open_storage", "paired_test", "pareto_mask", "pareto_table",
+    "resolve_study_names", "seed_noise", "seeds_frame", "setting_stats", "trials_frame",
+    "write_report",
 ]
 
 

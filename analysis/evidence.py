@@ -226,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_bytes(args.out / f"{name}.csv", frame.to_csv(index=False).encode())
     command = "python -m analysis.evidence " + " ".join(
         ["--run-dir", str(args.run_dir), "--out", str(args.out)])
-    text = render_markdown(_summary(big, trials_table(big), settings, knobs, fidelity, rho, command))
+    text = render_markdown(_summary(big, trials_table(big), settings, knobs, fidelity, rho,
+                                    command))
     atomic_write_bytes(args.out / "summary.md", text.encode())
     print(f"wrote {args.out / 'summary.md'} and {len(large)} domain reports")
     return 0

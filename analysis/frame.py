@@ -323,7 +323,8 @@ def seeds_frame(source: Source, study_names: Sequence[str] | None = None,
     info: dict[tuple[str, int], tuple] = {}
     if len(trials):
         keys = zip(trials["study"], trials["number"], strict=True)
-        info = dict(zip(keys, trials.reindex(columns=_TRIAL_KEYS).itertuples(index=False), strict=True))
+        info = dict(zip(keys, trials.reindex(columns=_TRIAL_KEYS).itertuples(index=False),
+                        strict=True))
     rows = []
     for rec in records:
         for t in rec.trials:

@@ -78,7 +78,8 @@ def _band_cells(s: pd.DataFrame, paper: PaperFinding | None) -> dict[str, str]:
         return {"band ranking (anchors)": "no band anchors", "best band": "n.a.",
                 "band agrees": "n.a."}
     best = anchors.iloc[0]
-    ranking = " > ".join(f"{b} ({g:+.2f})" for b, g in zip(anchors["band"], anchors["gain_mean"], strict=True))
+    ranking = " > ".join(f"{b} ({g:+.2f})"
+                         for b, g in zip(anchors["band"], anchors["gain_mean"], strict=True))
     agrees = "n.a." if paper is None else ("yes" if best["band"] == paper.best_band else "no")
     if len(anchors) > 1 and agrees != "n.a.":
         second = anchors.iloc[1]
@@ -167,7 +168,7 @@ def band_table(settings: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     order = {b: i for i, b in enumerate(PAPER_BAND_LABELS)}
     parts = []
-    for (study, _), s in settings.groupby(["study", domain_key(settings)], sort=True):
+    for _, s in settings.groupby(["study", domain_key(settings)], sort=True):
         ranked = _ranked_anchors(s).reindex(columns=[*columns[:5], *_BAND_COLUMNS])
         if ranked.empty:
             continue

@@ -356,8 +356,8 @@ def _pareto_panel(ax: Axes, rec: StudyRecord, t: pd.DataFrame, v: np.ndarray, fr
     if len(rec.directions) == 2:  # with more objectives the front's projection is no staircase
         f = v[front][np.argsort(v[front, i])]
         ax.step(f[:, i], f[:, j], where="post", c=_PAPER_COLOR, lw=1)
-    ax.scatter(v[front, i], v[front, j], s=30, c=_PAPER_COLOR, label=f"Pareto front ({front.sum()})",
-               zorder=3)
+    ax.scatter(v[front, i], v[front, j], s=30, c=_PAPER_COLOR,
+               label=f"Pareto front ({front.sum()})", zorder=3)
     numbers = t["number"].to_numpy()[front] if front.sum() <= 25 else []
     for number, x, y in zip(numbers, v[front, i], v[front, j], strict=True):
         ax.annotate(f"#{number}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")

@@ -187,7 +187,8 @@ def budget_plot(d: pd.DataFrame, flips: pd.DataFrame, path: Path) -> Figure:
     them); where a crossing lies beyond them, a dashed grey line marks the extrapolation to it."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, (name, column) in zip(axes, (("nca", "gain_pct"), ("net", "net_gain_pct")), strict=True):
+    for ax, (name, column) in zip(axes, (("nca", "gain_pct"), ("net", "net_gain_pct")),
+                                  strict=True):
         for i, ((recipe, fraction), g) in enumerate(d.groupby(["recipe", "nca_fraction"])):
             color = f"C{i}"
             x = g["domain_tokens"].to_numpy(dtype=float)
@@ -244,9 +245,11 @@ def _summary_table(cells: pd.DataFrame) -> pd.DataFrame:
         "scratch loss": cells["scratch_loss"].round(4),
         "best scratch": cells["best_scratch"],
         "residual RMS nca/scratch": [f"{a:.3f} / {b:.3f}" for a, b in
-                                     zip(cells["nca_residual_rms"], cells["scratch_residual_rms"], strict=True)],
+                                     zip(cells["nca_residual_rms"], cells["scratch_residual_rms"],
+                                         strict=True)],
         "token R² nca/scratch": [f"{a:.2f} / {b:.2f}" for a, b in
-                                 zip(cells["nca_token_r2"], cells["scratch_token_r2"], strict=True)],
+                                 zip(cells["nca_token_r2"], cells["scratch_token_r2"],
+                                     strict=True)],
     })
 
 

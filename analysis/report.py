@@ -61,7 +61,8 @@ class Analysis:
     noise: pd.DataFrame
     """Seed noise per study (:func:`analysis.stats.seed_noise`)."""
     cross_domain: pd.DataFrame
-    """One row per study and domain next to the paper (:func:`analysis.paper.cross_domain_table`)."""
+    """One row per study and domain next to the paper
+    (:func:`analysis.paper.cross_domain_table`)."""
     bands: pd.DataFrame
     """Each study's (per domain) paper-band anchors with their effects, our best band and the
     paper's (:func:`analysis.paper.band_table`)."""
@@ -271,7 +272,8 @@ def _read_storages(storages: Sequence[str], names: Sequence[str] | None) -> list
     missing = sorted(set(names) - {r.name for r in records})
     if missing:
         found = ", ".join(sorted(r.name for r in records)) or "none"
-        raise StorageError(f"no study named {missing[0]!r} in {', '.join(storages)}; found: {found}")
+        raise StorageError(f"no study named {missing[0]!r} in {', '.join(storages)}; "
+                           f"found: {found}")
     return [r for r in records if r.name in set(names)]
 
 

@@ -98,7 +98,8 @@ def _confirmed_blocks(a: Analysis) -> list[Block]:
                                              c["net_ci_high"]),
             "Holm p (net)": [_fmt(v, ".2g") for v in c["net_p_holm"]],
             "best scratch": [f"{b} at {x:g}x" for b, x in zip(c["best_scratch"],
-                                                               c["best_scratch_lr_x"], strict=True)],
+                                                               c["best_scratch_lr_x"],
+                                                               strict=True)],
             "search net %": [_fmt(v, "+.2f") for v in c["search_net"]],
             "verdict": c["verdict"]}))]
 
@@ -129,7 +130,8 @@ def _domain_text(rec: StudyRecord) -> str:
 def _fmt_ci(mean: pd.Series, n: pd.Series, low: pd.Series, high: pd.Series) -> list[str]:
     """``+1.23 [+0.50, +1.96]``, or the mean alone for one seed or no interval."""
     return [_fmt(m, "+.2f") if k < 2 or not np.isfinite(lo) else
-            f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, k, lo, hi in zip(mean, n, low, high, strict=True)]
+            f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+            for m, k, lo, hi in zip(mean, n, low, high, strict=True)]
 
 
 def _best_band_blocks(a: Analysis, save: Saver) -> list[Block]:
@@ -171,7 +173,8 @@ def _fmt_noise(noise: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "study": study,
         "scratch loss (mean ± sd)": [f"{m:.4f} ± {_fmt(s, '.4f')}" for m, s in
-                                     zip(noise["scratch_loss_mean"], noise["scratch_loss_sd"], strict=True)],
+                                     zip(noise["scratch_loss_mean"], noise["scratch_loss_sd"],
+                                         strict=True)],
         "pooled gain sd (%)": [_fmt(v, ".3f") for v in noise["gain_sd_pooled"]],
         "settings pooled": noise["settings_pooled"],
     })
@@ -179,7 +182,8 @@ def _fmt_noise(noise: pd.DataFrame) -> pd.DataFrame:
 
 def _fmt_settings(s: pd.DataFrame) -> pd.DataFrame:
     gain = [f"{m:+.2f}" if n < 2 else f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-            for m, n, lo, hi in zip(s["gain_mean"], s["n_seeds"], s["ci_low"], s["ci_high"], strict=True)]
+            for m, n, lo, hi in zip(s["gain_mean"], s["n_seeds"], s["ci_low"], s["ci_high"],
+                                    strict=True)]
     out = pd.DataFrame({
         "setting": s["label"], "trials": s["trials"], "band": s["band"],
         "alphabet": [_fmt(v, ".0f") for v in s["alphabet"]], "seeds": s["n_seeds"],
@@ -249,7 +253,8 @@ def study_section(a: Analysis, rec: StudyRecord, save: Saver, store: Any | None,
     multi-domain study's settings and curves per domain, and its Pareto front as a table."""
     t = a.trials[(a.trials["study"] == rec.name) & (a.trials["state"] == "COMPLETE")]
     s = a.settings[a.settings["study"] == rec.name] if not a.settings.empty else a.settings
-    objective = ", ".join(f"{m} ({d})" for m, d in zip(rec.metric_names, rec.directions, strict=True))
+    objective = ", ".join(f"{m} ({d})"
+                          for m, d in zip(rec.metric_names, rec.directions, strict=True))
     domain = ", ".join(rec.domains) if rec.is_multi_domain else rec.domain
     blocks: list[Block] = [
         Heading(text=f"Study `{rec.name}`: {domain}, preset {rec.preset}", level=2),

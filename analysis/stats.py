@@ -32,8 +32,8 @@ from analysis.frame import SCRATCH_SOURCES, domain_key
 
 __all__ = [
     "NOISE", "POWER", "WILCOXON_MIN_N", "LineFit", "PairedTest", "best_setting", "holm",
-    "lack_of_fit_p", "line_fit", "mean_ci", "min_detectable_effect", "paired_t_power", "paired_test", "seed_noise",
-    "seeds_for_effect", "setting_stats",
+    "lack_of_fit_p", "line_fit", "mean_ci", "min_detectable_effect", "paired_t_power",
+    "paired_test", "seed_noise", "seeds_for_effect", "setting_stats",
 ]
 
 WILCOXON_MIN_N = 6

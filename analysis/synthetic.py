@@ -146,7 +146,8 @@ def _seed_records(domain: str, setting: dict[str, Any], seeds: list[int],
         scratch_losses=by_recipe, speedup=_speedup(c, sc),
         curve=tuple((int(t), v) for t, v in c), scratch_curve=tuple((int(t), v) for t, v in scc),
         probe=None) for s, lo, sc, g, c, scc, by_recipe in zip(seeds, losses, scratch, gains,
-                                                               curves, scratch_curves, runs, strict=True))
+                                                               curves, scratch_curves, runs,
+                                                               strict=True))
 
 
 def _scratch_runs(matched: float, domain: str, seed: int, recipes: tuple[str, ...]

@@ -3,7 +3,8 @@
 First choice: the NCA sample GIFs the search uploaded as trial artifacts (one row per GIF, frames
 left to right), read through the artifact store. Otherwise ``nca`` renders it: rules sampled
 from the setting's band (``nca.trajectories.band_trajectories``) drawn by
-``nca.render.contact_sheet`` (a few seconds on CPU). Otherwise the figure is skipped with the reason.
+``nca.render.contact_sheet`` (a few seconds on CPU). Otherwise the figure is skipped with the
+reason.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 Curve = Sequence[Sequence[float]]
 
 
-def save_trial_curves(curves: Sequence[Curve], scratch_curves: Sequence[Curve], seeds: Sequence[int],
-                      title: str, path: Path) -> Path:
+def save_trial_curves(curves: Sequence[Curve], scratch_curves: Sequence[Curve],
+                      seeds: Sequence[int], title: str, path: Path) -> Path:
     """Plot each seed's downstream validation loss next to its scratch run; write a PNG."""
     fig = Figure(figsize=(6.4, 4.0), dpi=110)
     ax = fig.subplots()

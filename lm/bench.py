@@ -3,7 +3,8 @@
     python -m lm.bench                      # table, default device (CUDA if present, else CPU)
     python -m lm.bench --json               # one JSON object (see below)
     python -m lm.bench --device cpu --threads 2 --presets tiny,cpu-proxy --autocast off
-    python -m lm.bench --nca                # also the NCA stage (vocab 10**4 + 2, the preset's NCA context)
+    python -m lm.bench --nca                # also the NCA stage (vocab 10**4 + 2, the preset's
+                                            # NCA context)
 
 JSON: {"device": ..., "matmul_gflops": ..., "presets": {"<name>": {"tokens_per_s": ...,
 "model_gflops": ..., "mfu": ...}}, "skipped": {"<name>": "<why>"}}.

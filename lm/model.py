@@ -210,7 +210,7 @@ class Transformer(nn.Module):
             logits, shape (B, T, vocab_size); position t sees tokens 0..t only.
         """
         T = idx.shape[1]
-        if T > self.config.max_seq_len:
+        if self.config.max_seq_len < T:
             raise ValueError(f"sequence of {T} tokens > max_seq_len={self.config.max_seq_len}")
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]  # (T, hs/2)
         x = self.tok_emb(idx)  # (B, T, C)

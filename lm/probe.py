@@ -97,7 +97,8 @@ def _residual_stats(residual: torch.Tensor, token_ids: torch.Tensor) -> tuple[fl
     mean = residual.mean(0)  # (C,)
     total = (residual - mean).pow(2).sum()
     _, group = torch.unique(token_ids, return_inverse=True)
-    sums = torch.zeros(int(group.max()) + 1, residual.shape[1], device=residual.device).index_add_(0, group, residual)
+    sums = torch.zeros(int(group.max()) + 1, residual.shape[1],
+                       device=residual.device).index_add_(0, group, residual)
     counts = torch.bincount(group).unsqueeze(1).float()
     within = (residual - (sums / counts)[group]).pow(2).sum()
     rms = float(second_moment.div(residual.shape[1]).sqrt())

@@ -81,7 +81,8 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.embed_init not in EMBED_INITS:
-            raise ValueError(f"embed_init {self.embed_init!r} is not one of {', '.join(EMBED_INITS)}")
+            raise ValueError(f"embed_init {self.embed_init!r} is not one of "
+                             f"{', '.join(EMBED_INITS)}")
         if self.nca_schedule not in NCA_SCHEDULES:
             raise ValueError(f"nca_schedule {self.nca_schedule!r} is not one of "
                              f"{', '.join(NCA_SCHEDULES)}")
@@ -194,5 +195,6 @@ def init_new_embeddings(model: Transformer, embed_init: str, seed: int,
     fresh = torch.empty(emb.shape, dtype=torch.float32).normal_(0.0, 1.0, generator=generator)
     emb.copy_(fresh)
     bound = 1.0 / math.sqrt(head.shape[1])
-    fresh = torch.empty(head.shape, dtype=torch.float32).uniform_(-bound, bound, generator=generator)
+    fresh = torch.empty(head.shape, dtype=torch.float32).uniform_(-bound, bound,
+                                                                  generator=generator)
     head.copy_(fresh)

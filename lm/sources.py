@@ -239,9 +239,11 @@ class LocalSource(Source):
             data = path.read_bytes()
             if b"\0" not in data:
                 try:
-                    yield Document(rel, data.decode("utf-8"))
+                    text = data.decode("utf-8")
                 except UnicodeDecodeError:
                     pass  # binary or non-UTF-8 files are not text documents
+                else:
+                    yield Document(rel, text)
 
     def _all(self) -> Iterator[Document]:
         for path in self._files():

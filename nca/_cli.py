@@ -24,7 +24,8 @@ def add_nca_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"logit bonus for keeping a state (default {d.identity_bias:g})")
     parser.add_argument("--burn-in", type=int, default=d.burn_in,
                         help=f"steps before the first frame (default {d.burn_in})")
-    parser.add_argument("--dt", type=int, default=d.dt, help=f"steps between frames (default {d.dt})")
+    parser.add_argument("--dt", type=int, default=d.dt,
+                        help=f"steps between frames (default {d.dt})")
     parser.add_argument("--patch", type=int, default=d.patch,
                         help=f"patch side in cells per token (default {d.patch})")
 

@@ -108,7 +108,8 @@ class ScoreStream:
             scores = np.load(self.path / "scores.npy")
         except (OSError, ValueError):
             return empty  # unreadable: the stream is deterministic, so it is simply rescored
-        ok = scores.ndim == 2 and scores.shape[1] == len(self.measures) and not len(scores) % SCORE_BLOCK
+        ok = (scores.ndim == 2 and scores.shape[1] == len(self.measures)
+              and not len(scores) % SCORE_BLOCK)
         return scores.astype(np.float64) if ok else empty
 
     def _save(self) -> None:

@@ -17,7 +17,8 @@ from typing import Protocol
 import numpy as np
 
 GZIP_LEVEL = 9
-_GZIP_WBITS = 31  # zlib's gzip container: the same 10-byte header and 8-byte trailer as gzip.GzipFile
+# zlib's gzip container: the same 10-byte header and 8-byte trailer as gzip.GzipFile
+_GZIP_WBITS = 31
 
 
 class ComplexityMeasure(Protocol):
@@ -25,7 +26,8 @@ class ComplexityMeasure(Protocol):
 
     name: str
 
-    def score(self, frames: np.ndarray, tokens: np.ndarray, executor: Executor | None) -> np.ndarray:
+    def score(self, frames: np.ndarray, tokens: np.ndarray,
+              executor: Executor | None) -> np.ndarray:
         """Score each trajectory.
 
         Args:
@@ -53,7 +55,8 @@ class GzipRatio:
 
     name = "gzip"
 
-    def score(self, frames: np.ndarray, tokens: np.ndarray, executor: Executor | None) -> np.ndarray:
+    def score(self, frames: np.ndarray, tokens: np.ndarray,
+              executor: Executor | None) -> np.ndarray:
         rows = np.ascontiguousarray(tokens.reshape(len(tokens), -1), dtype="<i4")
         if executor is None or len(rows) < 64:
             return np.asarray(_gzip_rows(rows), dtype=np.float64)
@@ -68,7 +71,8 @@ class ChangeRate:
 
     name = "change"
 
-    def score(self, frames: np.ndarray, tokens: np.ndarray, executor: Executor | None) -> np.ndarray:
+    def score(self, frames: np.ndarray, tokens: np.ndarray,
+              executor: Executor | None) -> np.ndarray:
         changed = frames[:, 1:] != frames[:, :-1]
         return changed.reshape(len(frames), -1).mean(axis=1, dtype=np.float64)
 
@@ -82,4 +86,5 @@ def get_measure(name: str) -> ComplexityMeasure:
     try:
         return MEASURES[name]
     except KeyError:
-        raise ValueError(f"{name!r} is not a complexity measure; valid: {sorted(MEASURES)}") from None
+        raise ValueError(
+            f"{name!r} is not a complexity measure; valid: {sorted(MEASURES)}") from None

@@ -122,10 +122,12 @@ class Band:
         _check_float("Band", "lower", self.lower)
         _check_float("Band", "upper", self.upper)
         if self.kind not in ("absolute", "quantile"):
-            raise ValueError(f"Band.kind={self.kind!r} is invalid; accepted: 'absolute', 'quantile'")
+            raise ValueError(
+                f"Band.kind={self.kind!r} is invalid; accepted: 'absolute', 'quantile'")
         if self.measure not in MEASURES:
             raise ValueError(
-                f"Band.measure={self.measure!r} is not a complexity measure; valid: {sorted(MEASURES)}"
+                f"Band.measure={self.measure!r} is not a complexity measure; "
+                f"valid: {sorted(MEASURES)}"
             )
         if not (0.0 <= self.lower < self.upper <= 1.0):
             raise ValueError(
@@ -146,7 +148,8 @@ class Band:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (for JSON and cache keys)."""
-        return {"lower": self.lower, "upper": self.upper, "kind": self.kind, "measure": self.measure}
+        return {"lower": self.lower, "upper": self.upper, "kind": self.kind,
+                "measure": self.measure}
 
 
 PAPER_BANDS = (Band(0.2, 0.3), Band(0.3, 0.4), Band(0.4, 0.5), Band(0.5, 1.0))

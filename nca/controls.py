@@ -102,7 +102,8 @@ def file_sha256(path: Path) -> str:
     return sha256_file(_corpus_file(path))
 
 
-def text_splits(corpus: bytes, length: int, n_train: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
+def text_splits(corpus: bytes, length: int, n_train: int,
+                n_val: int) -> tuple[np.ndarray, np.ndarray]:
     """Byte sequences: training from the start of the corpus, held-out from its end.
 
     Returns:

@@ -77,8 +77,9 @@ def layout(spec: DataSpec, seq_len: int) -> tuple[int, int, np.ndarray]:
 
 def dataset_key(spec: DataSpec, n_tokens: int, seed: int, seq_len: int) -> str:
     """The cache key of `build(spec, n_tokens, seed=seed, seq_len=seq_len)`."""
-    identity: dict[str, Any] = {"format": TOKEN_FORMAT, "spec": spec.to_dict(), "n_tokens": n_tokens,
-                                "seed": seed, "seq_len": seq_len, "code": code_version()}
+    identity: dict[str, Any] = {"format": TOKEN_FORMAT, "spec": spec.to_dict(),
+                                "n_tokens": n_tokens, "seed": seed, "seq_len": seq_len,
+                                "code": code_version()}
     if spec.source == "text":
         assert spec.text_path is not None
         identity["text_sha256"] = file_sha256(Path(spec.text_path))

@@ -108,7 +108,8 @@ def _progress_bars() -> tuple[Any, dict[str, tqdm]]:
 def main(argv: list[str] | None = None) -> int:
     """CLI: build a dataset and print a summary."""
     parser = OneLineParser(prog="python -m nca.generate", description=__doc__.split("\n")[0])
-    parser.add_argument("--source", choices=SOURCES, default="nca", help="data source (default nca)")
+    parser.add_argument("--source", choices=SOURCES, default="nca",
+                        help="data source (default nca)")
     add_nca_arguments(parser)
     parser.add_argument("--band", action="append", default=None,
                         help="LOWER:UPPER absolute gzip band, or qLOWER:UPPER profile quantiles; "

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: print a complexity profile."""
     parser = OneLineParser(prog="python -m nca.profile", description=__doc__.split(":")[0])
     add_nca_arguments(parser)
-    parser.add_argument("--rules", type=int, default=4096, help="random rules to score (default 4096)")
+    parser.add_argument("--rules", type=int, default=4096,
+                        help="random rules to score (default 4096)")
     parser.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
     parser.add_argument("--measure", default="gzip", help="complexity measure (default gzip)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="cache root (default: none)")

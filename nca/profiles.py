@@ -94,7 +94,8 @@ class ComplexityProfile:
         if frac == 0 and band.lower > self.max:
             raise BandUnreachableError(
                 f"band {band} is unreachable for alphabet {n}: the highest {self.measure} score "
-                f"of {self.n_rules} random rules is {self.max:.4f}; accepted: lower < {self.max:.4f}"
+                f"of {self.n_rules} random rules is {self.max:.4f}; "
+                f"accepted: lower < {self.max:.4f}"
             )
         if frac > 0 and n_rules / frac > max_candidates:
             raise BandUnreachableError(

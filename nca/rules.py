@@ -97,7 +97,8 @@ def sample_rules(alphabet: int, seed: int, ids: np.ndarray | list[int]) -> RuleP
         torch.rand(n_weights, generator=gen, out=uniform[row])
     normal = _truncated_normal(uniform)
     parts = torch.split(normal, [size for size, _ in sizes], dim=1)
-    w1, w2, w3 = (p * (math.sqrt(1.0 / fan_in) / _TRUNC_STD) for p, (_, fan_in) in zip(parts, sizes, strict=True))
+    w1, w2, w3 = (p * (math.sqrt(1.0 / fan_in) / _TRUNC_STD)
+                  for p, (_, fan_in) in zip(parts, sizes, strict=True))
     r = len(ids)
     return RuleParams(
         w1.reshape(r, HIDDEN_1, alphabet + 2, 3, 3).contiguous(),
@@ -129,8 +130,8 @@ def reference_logits(params: RuleParams, states: torch.Tensor) -> torch.Tensor:
     x = torch.cat([x[..., -1:], x, x[..., :1]], dim=-1)  # channel wrap: (B, H, W, n+2)
     x = x.permute(0, 3, 1, 2)  # (B, n+2, H, W)
     x = F.pad(x, (1, 1, 1, 1), mode="circular")  # spatial wrap: (B, n+2, H+2, W+2)
-    y = F.conv2d(x.reshape(1, b * (n + 2), h + 2, w + 2), params.w1.reshape(b * HIDDEN_1, n + 2, 3, 3),
-                 groups=b).reshape(b, HIDDEN_1, h, w)
+    y = F.conv2d(x.reshape(1, b * (n + 2), h + 2, w + 2),
+                 params.w1.reshape(b * HIDDEN_1, n + 2, 3, 3), groups=b).reshape(b, HIDDEN_1, h, w)
     y = torch.einsum("bkc,bchw->bkhw", params.w2, y).relu()
     return torch.einsum("bnk,bkhw->bnhw", params.w3, y)
 

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     add_nca_arguments(parser)
     parser.add_argument("--band", action="append", default=None,
                         help="LOWER:UPPER, or qLOWER:UPPER for profile quantiles (or any "
-                             "spelling of nca.bands.parse_band); repeatable (default: the paper's four)")
+                             "spelling of nca.bands.parse_band); repeatable "
+                             "(default: the paper's four)")
     parser.add_argument("--rules", type=int, default=4, help="sample rules per band (default 4)")
     parser.add_argument("--frames", type=int, default=24, help="frames per trajectory (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")

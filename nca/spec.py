@@ -22,7 +22,8 @@ class DataSpec:
 
     Example:
         >>> from nca import Band, NCAConfig
-        >>> spec = DataSpec(source="nca", curriculum=Curriculum.constant(NCAConfig(), Band(0.5, 1.0)))
+        >>> spec = DataSpec(source="nca",
+        ...                 curriculum=Curriculum.constant(NCAConfig(), Band(0.5, 1.0)))
     """
 
     source: Literal["nca", "dyck", "text"] = "nca"
@@ -46,10 +47,12 @@ class DataSpec:
         if self.source not in SOURCES:
             raise ValueError(f"DataSpec.source={self.source!r} is invalid; valid: {list(SOURCES)}")
         self._check_source_fields()
-        for name, lo in (("sequences_per_rule", 1), ("profile_rules", 16), ("min_val_sequences", 1)):
+        for name, lo in (("sequences_per_rule", 1), ("profile_rules", 16),
+                         ("min_val_sequences", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-                raise ValueError(f"DataSpec.{name}={value!r} is invalid; accepted: an integer >= {lo}")
+                raise ValueError(f"DataSpec.{name}={value!r} is invalid; "
+                                 f"accepted: an integer >= {lo}")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction <= 0.5:
             raise ValueError(f"DataSpec.val_fraction={self.val_fraction!r} is invalid; "
                              f"accepted: a number in [0, 0.5]")
@@ -67,7 +70,8 @@ class DataSpec:
                 if getattr(self, name) != defaults[name]:
                     raise ValueError(f"DataSpec.{name} is only used with source='nca'")
         if self.source != "dyck" and self.dyck_k is not None:
-            raise ValueError(f"DataSpec.dyck_k is only used with source='dyck', not {self.source!r}")
+            raise ValueError(
+                f"DataSpec.dyck_k is only used with source='dyck', not {self.source!r}")
         if self.source == "dyck" and self.dyck_k is not None and not (
             isinstance(self.dyck_k, int) and 1 <= self.dyck_k <= 1024
         ):

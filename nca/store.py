@@ -125,7 +125,8 @@ class TokenDataset:
         if "bytes_per_token" in self.manifest:
             self.bytes_per_token = float(self.manifest["bytes_per_token"])
         entry = self.manifest["splits"][split]
-        self._shards = [np.load(self.directory / s["tokens"], mmap_mode="r") for s in entry["shards"]]
+        self._shards = [np.load(self.directory / s["tokens"], mmap_mode="r")
+                        for s in entry["shards"]]
         sizes = [len(s) for s in self._shards]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self._mask = np.load(self.directory / self.manifest["loss_mask"])

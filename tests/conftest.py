@@ -44,8 +44,9 @@ def postgres_url():
         shutil.chown(root, "postgres")
     subprocess.run([*as_postgres, bindir / "initdb", "-D", data, "--auth=trust", "-U", "postgres"],
                    check=True, capture_output=True)
-    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w", "-t", "30",
-                    "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"],
+    subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-l", root / "log", "-w",
+                    "-t", "30", "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                    "start"],
                    check=True, capture_output=True)
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     try:

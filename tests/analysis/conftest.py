@@ -49,8 +49,9 @@ def served_study(tmp_path_factory: pytest.TempPathFactory) -> ServedStudy:
     """A real ``smoke`` study (2 trials, in process), whose trials uploaded their artifacts."""
     root = tmp_path_factory.mktemp("served")
     cmd = [sys.executable, "-m", "search.run", "--study", "smoke", "--n-trials", "2",
-           "--executor", "inline", "--run-dir", str(root / "run"), "--cache-dir", str(root / "cache")]
+           "--executor", "inline", "--run-dir", str(root / "run"),
+           "--cache-dir", str(root / "cache")]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    return ServedStudy(journal=root / "run" / "journal.log", artifact_dir=root / "run" / "artifacts",
-                       study_name="smoke")
+    return ServedStudy(journal=root / "run" / "journal.log",
+                       artifact_dir=root / "run" / "artifacts", study_name="smoke")

@@ -33,7 +33,8 @@ def _record(seeds: list[int], val: list[float], test: list[float]) -> TrialRecor
         upstream=None, wall_s=0.0, device="cpu")
 
 
-def confirm_study(storage, name: str, runs: dict[tuple[str, float], tuple[list[float], list[float]]],
+def confirm_study(storage, name: str,
+                  runs: dict[tuple[str, float], tuple[list[float], list[float]]],
                   finalists: list[dict], seeds=SEEDS, grid=GRID) -> optuna.Study:
     """A confirmation study as search.confirm writes one: its plan, and a trial per arm and grid
     point holding each seed's val and test loss."""

@@ -105,7 +105,8 @@ def test_a_longer_cell_from_another_study_joins_the_map(tmp_path):
     flips = pd.read_csv(out / "sign_flip.csv").set_index(["recipe", "effect"])
     paper, proxy = flips.loc[("paper", "nca")], flips.loc[("proxy", "nca")]
     assert paper["budgets"] == "0.1M, 1.0M, 100.0M" and proxy["budgets"] == "0.1M, 1.0M"
-    assert paper["flip_tokens"] == pytest.approx(1e7, rel=1e-3) and "extrapolated" not in paper["flip"]
+    assert (paper["flip_tokens"] == pytest.approx(1e7, rel=1e-3)
+            and "extrapolated" not in paper["flip"])
     assert (out / "figures" / "regime_heat.png").stat().st_size > 1000
 
 
@@ -191,7 +192,8 @@ def test_the_results_readme_quotes_the_published_regime_map():
     """studies/results/README.md copies regime.md's table (with prose around it) and its
     regeneration command: both must say what regime.md says, cell for cell."""
     root = Path(__file__).resolve().parents[2] / "studies" / "results"
-    readme, regime_md = (root / "README.md").read_text(), (root / "regime" / "regime.md").read_text()
+    readme = (root / "README.md").read_text()
+    regime_md = (root / "regime" / "regime.md").read_text()
     command = regime_md.split("Regenerate with `", 1)[1].split("`", 1)[0]
     assert f"`{command}`" in readme
     head = "| recipe | downstream | NCA share | seeds |"

@@ -92,8 +92,8 @@ def test_report_on_unreachable_postgresql_is_one_line_naming_the_url(tmp_path):
 
     url = "postgresql://nobody@127.0.0.1:1/none"
     proc = subprocess.run([sys.executable, "-m", "analysis.report", "--storage", url, "--out",
-                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, check=False,
-                          timeout=120)
+                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
+                          check=False, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert url in proc.stderr and "Connection refused" in proc.stderr
     assert "StorageInternalError" not in proc.stderr and not (tmp_path / "out").exists()

@@ -64,7 +64,8 @@ def start(paths: Paths, *extra: str) -> subprocess.Popen[str]:
 def load(paths: Paths) -> optuna.Study:
     from search.storage import open_storage
 
-    return optuna.load_study(study_name="smoke", storage=open_storage(str(paths.journal), create=False))
+    return optuna.load_study(study_name="smoke",
+                             storage=open_storage(str(paths.journal), create=False))
 
 
 def link_cache(src: Paths, dst: Paths, *, skip: tuple[str, ...] = ()) -> None:

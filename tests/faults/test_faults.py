@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 
 def _copy_run(reference, tmp_path) -> Paths:
     paths = Paths(tmp_path)
-    shutil.copytree(reference.root.run, paths.run, ignore=shutil.ignore_patterns("workers", "*.lock"))
+    shutil.copytree(reference.root.run, paths.run,
+                    ignore=shutil.ignore_patterns("workers", "*.lock"))
     h.link_cache(reference.root, paths)
     return paths
 
@@ -139,7 +140,7 @@ def test_sigkill_to_a_worker_computing_baselines(reference, tmp_path, note):
     note("baseline job retried (attempt 1), study completed")
 
 
-# -- caches ------------------------------------------------------------------------------------------
+# -- caches ----------------------------------------------------------------------------------------
 
 
 def test_damaged_corpus_cache(reference, tmp_path, note):

@@ -217,13 +217,16 @@ def _report_main(argv: list[str]) -> int:
 # -- 4, 5, 7, 8, 9: bad values refused in one line before anything is written ----------------------
 
 _BAD_STUDIES = [  # (id, (old, new) in the smoke study, or raw bytes; what the line names)
-    ("#4 n_trials = nan", ("n_trials = 4", "n_trials = nan"), "n_trials = nan: expected an integer"),
+    ("#4 n_trials = nan", ("n_trials = 4", "n_trials = nan"),
+     "n_trials = nan: expected an integer"),
     ("#4 n_trials = 1e400", ("n_trials = 4", "n_trials = 1e400"), "n_trials = inf"),
-    ("#4 n_trials = 4.5", ("n_trials = 4", "n_trials = 4.5"), "n_trials = 4.5: expected an integer"),
+    ("#4 n_trials = 4.5", ("n_trials = 4", "n_trials = 4.5"),
+     "n_trials = 4.5: expected an integer"),
     ("#4 n_trials = true", ("n_trials = 4", "n_trials = true"), "n_trials = true: expected"),
     ("#5 threads = 100000", ("workers = 2", "workers = 2\nthreads = 100000"),
      "threads = 100000: expected 0 (automatic) to"),
-    ("#5 threads = 2.5", ("workers = 2", "workers = 2\nthreads = 2.5"), "threads = 2.5: expected an"),
+    ("#5 threads = 2.5", ("workers = 2", "workers = 2\nthreads = 2.5"),
+     "threads = 2.5: expected an"),
     ("#7 binary study file", Path("/bin/ls").read_bytes(), "not UTF-8 text"),
     ("#7 non-UTF-8 study file", b'[study]\nname = "\xff"\n', "not UTF-8 text"),
     ("#7 study = 5", b"study = 5\n", "[study] = 5: expected a table"),
@@ -346,7 +349,7 @@ def test_other_commands_refuse_bad_values_in_one_line(tmp_path, capsys, note):
     note(f"{len(seen)} refusals, e.g. {seen[1][:60]}")
 
 
-# -- 6: SIGTERM --------------------------------------------------------------------------------------
+# -- 6: SIGTERM ------------------------------------------------------------------------------------
 
 
 def test_sigterm_to_the_driver_leaves_nothing_running(reference, tmp_path, note):
@@ -371,7 +374,7 @@ def test_sigterm_to_the_driver_leaves_nothing_running(reference, tmp_path, note)
     note(f"exit 143, {len(stopped)} trial(s) re-enqueued; resumed, numbers equal")
 
 
-# -- 10, 11: a damaged journal -----------------------------------------------------------------------
+# -- 10, 11: a damaged journal ---------------------------------------------------------------------
 
 
 def test_damaged_record_mid_journal_is_named_and_repaired(reference, tmp_path, capsys, note):
@@ -387,7 +390,8 @@ def test_damaged_record_mid_journal_is_named_and_repaired(reference, tmp_path, c
     data[starts[record] + 20:starts[record] + 23] = b"\x00\xff}"
     paths.journal.write_bytes(bytes(data))
     for main, argv in ((_status_main, ["--storage", str(paths.journal)]),
-                       (_report_main, ["--storage", str(paths.journal), "--out", str(tmp_path / "o")]),
+                       (_report_main, ["--storage", str(paths.journal),
+                                       "--out", str(tmp_path / "o")]),
                        (_search_run, [*h.command(paths)[3:]])):
         line = refused(capsys, main, argv, tmp_path)
         assert f"record {record} (bytes" in line and "--repair" in line, line
@@ -407,7 +411,7 @@ def test_damaged_record_mid_journal_is_named_and_repaired(reference, tmp_path, c
     note(f"record {record} named; repaired keeping every intact record; study resumed")
 
 
-# -- 12: repeated proposals -------------------------------------------------------------------------
+# -- 12: repeated proposals ------------------------------------------------------------------------
 
 
 def test_a_repeated_proposal_is_not_counted(reference, tmp_path, note):
@@ -432,7 +436,7 @@ def test_a_repeated_proposal_is_not_counted(reference, tmp_path, note):
     note(f"2 distinct settings counted; {len(trials) - len(counted)} repeats not counted")
 
 
-# -- 13: a forecast calibrated on a busy machine ----------------------------------------------------
+# -- 13: a forecast calibrated on a busy machine ---------------------------------------------------
 
 
 def test_a_calibration_measured_under_load_is_measured_again_and_measured_rates_win(

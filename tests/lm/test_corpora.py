@@ -64,7 +64,7 @@ def test_hash_split_is_by_document_and_disjoint(tmp_path):
     want_val = [d for i, d in enumerate(DOCS) if split_of(f"docs.jsonl:{i}", 20) == "val"]
     rest = [d for d in DOCS if d not in want_val]
     want_test = [d for d in rest if in_test(d, 25)]
-    assert 0 < len(want_val) and 0 < len(want_test) < len(rest)
+    assert len(want_val) > 0 and 0 < len(want_test) < len(rest)
     assert _docs(corpus, "val") == want_val and _docs(corpus, "test") == want_test
     assert _docs(corpus, "train") == [d for d in rest if d not in want_test]
 

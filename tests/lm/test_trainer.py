@@ -60,7 +60,8 @@ def test_resume_retraces_an_uninterrupted_run_bit_for_bit(counting, tmp_path):
     assert resumed.final_train_loss == reference.final_train_loss
     again = train(tiny_model(), train_ds, val_ds, cfg, checkpoint_path=path)  # finished run
     assert again.curve == reference.curve and again.steps == reference.steps
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt", "run.pt.sha256"]  # no temp files
+    # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt", "run.pt.sha256"]
 
 
 def test_checkpoint_of_another_run_is_refused(counting, tmp_path):

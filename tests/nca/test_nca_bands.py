@@ -49,4 +49,5 @@ def test_bad_text_is_one_line_naming_it_and_what_is_accepted(text: str) -> None:
 
 
 def test_paper_bands_are_the_papers_names() -> None:
-    assert [parse_band(name) for name in ("20-30%", "30-40%", "40-50%", "50%+")] == list(PAPER_BANDS)
+    names = ("20-30%", "30-40%", "40-50%", "50%+")
+    assert [parse_band(name) for name in names] == list(PAPER_BANDS)

@@ -51,8 +51,8 @@ def test_generate_bad_values_exit_2_with_one_line(tmp_path: Path, capsys: pytest
 
 def test_generate_process_exit_status(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "nca.generate", "--band", "0.6:0.5", "--tokens",
-                           "1000", "--cache-dir", str(tmp_path)], cwd=REPO, capture_output=True, check=False,
-                          text=True, timeout=120)
+                           "1000", "--cache-dir", str(tmp_path)], cwd=REPO, capture_output=True,
+                          check=False, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and not proc.stdout
 
 
@@ -60,15 +60,16 @@ def test_generate_builds_then_hits(tmp_path: Path, capsys: pytest.CaptureFixture
     argv = ["--alphabet", "4", "--band", "0.3:0.45", "--tokens", "8k", "--cache-dir", str(tmp_path)]
     assert generate.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith("built: ") and "tokens: train 8,208 (8 seq)" in out and "acceptance" in out
+    assert (out.startswith("built: ") and "tokens: train 8,208 (8 seq)" in out
+            and "acceptance" in out)
     assert generate.main(argv) == 0
     assert capsys.readouterr().out.startswith("cache hit: ")
 
 
 def test_profile_cli_prints_percentiles_and_paper_bands() -> None:
     proc = subprocess.run([sys.executable, "-m", "nca.profile", "--alphabet", "4", "--rules",
-                           "512", "--seed", "0", "--json"], cwd=REPO, capture_output=True, check=False,
-                          text=True, timeout=120)
+                           "512", "--seed", "0", "--json"], cwd=REPO, capture_output=True,
+                          check=False, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     prof = json.loads(proc.stdout)
     assert len(prof["percentiles"]) == 101 and prof["rules"] == 512
@@ -77,7 +78,8 @@ def test_profile_cli_prints_percentiles_and_paper_bands() -> None:
     assert prof["percentiles"][100] == prof["max"] < 0.5
 
 
-def test_show_writes_png_gif_and_contact_sheet(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_show_writes_png_gif_and_contact_sheet(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
     argv = ["--alphabet", "4", "--band", "0.2:0.3", "--band", "q0.9:1", "--rules", "2",
             "--frames", "5", "--out", str(tmp_path)]
     assert show.main(argv) == 0

@@ -1,4 +1,5 @@
-"""`build`: on-disk layout, manifest, held-out rules, cache hits, corruption recovery, determinism."""
+"""`build`: on-disk layout, manifest, held-out rules, cache hits, corruption recovery,
+determinism."""
 
 from __future__ import annotations
 

@@ -38,7 +38,8 @@ def test_low_temperature_step_is_the_reference_argmax() -> None:
 
 def test_exact_ties_are_sampled_uniformly() -> None:
     n, cfg = 5, NCAConfig(alphabet=5, grid=32)
-    params = RuleParams(torch.randn(1, 4, n + 2, 3, 3), torch.randn(1, 16, 4), torch.zeros(1, n, 16))
+    params = RuleParams(torch.randn(1, 4, n + 2, 3, 3), torch.randn(1, 16, 4),
+                        torch.zeros(1, n, 16))
     state = initial_states(1, cfg, make_generator(0))
     nxt = _Stepper(params, torch.zeros(1, dtype=torch.long), cfg).step(state, make_generator(1))
     counts = np.bincount(nxt.flatten().numpy(), minlength=n)

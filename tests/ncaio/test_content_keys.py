@@ -1,4 +1,5 @@
-"""Cache keys never change: each pinned value was computed by the hashers before they moved to ncaio.
+"""Cache keys never change: each pinned value was computed by the hashers before they moved to
+ncaio.
 
 A changed key silently orphans every cached NCA dataset, checkpoint, baseline and corpus, so a
 refactor of the hashing must keep these bytes exactly.
@@ -77,7 +78,8 @@ def test_verified_json_checksum_and_token_digest_are_pinned(tmp_path):
     ncaio.write_verified_json(tmp_path / "v.json", {"b": [1, 2.5], "a": {"x": "é"}})
     recorded = json.loads((tmp_path / "v.json").read_text())["sha256"]
     assert recorded == "9f06e087906196d72ba66fb9be19db5e447a16c8cede1d2d00cd0481da0ddeb8"
-    tokens = np.ascontiguousarray(np.arange(5, dtype=np.uint16)).tobytes()  # search.trial's corpus key
+    # search.trial's corpus key
+    tokens = np.ascontiguousarray(np.arange(5, dtype=np.uint16)).tobytes()
     assert ncaio.sha256_bytes(tokens) == \
         "092977d86764722166958b9307b445c3054aab39bd8f9dddc80363777cecc197"
 
@@ -90,5 +92,6 @@ def test_nca_code_version_hashes_every_generator_module():
 
     here = Path(_util.__file__).resolve().parent
     assert all((here / name).is_file() for name in _util._GENERATOR_MODULES)
-    assert _util.code_version() == ncaio.source_key(here / name for name in _util._GENERATOR_MODULES)
+    assert _util.code_version() == ncaio.source_key(here / name
+                                                    for name in _util._GENERATOR_MODULES)
     assert {"rules.py", "rollout.py", "tokens.py", "dataset.py"} <= set(_util._GENERATOR_MODULES)

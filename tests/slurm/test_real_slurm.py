@@ -132,7 +132,8 @@ def test_gres_request_maps_to_cuda_visible_devices(slurm_executor) -> None:
 
 
 def test_gres_request_beyond_the_node_is_refused(slurm_executor) -> None:
-    # sbatch refuses it at submit time; submitit raises FailedJobError there too, with sbatch's words.
+    # sbatch refuses it at submit time; submitit raises FailedJobError there too, with sbatch's
+    # words.
     with pytest.raises(FailedJobError, match="Requested node configuration is not available"):
         slurm_executor(gpus_per_node=3).submit(_job_info, 0, 0)
 

@@ -94,7 +94,8 @@ def test_killed_driver_restarts_and_reattaches(local_slurm, tmp_path):
     summary = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
     assert len(finished) == 4, (summary, result.stdout)
     assert not [t for t in trials if t.state == TrialState.RUNNING], summary
-    settings = [t.user_attrs["setting"] for t in trials if t.user_attrs.get("kind") == "anchor:paper"]
+    settings = [t.user_attrs["setting"] for t in trials
+                if t.user_attrs.get("kind") == "anchor:paper"]
     assert len(settings) == 1, "the anchor ran twice"
 
 
@@ -125,7 +126,8 @@ def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
     assert out.ok and out.value.state == "complete", out
     assert first_seed.stat().st_mtime_ns == stamp, "seed 0 was recomputed after the requeue"
     states = subprocess.run(["sacct", "-j", str(job.info["slurm_job_id"]), "-D", "-n", "-X",
-                             "-o", "State"], capture_output=True, text=True, check=False).stdout.split()
+                             "-o", "State"], capture_output=True, text=True,
+                            check=False).stdout.split()
     assert "REQUEUED" in states[0], states
 
 
