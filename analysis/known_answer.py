@@ -15,8 +15,10 @@ confirmed NCA effect on the test split) is the planted setting. The search's own
 each trial count (its best setting so far by its objective) gives the recovery curve; rates get
 95% Wilson intervals.
 
-    python -m analysis.known_answer --storage studies/results/known-answer/runs/sources/journal.log \\
-        --storage studies/results/known-answer/runs/bands/journal.log --out studies/results/known-answer
+    python -m analysis.known_answer \\
+        --storage studies/results/known-answer/runs/sources/journal.log \\
+        --storage studies/results/known-answer/runs/bands/journal.log \\
+        --out studies/results/known-answer
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ def ground_truth(grid: StudyRecord) -> tuple[pd.DataFrame, dict[str, Any]]:
     table = pd.DataFrame(rows).sort_values("nca_effect", ascending=False, ignore_index=True)
     table.insert(1, "rank", np.arange(1, len(table) + 1))
     best = table.iloc[0]
-    margin: dict[str, Any] = {"family": _family(grid.name), "planted_is_best": bool(best["planted"])}
+    margin: dict[str, Any] = {"family": _family(grid.name),
+                              "planted_is_best": bool(best["planted"])}
     if len(table) > 1 and table["planted"].any():
         top = table[table["planted"]].iloc[0]
         other = table[~table["planted"]].iloc[0]
@@ -122,11 +125,12 @@ def recovery(records: Sequence[StudyRecord]) -> pd.DataFrame:
         winner = None
         if not table.empty:
             arm = table.loc[table["nca_mean"].idxmax(), "finalist"]
-            winner = next((s for t, s, _ in found if f"#{t.number}" == arm), None)
+            winner = next(((t, s) for t, s, _ in found if f"#{t.number}" == arm), None)
         rows.append({"family": m["family"], "sampler": m["sampler"], "repeat": int(m["r"]),
                      "trials": len(found), "confirmed": winner is not None,
+                     "winner": winner[0].user_attrs.get("describe", "") if winner else "",
                      "recovered": bool(winner is not None and planted(
-                         winner, ctx["domain"], ctx.get("data", "")))})
+                         winner[1], ctx["domain"], ctx.get("data", "")))})
     return pd.DataFrame(rows)
 
 
@@ -169,16 +173,76 @@ def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _summary(repeats: pd.DataFrame) -> pd.DataFrame:
+def _summary(repeats: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """Per family and sampler: how many confirmed repeats recovered the planted setting, and how
+    many ended on the ground truth's best setting (the same unless the planted one is not best)."""
     rows = []
     for (family, sampler), d in repeats.groupby(["family", "sampler"], sort=True):
         done = d[d["confirmed"]]
+        grid = truth[truth["family"] == family] if not truth.empty else truth
+        best = grid["setting"].iloc[0] if not grid.empty else None
+        found = int((done["winner"] == best).sum()) if best is not None else 0
         low, high = wilson(int(done["recovered"].sum()), len(done))
         rows.append({"family": family, "sampler": sampler, "repeats": len(done),
                      "recovered": int(done["recovered"].sum()),
                      "rate": done["recovered"].mean() if len(done) else math.nan,
-                     "ci_low": low, "ci_high": high})
+                     "ci_low": low, "ci_high": high,
+                     "found_grid_best": found if best is not None else math.nan})
     return pd.DataFrame(rows)
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def _family_text(family: str, truth: pd.DataFrame, margin: pd.Series | None,
+                 summary: pd.DataFrame, repeats: pd.DataFrame) -> list[str]:
+    """The family's paragraph: the ground truth, then what the repeats recovered."""
+    lines = [f"## {family}", ""]
+    grid = truth[truth["family"] == family] if not truth.empty else truth
+    if not grid.empty:
+        lines += ["| rank | setting | seeds | NCA effect % [95% CI] | planted |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r.rank} | {r.setting} | {r.seeds} | {_pct(r.nca_effect)} "
+                  f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}] | {'yes' if r.planted else ''} |"
+                  for r in grid.itertuples()]
+        lines.append("")
+    if margin is not None and isinstance(margin.get("runner_up"), str):
+        verdict = "is the best setting" if margin["planted_is_best"] else "is not the best setting"
+        lines.append(f"Ground truth: the planted setting {verdict}; planted minus the best other "
+                     f"setting ({margin['runner_up']}), paired by seed: {_pct(margin['margin'])} "
+                     f"points [{_pct(margin['ci_low'])}, {_pct(margin['ci_high'])}], "
+                     f"p = {margin['p']:.2g}.")
+    fam = summary[summary["family"] == family] if not summary.empty else summary
+    for r in fam.itertuples():
+        trials = repeats[(repeats["family"] == family) & (repeats["sampler"] == r.sampler)]
+        lines.append(f"- {r.sampler}: the confirmed winner was the planted setting in "
+                     f"{r.recovered} of {r.repeats} repeats ({r.rate:.0%}, 95% Wilson "
+                     f"[{r.ci_low:.0%}, {r.ci_high:.0%}]); the ground truth's best in "
+                     f"{r.found_grid_best} of {r.repeats}; {int(trials['trials'].median())} "
+                     "counted trials per repeat (median).")
+    counted = repeats[repeats["family"] == family]["trials"] if not repeats.empty else []
+    if not grid.empty and len(counted) and counted.median() >= len(grid) / 2:
+        seen = "every setting" if counted.median() >= len(grid) else "most of the space"
+        lines.append(f"\nThe space has {len(grid)} settings and a repeat counts "
+                     f"{int(counted.median())} trials, so it sees {seen}: these "
+                     "repeats test whether the search's seeds and the confirmation pick the best "
+                     "setting under seed noise, not how efficiently a sampler explores a large "
+                     "space.")
+    return lines + [""]
+
+
+def _markdown(truth: pd.DataFrame, margins: pd.DataFrame, summary: pd.DataFrame,
+              repeats: pd.DataFrame, command: str) -> str:
+    families = sorted(set(truth.get("family", [])) | set(repeats.get("family", [])))
+    lines = ["# Known-answer studies", "",
+             "Does the search, with its confirmation, end on the best setting where the best is "
+             "known? Ground truth: every setting on 5 seeds. Repeats: the default search with "
+             "other sampler, training and confirmation seeds.", ""]
+    for family in families:
+        m = margins[margins["family"] == family] if not margins.empty else margins
+        lines += _family_text(family, truth, m.iloc[0] if not m.empty else None, summary, repeats)
+    return "\n".join(lines + [f"Regenerate with `{command}`.", ""])
 
 
 def _figure(curves: pd.DataFrame, summary: pd.DataFrame) -> Any:
@@ -190,7 +254,8 @@ def _figure(curves: pd.DataFrame, summary: pd.DataFrame) -> Any:
     families = sorted(curves["family"].unique())
     fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 3.8), squeeze=False)
     for ax, family in zip(axes[0], families, strict=True):
-        for sampler, color in (("tpe", "tab:blue"), ("random", "tab:orange")):
+        for offset, (sampler, color) in enumerate((("tpe", "tab:blue"),
+                                                   ("random", "tab:orange")), start=1):
             c = curves[(curves["family"] == family) & (curves["sampler"] == sampler)]
             if c.empty:
                 continue
@@ -198,12 +263,13 @@ def _figure(curves: pd.DataFrame, summary: pd.DataFrame) -> Any:
             ax.fill_between(c["trials"], c["ci_low"], c["ci_high"], color=color, alpha=0.15)
             s = summary[(summary["family"] == family) & (summary["sampler"] == sampler)]
             if not s.empty:
-                x = int(c["trials"].max())
-                ax.errorbar([x + 0.1], s["rate"], yerr=[s["rate"] - s["ci_low"],
+                x = int(c["trials"].max()) + 0.1 * offset  # side by side, not on top
+                ax.errorbar([x], s["rate"], yerr=[s["rate"] - s["ci_low"],
                                                         s["ci_high"] - s["rate"]],
                             fmt="s", color=color, capsize=3, label=f"{sampler}: confirmed")
         ax.set_title(f"{family}: planted optimum recovered")
         ax.set_xlabel("trials (counted)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("share of repeats (95% Wilson)")
         ax.set_ylim(-0.03, 1.03)
         ax.axhline(0.9, color="grey", lw=0.8, ls=":")
@@ -229,11 +295,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     truth = pd.concat([t for t, _ in truths], ignore_index=True) if truths else pd.DataFrame()
     margins = pd.DataFrame([m for _, m in truths])
     repeats, curves = recovery(records), recovery_curves(records)
-    summary = _summary(repeats) if not repeats.empty else pd.DataFrame()
+    summary = _summary(repeats, truth) if not repeats.empty else pd.DataFrame()
     args.out.mkdir(parents=True, exist_ok=True)
     for name, frame in (("ground_truth", truth), ("margins", margins), ("repeats", repeats),
                         ("recovery_curves", curves), ("recovery", summary)):
         atomic_write_bytes(args.out / f"{name}.csv", frame.to_csv(index=False).encode())
+    command = "python -m analysis.known_answer " + " ".join(
+        f"--storage {s}" for s in args.storage) + f" --out {args.out}"
+    atomic_write_bytes(args.out / "known_answer.md",
+                       _markdown(truth, margins, summary, repeats, command).encode())
     if not curves.empty:
         (args.out / "figures").mkdir(exist_ok=True)
         fig = _figure(curves, summary)
