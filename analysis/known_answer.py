@@ -231,11 +231,12 @@ def _family_text(family: str, truth: pd.DataFrame, margin: pd.Series | None,
                      f"[{r.ci_low:.0%}, {r.ci_high:.0%}]); the ground truth's best in "
                      f"{r.found_grid_best} of {r.repeats}; {int(trials['trials'].median())} "
                      "counted trials per repeat (median).")
-    counted = repeats[repeats["family"] == family]["trials"] if not repeats.empty else []
-    if not grid.empty and len(counted) and counted.median() >= len(grid) / 2:
-        seen = "every setting" if counted.median() >= len(grid) else "most of the space"
+    counted = repeats[repeats["family"] == family]["trials"] if not repeats.empty else None
+    median = float(counted.median()) if counted is not None and len(counted) else 0.0
+    if not grid.empty and median >= len(grid) / 2:
+        seen = "every setting" if median >= len(grid) else "most of the space"
         lines.append(f"\nThe space has {len(grid)} settings and a repeat counts "
-                     f"{int(counted.median())} trials, so it sees {seen}: these "
+                     f"{int(median)} trials, so it sees {seen}: these "
                      "repeats test whether the search's seeds and the confirmation pick the best "
                      "setting under seed noise, not how efficiently a sampler explores a large "
                      "space.")
@@ -246,9 +247,9 @@ def _markdown(truth: pd.DataFrame, margins: pd.DataFrame, summary: pd.DataFrame,
               repeats: pd.DataFrame, command: str) -> str:
     families = sorted(set(truth.get("family", [])) | set(repeats.get("family", [])))
     lines = ["# Known-answer studies", "",
-             "Does the search, with its confirmation, end on the best setting where the best is "
-             "known? Ground truth: every setting on 5 seeds. Repeats: the default search with "
-             "other sampler, training and confirmation seeds.", ""]
+             ("Does the search, with its confirmation, end on the best setting where the best "
+              "is known? Ground truth: every setting on 5 seeds. Repeats: the default search "
+              "with other sampler, training and confirmation seeds."), ""]
     for family in families:
         m = margins[margins["family"] == family] if not margins.empty else margins
         lines += _family_text(family, truth, m.iloc[0] if not m.empty else None, summary, repeats)
