@@ -325,6 +325,10 @@ class SlurmSection:
 
     def __post_init__(self) -> None:
         check_bounds(self, "slurm")
+        if self.gpus_per_node and self.tasks_per_node > self.gpus_per_node:
+            # each rank takes the LOCAL_RANK-th GPU of its node; two ranks on one GPU fail in NCCL
+            raise ConfigError(f"[slurm] tasks_per_node = {self.tasks_per_node}: expected at most "
+                              f"gpus_per_node = {self.gpus_per_node} (one GPU per rank)")
 
     @property
     def ranks(self) -> int:

@@ -43,7 +43,7 @@ from lm.checkpoint import load_checkpoint, save_checkpoint
 from lm.corpora import DomainCorpus, load_domain
 from lm.diagnose import diagnose, unigram_loss
 from lm.model import Transformer
-from lm.presets import Preset, build_model, get_preset
+from lm.presets import Preset, Stage, build_model, get_preset
 from lm.probe import probe
 from lm.recipe import init_new_embeddings
 from lm.scores import score as lm_score
@@ -193,6 +193,7 @@ def make_context(config: StudyConfig) -> TrialContext:
     except ValueError as exc:
         raise SetupError(str(exc)) from None
     _check_budgets(config, preset)
+    _check_split(config, preset)
     context = TrialContext(
         domain=s.domain, data=s.domain_data[0][1], tokenizer=s.tokenizer, preset=name,
         recipe=s.recipe or preset.recipe,
@@ -220,6 +221,25 @@ def _check_budgets(config: StudyConfig, preset: Preset) -> None:
         raise SetupError(f"[budget] domain_tokens = {domain}: the {preset.name} preset needs at "
                          f"least {least} ({preset.evals_per_stage} steps of "
                          f"{preset.batch_tokens} tokens)")
+
+
+def _check_split(config: StudyConfig, preset: Preset) -> None:
+    """A data-parallel study's ranks must share every optimiser step's sequences evenly
+    (``lm.trainer.step_rows``), in both stages of the preset.
+
+    Raises:
+        SetupError: a stage's sequences per step are not a multiple of the ranks.
+    """
+    ranks = config.ranks
+    stages: tuple[tuple[Stage, int], ...] = (("domain", preset.seq_len),
+                                             ("nca", preset.nca_seq_len))
+    for stage, seq_len in stages:
+        cfg = preset.train_config(stage, seq_len=seq_len, seed=0)
+        rows = cfg.batch_size * cfg.grad_accum
+        if rows % ranks:
+            raise SetupError(f"{ranks} ranks per trial: the {preset.name} preset's {stage} stage "
+                             f"takes {rows} sequences per step, which do not split evenly; use "
+                             f"a number of ranks that divides {rows}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -706,7 +726,9 @@ def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int,
             raise InfeasibleSettingError(str(exc)) from None
 
     # rank 0 builds the data (or finds it); the other ranks then read what it built
-    built = distributed.main_only(build, "the NCA data") or build()
+    built = distributed.main_only(build, "the NCA data")
+    if built is None:
+        built = build()
     cfg = plan.nca_config(preset, seed, built.train.seq_len)
     path = _ppt_path(plan, context, seed, built.key, built.train.seq_len, built.train.vocab_size)
     with _locked(path):
