@@ -15,7 +15,9 @@ has a device of its own. The ratio is N-process tokens/s over one process's; the
 separate devices and about 1 on shared cores.
 
 JSON: {"preset", "device", "steps", "global_batch_tokens", "runs": [{"ranks", "threads",
-"tokens_per_s"}], "ratio"}.
+"tokens_per_s", "final_train_loss"}], "ratio"}. The runs take the same steps, so their last train
+losses agree to float rounding (bf16 autocast on GPUs rounds more): a check that the N-process
+run trained the same model, not a timing.
 """
 
 from __future__ import annotations
@@ -64,11 +66,12 @@ def _rank(rank: int, world: int, port: int, args: dict[str, Any], out: Any) -> N
         val_ds = TokenArrayDataset(rng.integers(0, _VOCAB, (rows, preset.seq_len)), _VOCAB)
         device = f"cuda:{rank}" if args["device"] == "cuda" else "cpu"
         stamps: list[float] = []  # rank 0's clock after each optimiser step
-        train(build_model(preset, _VOCAB, seed=0), train_ds, val_ds, cfg, device=device,
-              progress=lambda tokens, total: stamps.append(time.perf_counter()))
+        result = train(build_model(preset, _VOCAB, seed=0), train_ds, val_ds, cfg,
+                       device=device,
+                       progress=lambda tokens, total: stamps.append(time.perf_counter()))
         if rank == 0:  # the first two steps pay for allocation (and NCCL's set-up)
             step_s = statistics.median(np.diff(stamps[1:]).tolist())
-            out.put(rows * (preset.seq_len - 1) / step_s)
+            out.put((rows * (preset.seq_len - 1) / step_s, result.final_train_loss))
     finally:
         distributed.shutdown()
 
@@ -85,8 +88,10 @@ def _config(name: str, steps: int) -> Any:
                                eval_sequences=cfg.batch_size)
 
 
-def measure(preset: str, device: str, ranks: int, steps: int, threads: int) -> float:
-    """Tokens/s of ``ranks`` processes training ``preset`` for ``steps`` steps (rank 0's)."""
+def measure(preset: str, device: str, ranks: int, steps: int, threads: int
+            ) -> tuple[float, float]:
+    """Tokens/s of ``ranks`` processes training ``preset`` for ``steps`` steps, and the last
+    step's train loss (rank 0's)."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     port = _free_port()
@@ -100,7 +105,8 @@ def measure(preset: str, device: str, ranks: int, steps: int, threads: int) -> f
     if failed:
         raise RuntimeError(f"rank(s) {failed} of {ranks} exited with "
                            f"{[procs[r].exitcode for r in failed]}")
-    return float(out.get(timeout=10))
+    rate, loss = out.get(timeout=10)
+    return float(rate), float(loss)
 
 
 def run(preset: str, device: str, ranks: int, steps: int, threads: int | None) -> dict[str, Any]:
@@ -109,8 +115,9 @@ def run(preset: str, device: str, ranks: int, steps: int, threads: int | None) -
     runs = []
     for world in (1, ranks):
         each = threads or (max(1, cores // world) if device == "cpu" else 1)
-        runs.append({"ranks": world, "threads": each,
-                     "tokens_per_s": measure(preset, device, world, steps, each)})
+        rate, loss = measure(preset, device, world, steps, each)
+        runs.append({"ranks": world, "threads": each, "tokens_per_s": rate,
+                     "final_train_loss": loss})
     cfg = _config(preset, steps)
     from lm.presets import get_preset
 
@@ -155,7 +162,7 @@ def _main(argv: list[str]) -> int:
           f"{out['global_batch_tokens']:,} tokens (the same global batch in every run)")
     for r in out["runs"]:
         print(f"  {r['ranks']} process(es) x {r['threads']} thread(s): "
-              f"{r['tokens_per_s']:>10,.0f} tokens/s")
+              f"{r['tokens_per_s']:>10,.0f} tokens/s, last train loss {r['final_train_loss']:.6f}")
     print(f"  ratio {out['runs'][1]['ranks']} processes / 1 = {out['ratio']:.2f}")
     return 0
 
