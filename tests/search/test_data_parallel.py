@@ -4,18 +4,22 @@ refusals of ranks the study cannot use."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
+import time
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import jobs
+from search import board, cost, jobs, status
+from search import run as run_cli
 from search.config import ConfigError, config_from_dict, load_study_config
 from search.driver import Driver
 from search.executors import JobOutcome, LocalExecutor, combine_ranks
 from search.study import open_study
-from search.trial import SetupError, make_context
+from search.trial import SetupError, TrialContext, make_context
 from tests.search import _fakes
 
 
@@ -86,3 +90,33 @@ def test_ranks_the_executor_cannot_start_are_refused(tmp_path, study, slurm, mes
     with pytest.raises(ConfigError) as err:
         config_from_dict(raw)
     assert str(err.value).startswith(message), str(err.value)
+
+
+def test_the_dry_run_prices_steps_faster_by_the_assumed_efficiency_and_says_so(tmp_path):
+    assert cost.rank_speedup(1) == 1.0
+    assert cost.rank_speedup(2) == pytest.approx(1.8, rel=1e-12)
+    assert cost.rank_speedup(8) == pytest.approx(8 * 0.9**3, rel=1e-12)
+    config = load_study_config("smoke", {"study": {"run_dir": str(tmp_path / "run"),
+                                                   "cache_dir": str(tmp_path / "cache")}})
+    context = TrialContext(domain="code", data="", tokenizer="byte", preset="tiny",
+                           nca_tokens=8192, domain_tokens=16384, seeds=(0,),
+                           cache_dir=str(tmp_path / "cache"))
+    cal = cost.Calibration(preset="tiny", host="h", threads=1, startup_s=2.0, data_s=1.0,
+                           domain_step_s=0.01, domain_eval_s=0.1, nca_step_s={2: 0.02},
+                           nca_eval_s={2: 0.1}, diagnose_s=0.5, artifacts_s=3.0)
+    one = cost.plan(config, context)
+    two = dataclasses.replace(one, ranks=2)
+    steps_s = one.nca_steps * 0.02 + one.domain_steps * 0.01  # evaluations are rank 0's alone
+    assert cost.seed_s(cal, two, 2) == pytest.approx(
+        cost.seed_s(cal, one, 2) - steps_s * (1 - 1 / 1.8), rel=1e-12)
+    line = run_cli._ranks_line(config, two)
+    assert "2 per trial" in line and "1.80x" in line and "assumed, not measured" in line
+
+
+def test_the_board_and_status_show_the_ranks_of_a_running_trial():
+    now = time.time()
+    assert board._trial_row(3, "nca", now, None, {"pid": 7, "ranks": 2}).where == "pid 7 ranks 2"
+    assert board._trial_row(3, "nca", now, None, {"pid": 7}).where == "pid 7"
+    running = optuna.trial.create_trial(state=TrialState.RUNNING,
+                                        user_attrs={"job_slurm_job_id": "41", "job_ranks": 8})
+    assert status._running(running, now, None)["where"] == "slurm 41 ranks 8"
