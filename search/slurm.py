@@ -102,6 +102,7 @@ class _SlurmJob(BaseJob):
         """A multi-task job: rank 0's value, or lost naming the rank that ended first on its
         own (search.executors.combine_ranks); rank 0's own failure (its code raised, or the
         requeues ran out) fails the trial as for one process."""
+        said = self._srun_said()
         ends, raised = [], []
         for k in range(self._job.num_tasks):
             try:
@@ -109,26 +110,38 @@ class _SlurmJob(BaseJob):
             except FailedJobError as exc:
                 ends.append(JobOutcome(ok=False, reason=_failure_line(exc)))
             except UncompletedJobError:
-                ends.append(JobOutcome(ok=False, reason=self._no_result(k)))
+                reason = (f"srun: task {k}: {said[k][1]}" if k in said else
+                          f"ended without a result (slurm job {self._job.job_id} "
+                          f"{self._job.state})")
+                ends.append(JobOutcome(ok=False, reason=reason))
             raised.append(not ends[-1].ok and "without a result" not in ends[-1].reason
                           and not ends[-1].reason.startswith("srun: "))
         if raised[0] and "PeerLostError" not in ends[0].reason:  # srun then stopped the rest
             return JobOutcome(ok=True, value=TrialResult(state="failed", reason=ends[0].reason))
-        combined = combine_ranks(ends, read_rank_hosts(Path(self._job.paths.folder)))
+        # srun names the task that ended first on its own first; those it names after were
+        # terminated by it (--kill-on-bad-exit), and are not the cause
+        first = min((order for order, _ in said.values()), default=0)
+        stopped = {k for k, (order, _) in said.items() if order > first}
+        combined = combine_ranks(ends, read_rank_hosts(Path(self._job.paths.folder)),
+                                 stopped=stopped)
         if combined.ok:
             self._clean()
         return combined
 
-    def _no_result(self, task: int) -> str:
-        """Why task ``task`` left no result: srun's own line about it in the job's log when
-        there is one (``task 1: Killed``), else the job's state."""
+    def _srun_said(self) -> dict[int, tuple[int, str]]:
+        """What srun said of each task that ended badly in the job's last attempt (``task 1:
+        Killed``), with the line's order: ``{task: (order, what)}``."""
         try:
             log = Path(self._job.paths.stdout).read_text(errors="replace")
         except OSError:
-            log = ""
-        said = re.findall(rf"srun: error: \S+: tasks? [0-9,-]*\b{task}\b[0-9,-]*: (.+)", log)
-        return (f"srun: task {task}: {said[0].strip()}" if said else
-                f"ended without a result (slurm job {self._job.job_id} {self._job.state})")
+            return {}
+        log = log[max(0, log.rfind("Starting with JobEnvironment")):]  # a requeue appends
+        said: dict[int, tuple[int, str]] = {}
+        lines = re.findall(r"srun: error: \S+: tasks? ([0-9,-]+): (.+)", log)
+        for order, (tasks, what) in enumerate(lines):
+            for k in _task_ids(tasks):
+                said.setdefault(k, (order, what.strip()))
+        return said
 
     def cancel(self) -> None:
         if not self._job.done():
@@ -145,6 +158,16 @@ class _SlurmJob(BaseJob):
     def info(self) -> dict[str, Any]:
         info = {"slurm_job_id": self._job.job_id, "slurm_folder": str(self._job.paths.folder)}
         return info | ({"ranks": self._job.num_tasks} if self._job.num_tasks > 1 else {})
+
+
+def _task_ids(text: str) -> list[int]:
+    """The task ids of srun's ``0,2-3``."""
+    ids: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (not hi or hi.isdigit()):
+            ids.extend(range(int(lo), int(hi or lo) + 1))
+    return ids
 
 
 def _failure_line(exc: FailedJobError) -> str:

@@ -16,7 +16,9 @@ beat the unigram loss.
 A data-parallel trial (``lm.distributed``) runs this function on every rank. Rank 0 alone takes
 the cache locks, reads the cache entries and work files whose answers decide what to train (its
 answer goes to every rank) and writes them; every rank trains, so all of them meet at the
-trainer's collectives. The keys do not depend on the number of ranks: see ``search.plan``.
+trainer's collectives. No cache key names the number of ranks: every rank count takes the same
+optimiser steps on the same global batches (equal to float rounding, ``lm.trainer``), so a stage
+cached by a run of one count serves a run of any other.
 """
 
 from __future__ import annotations

@@ -104,3 +104,18 @@ def rank_one_dies_once(payload: TrialPayload) -> TrialResult | None:
 
         trainer.data_parallel_step = dying_step
     return run_trial_job(payload)
+
+
+def rank_one_dies_at_once(payload: object) -> str:
+    """A job of several ranks whose rank 1 kills itself (SIGKILL) while rank 0 waits for it at a
+    collective: rank 0 loses its peers."""
+    import torch
+    import torch.distributed as dist
+
+    from lm import distributed
+
+    if dist.get_rank() == 1:
+        time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+    distributed.all_sum(torch.ones(1), "a test's sum")
+    return "finished"

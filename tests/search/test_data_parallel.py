@@ -120,3 +120,47 @@ def test_the_board_and_status_show_the_ranks_of_a_running_trial():
     running = optuna.trial.create_trial(state=TrialState.RUNNING,
                                         user_attrs={"job_slurm_job_id": "41", "job_ranks": 8})
     assert status._running(running, now, None)["where"] == "slurm 41 ranks 8"
+
+
+class _EndedTask:
+    """A task of a multi-task job that left no result (what submitit raises for it)."""
+
+    def __init__(self, folder):
+        self.paths = type("P", (), {"submitted_pickle": folder / "s.pkl",
+                                    "result_pickle": folder / "r.pkl"})()
+
+    def result(self):
+        from submitit.core.utils import UncompletedJobError
+
+        raise UncompletedJobError("no result")
+
+
+class _EndedJob:
+    """A two-task job whose tasks both left no result, with its log and ranks.json."""
+
+    def __init__(self, folder, log):
+        (folder / "276_0_log.out").write_text(log)
+        (folder / "ranks.json").write_text('[["node1", 11], ["node2", 22]]')
+        self.paths = type("P", (), {"stdout": folder / "276_0_log.out", "folder": folder})()
+        self.num_tasks, self.job_id, self.state = 2, "276", "FAILED"
+        self._tasks = [_EndedTask(folder), _EndedTask(folder)]
+
+    def task(self, k):
+        return self._tasks[k]
+
+
+def test_the_slurm_task_srun_reports_first_is_the_cause_not_those_it_then_terminated(tmp_path):
+    """srun's lines of the job's last attempt (an earlier one's are ignored) decide which rank
+    died first when neither left a result: the real run is in tests/slurm."""
+    from search.slurm import _SlurmJob
+
+    log = ("Starting with JobEnvironment(job_id=276, ...)\n"
+           "srun: error: node1: task 0: Exited with exit code 255\n"  # an earlier attempt's
+           "Starting with JobEnvironment(job_id=276, ...)\n"
+           "srun: error: node2: task 1: Killed\n"
+           "srun: launch/slurm: _step_signal: Terminating StepId=276.0\n"
+           "srun: error: node1: task 0: Terminated\n")
+    job = _SlurmJob.__new__(_SlurmJob)
+    job._job = _EndedJob(tmp_path, log)
+    out = job.outcome()
+    assert not out.ok and out.reason == "rank 1 of 2 (pid 22 on node2): srun: task 1: Killed"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ from search.study import open_study
 from search.tally import counts_towards_n_trials
 from search.trial import make_context
 from tests.conftest import REPO
+from tests.search import _fakes
 
 pytestmark = pytest.mark.slow
 
@@ -200,3 +203,19 @@ def test_preempted_two_task_trial_resumes_from_its_checkpoint(local_slurm, tmp_p
     states = subprocess.run(["sacct", "-j", str(job.info["slurm_job_id"]), "-D", "-n", "-X",
                              "-o", "State"], capture_output=True, text=True, check=False).stdout.split()
     assert "REQUEUED" in states[0], states
+
+
+def test_a_dead_task_loses_its_two_task_job_naming_its_rank_and_host(local_slurm, tmp_path):
+    study = tmp_path / "two_tasks.toml"
+    study.write_text(_study_file(tmp_path, 1).read_text().replace(_SLURM, _TWO_TASKS))
+    config = load_study_config(str(study), {"study": {"run_dir": str(tmp_path / "run"),
+                                                      "executor": "slurm"}})
+    job = SlurmExecutor(config).submit(_fakes.rank_one_dies_at_once, None)
+    deadline = time.time() + 180
+    while not job.done():
+        assert time.time() < deadline, "the job of a dead task did not end"
+        time.sleep(0.5)
+    out = job.outcome()
+    assert not out.ok, out  # lost (retried by the driver), not a failed trial
+    assert re.match(rf"rank 1 of 2 \(pid \d+ on {re.escape(socket.gethostname())}\): ",
+                    out.reason), out.reason
