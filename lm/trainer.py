@@ -5,6 +5,11 @@ where the hardware has it, optional torch.compile, evaluation on a fixed held-ou
 tokens, resumable checkpoints. Batches are a pure function of (seed, step), so a checkpoint needs
 only the step to restore the data position, and a resumed run retraces an uninterrupted one.
 
+Data-parallel when a process group of several processes is initialised (lm.distributed): each
+rank trains on its share of every optimiser step's sequences under DDP, so the steps are the ones
+one process would take (to float rounding); rank 0 alone evaluates, checkpoints and calls the
+callbacks, and every rank sees the same curve and stops at the same step.
+
 Example:
     >>> result = train(model, corpus.train, corpus.val, TrainConfig(total_tokens=100_000,
     ...                batch_size=8, lr=3e-3, eval_every_tokens=20_000), device="cpu")
@@ -13,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lm import distributed
 from lm.batches import (
     IGNORE,
     autocast_context,
@@ -161,6 +169,10 @@ class DivergenceError(RuntimeError):
         super().__init__(f"training diverged at step {step}: {what} = {value}")
         self.step, self.value, self.what = step, value, what
 
+    def __reduce__(self) -> tuple[type, tuple[int, float, str]]:
+        # picklable with its fields, so another rank or process raises the same
+        return type(self), (self.step, self.value, self.what)
+
 
 class TrainingInterrupted(Exception):
     """`should_stop()` returned True; the checkpoint (if any) holds the state to resume from."""
@@ -169,6 +181,9 @@ class TrainingInterrupted(Exception):
         where = f"checkpoint {checkpoint_path}" if checkpoint_path else "no checkpoint path given"
         super().__init__(f"training stopped at step {step} ({tokens_seen} tokens); {where}")
         self.step, self.tokens_seen, self.checkpoint_path = step, tokens_seen, checkpoint_path
+
+    def __reduce__(self) -> tuple[type, tuple[int, int, Path | None]]:
+        return type(self), (self.step, self.tokens_seen, self.checkpoint_path)
 
 
 @torch.no_grad()
@@ -251,6 +266,77 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, ds: SequenceD
     return float(total), float(grad_norm)
 
 
+def step_rows(cfg: TrainConfig, rank: int, world: int) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of every optimiser step's ``batch_size * grad_accum`` sequences
+    that rank ``rank`` of ``world`` trains on: an equal, contiguous share each.
+
+    Raises:
+        ValueError: the step's sequences do not split evenly over ``world`` ranks.
+    """
+    total = cfg.batch_size * cfg.grad_accum
+    if total % world:
+        raise ValueError(f"batch_size {cfg.batch_size} x grad_accum {cfg.grad_accum} = {total} "
+                         f"sequences per step do not split evenly over {world} ranks")
+    per = total // world
+    return rank * per, (rank + 1) * per
+
+
+def data_parallel_step(ddp: torch.nn.parallel.DistributedDataParallel,
+                       opt: torch.optim.Optimizer, ds: SequenceDataset, cfg: TrainConfig,
+                       step: int, device: torch.device, dtype: torch.dtype | None,
+                       rows: tuple[int, int]) -> tuple[float, float]:
+    """`train_step` on this rank's ``rows`` of the step, gradients averaged over the ranks.
+
+    The step's loss is train_step's (the mean over micro-batches of each one's token mean): every
+    row is weighted by 1 / (its micro-batch's target count x grad_accum), the counts summed over
+    the ranks first, and by the world size because DDP averages the ranks' gradients.
+    """
+    world = distributed.world()[1]
+    start, stop = rows
+    tokens, mask = ds.get(batch_indices(len(ds), stop - start, cfg.seed,
+                                        step * cfg.batch_size * cfg.grad_accum + start))
+    x, y = to_device_xy(tokens, mask, device)  # (n, L-1) each, n = stop - start
+    micro = torch.arange(start, stop, device=device) // cfg.batch_size  # (n,)
+    counts = torch.zeros(cfg.grad_accum, dtype=torch.float64, device=device)
+    counts.index_add_(0, micro, (y != IGNORE).sum(1, dtype=torch.float64))
+    distributed.all_sum(counts, f"the target count of step {step}")
+    weight = (world / (counts.clamp(min=1) * cfg.grad_accum))[micro].float()  # (n,)
+    total = torch.zeros((), device=device)
+    pieces = range(0, stop - start, cfg.batch_size)  # no piece larger than a micro-batch
+    for lo in pieces:
+        piece = slice(lo, lo + cfg.batch_size)
+        last = lo == pieces[-1]  # gradients are averaged once, after the step's last backward
+        with contextlib.nullcontext() if last else ddp.no_sync():
+            with autocast_context(device, dtype):
+                logits = ddp(x[piece])  # (b, L-1, V)
+                per_token = F.cross_entropy(logits.flatten(0, 1), y[piece].flatten(),
+                                            ignore_index=IGNORE, reduction="none")
+                loss = (per_token.view(y[piece].shape).sum(1) * weight[piece]).sum()
+            with distributed.collective(f"the gradient average of step {step}"):
+                loss.backward()
+        total += loss.detach() / world
+    distributed.all_sum(total, f"the train loss of step {step}")
+    params = [p for group in opt.param_groups for p in group["params"]]
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+    return float(total), float(grad_norm)
+
+
+def _data_parallel(module: torch.nn.Module, device: torch.device
+                   ) -> torch.nn.parallel.DistributedDataParallel:
+    """``module`` under DDP; its construction copies rank 0's weights to every rank."""
+    ids = [torch.cuda.current_device() if device.index is None else device.index] \
+        if device.type == "cuda" else None
+    # No buffer sync in forward: the model's buffers (rotary tables) are the same everywhere,
+    # and a broadcast in a forward that only some ranks run would hang (torch 2.13 renamed it)
+    ddp = torch.nn.parallel.DistributedDataParallel
+    no_sync: dict[str, Any] = ({"forward_sync_buffers": False}
+               if "forward_sync_buffers" in inspect.signature(ddp).parameters
+               else {"broadcast_buffers": False})
+    with distributed.collective("the start of data-parallel training"):
+        return ddp(module, device_ids=ids, **no_sync)
+
+
 def _checkpoint_state(model: Transformer, opt: torch.optim.Optimizer, cfg: TrainConfig,
                       run: _Run, wall_s: float, done: bool) -> dict[str, Any]:
     return {
@@ -331,43 +417,59 @@ def train(model: Transformer, train_ds: SequenceDataset, val_ds: SequenceDataset
         cfg: optimisation settings.
         device: where to train.
         callback: called as callback(tokens_seen, val_loss) after each evaluation; whatever it
-            raises (e.g. optuna.TrialPruned) propagates.
+            raises (e.g. optuna.TrialPruned) propagates. Data-parallel: called on rank 0 only,
+            and what it raises is raised on every rank.
         checkpoint_path: resume from this file if it exists (a finished run returns at once);
             written atomically every `checkpoint_every_tokens`, on interruption and at the end.
+            Data-parallel: rank 0 writes it; every rank reads it (a filesystem they share).
         checkpoint_every_tokens: checkpoint period in training tokens; None = only at the end.
-        should_stop: polled after every step; True → checkpoint and raise TrainingInterrupted.
+        should_stop: polled after every step (rank 0's answer counts); True → checkpoint and
+            raise TrainingInterrupted.
         progress: called as progress(tokens_seen, total_tokens) after each optimiser step (for
-            live displays; it must be cheap, since it runs every step).
+            live displays; it must be cheap, since it runs every step); on rank 0 only.
 
     Raises:
         DivergenceError: the train loss or the gradient norm became non-finite or exploded.
         TrainingInterrupted: `should_stop()` returned True.
-        ValueError: datasets that do not fit the model, or a checkpoint of another run.
+        ValueError: datasets that do not fit the model, a checkpoint of another run, or a step
+            whose sequences do not split evenly over the ranks.
+        lm.distributed.PeerLostError: another rank died or stopped (data-parallel only).
     """
     device = torch.device(device)
     _check_inputs(model, train_ds, val_ds)
     step_tokens = cfg.batch_size * cfg.grad_accum * (train_ds.seq_len - 1)
     max_steps = max(1, cfg.total_tokens // step_tokens)
+    rank, world = distributed.world()
+    rows = step_rows(cfg, rank, world) if world > 1 else None
     model.to(device).train()
     opt = make_optimizer(model, cfg)
     path = Path(checkpoint_path) if checkpoint_path is not None else None
-    run, done = _restore(path, model, opt, cfg) if path and path.exists() else (_Run(), False)
+    # rank 0 decides, so that every rank resumes (from the same file) or none does
+    resume = path is not None and distributed.from_main(path.exists, "the resume decision")
+    run, done = _restore(path, model, opt, cfg) if path and resume else (_Run(), False)
     dtype = resolve_autocast(cfg.autocast, device)
     fwd = cast(torch.nn.Module, torch.compile(model)) if cfg.compile else model
+    ddp = _data_parallel(fwd, device) if rows is not None else None
     eval_bs = cfg.eval_batch_size or cfg.batch_size
     t0, train_s, first_step = time.perf_counter(), 0.0, run.step
 
     def record(tokens: int) -> None:
-        loss = evaluate(fwd, val_ds, n_sequences=cfg.eval_sequences, batch_size=eval_bs,
-                        device=device, dtype=dtype)
-        run.curve.append((tokens, loss))
-        if callback is not None:
-            callback(tokens, loss)
+        def evaluate_and_tell() -> float:
+            loss = evaluate(fwd, val_ds, n_sequences=cfg.eval_sequences, batch_size=eval_bs,
+                            device=device, dtype=dtype)
+            if callback is not None:
+                callback(tokens, loss)
+            return loss
+
+        # what the callback raises (a pruned trial) stops every rank
+        run.curve.append((tokens, distributed.from_main(
+            evaluate_and_tell, f"the evaluation at {tokens} tokens")))
 
     def checkpoint(done: bool) -> None:
         if path is not None:
             wall = run.wall_before_s + time.perf_counter() - t0
-            save_checkpoint(path, _checkpoint_state(model, opt, cfg, run, wall, done))
+            distributed.main_only(lambda: save_checkpoint(
+                path, _checkpoint_state(model, opt, cfg, run, wall, done)), "a checkpoint")
 
     if not run.curve:
         record(0)
@@ -375,14 +477,18 @@ def train(model: Transformer, train_ds: SequenceDataset, val_ds: SequenceDataset
         for group in opt.param_groups:
             group["lr"] = _lr_at(run.step, max_steps, cfg)
         tic = time.perf_counter()
-        loss, grad_norm = train_step(fwd, opt, train_ds, cfg, run.step, device, dtype)
+        if ddp is not None and rows is not None:
+            loss, grad_norm = data_parallel_step(ddp, opt, train_ds, cfg, run.step, device,
+                                                 dtype, rows)
+        else:
+            loss, grad_norm = train_step(fwd, opt, train_ds, cfg, run.step, device, dtype)
         _check_divergence(run.step, loss, grad_norm, model.config.vocab_size, cfg)
         opt.step()
         opt.zero_grad(set_to_none=True)
         train_s += time.perf_counter() - tic
         run.step, run.train_loss = run.step + 1, loss
         tokens = run.step * step_tokens
-        if progress is not None:
+        if progress is not None and rank == 0:
             progress(tokens, max_steps * step_tokens)
         if run.step == max_steps or _crossed(tokens, step_tokens, cfg.eval_every_tokens):
             record(tokens)
@@ -390,7 +496,8 @@ def train(model: Transformer, train_ds: SequenceDataset, val_ds: SequenceDataset
             checkpoint(done=True)
         elif checkpoint_every_tokens and _crossed(tokens, step_tokens, checkpoint_every_tokens):
             checkpoint(done=False)
-        if run.step < max_steps and should_stop is not None and should_stop():
+        if run.step < max_steps and should_stop is not None and distributed.from_main(
+                should_stop, f"the stop poll after step {run.step}"):
             checkpoint(done=False)
             raise TrainingInterrupted(run.step, tokens, path)
     return TrainResult(

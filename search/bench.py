@@ -46,7 +46,7 @@ def _study(root: Path, name: str, preset: str, n_trials: int, pruner: str) -> di
     }
 
 
-def _uncached_trial(payload: jobs.TrialPayload) -> jobs.TrialResult:
+def _uncached_trial(payload: jobs.TrialPayload) -> jobs.TrialResult | None:
     """The real trial with a cache of its own: nothing is shared with other trials."""
     private = Path(payload.context.cache_dir) / "private" / uuid.uuid4().hex
     context = dataclasses.replace(payload.context, cache_dir=str(private))

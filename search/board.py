@@ -153,8 +153,15 @@ def _trial_row(number: int, describe: str, started: float, progress: Progress | 
         progress = None
     where = f"slurm {info['slurm_job_id']}" if "slurm_job_id" in info else (
         f"pid {info['pid']}" if "pid" in info else "inline")
+    where += ranks_text(info.get("ranks"))
     return Row(label=f"#{number}", setting=describe, started=started, progress=progress,
                where=where)
+
+
+def ranks_text(ranks: object) -> str:
+    """`` ranks N`` after where a data-parallel trial runs (its job's rank 0); nothing for one
+    process."""
+    return f" ranks {ranks}" if isinstance(ranks, int) and ranks > 1 else ""
 
 
 def baseline_row(seeds: list[int] | tuple[int, ...], started: float,

@@ -99,7 +99,10 @@ class StudySection:
     """Times a trial lost to infrastructure (killed worker, lost job) is retried."""
     threads: int = 0
     """Torch threads per trial process; 0 = cores / the trials that can run at once (the fewer of
-    workers and n_trials)."""
+    workers and n_trials), and / ranks."""
+    ranks: int = bounded(1, 1, 256)
+    """Processes each trial of the ``local`` executor trains with, data-parallel on this machine
+    (gloo on CPUs, NCCL on GPUs); Slurm trials take ``[slurm] tasks_per_node`` and ``nodes``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -315,9 +318,22 @@ class SlurmSection:
     """submitit job folder; empty = run_dir/slurm."""
     max_requeues: int = bounded(3, 0, 1000)
     """Preemption/time-limit requeues before a trial fails."""
+    tasks_per_node: int = bounded(1, 1, 1024)
+    """Processes (ranks) per node of each trial's job, data-parallel (one per GPU on GPU nodes)."""
+    nodes: int = bounded(1, 1, 4096)
+    """Nodes of each trial's job; its ranks are tasks_per_node x nodes."""
 
     def __post_init__(self) -> None:
         check_bounds(self, "slurm")
+        if self.gpus_per_node and self.tasks_per_node > self.gpus_per_node:
+            # each rank takes the LOCAL_RANK-th GPU of its node; two ranks on one GPU fail in NCCL
+            raise ConfigError(f"[slurm] tasks_per_node = {self.tasks_per_node}: expected at most "
+                              f"gpus_per_node = {self.gpus_per_node} (one GPU per rank)")
+
+    @property
+    def ranks(self) -> int:
+        """Processes of each trial's job."""
+        return self.tasks_per_node * self.nodes
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -389,6 +405,7 @@ class StudyConfig:
             where = "[slurm] cpus_per_task" if self.study.executor == "slurm" else "this machine"
             raise ConfigError(f"[study] threads = {self.study.threads}: expected 0 (automatic) "
                               f"to {cpus}, the CPUs of {where}")
+        self._check_ranks()
         ranges = [p.name for p in self.space if p.searched and p.choices is None]
         if self.sampler.name == "grid" and ranges:
             raise ConfigError(f"[sampler] grid needs choices for every searched parameter; "
@@ -397,6 +414,26 @@ class StudyConfig:
             raise ConfigError(f"[pruner] {self.pruner.name} cannot judge a study with several "
                               f"objectives; use median (the first-domain rule, see README) "
                               f"or none")
+
+    def _check_ranks(self) -> None:
+        """Several ranks per trial come from the executor that starts them: ``[study] ranks``
+        for local processes, ``[slurm] tasks_per_node`` and ``nodes`` for a Slurm job."""
+        executor, ranks = self.study.executor, self.study.ranks
+        if ranks > 1 and executor != "local":
+            where = ("one process: use executor local" if executor == "inline" else
+                     "Slurm: use [slurm] tasks_per_node and nodes")
+            raise ConfigError(f"[study] ranks = {ranks} is for the local executor; {executor} "
+                              f"runs each trial as {where}")
+        if executor == "local" and ranks > len(os.sched_getaffinity(0)):
+            raise ConfigError(f"[study] ranks = {ranks}: this machine has "
+                              f"{len(os.sched_getaffinity(0))} CPUs; each rank needs one")
+
+    @property
+    def ranks(self) -> int:
+        """Processes each trial trains with (data-parallel; 1 = one process)."""
+        if self.study.executor == "slurm":
+            return self.slurm.ranks
+        return self.study.ranks
 
     @property
     def grid(self) -> dict[str, list[Any]]:

@@ -17,6 +17,7 @@ import dataclasses
 import heapq
 import itertools
 import json
+import math
 import re
 import socket
 import subprocess
@@ -41,7 +42,7 @@ from search.record import SeedRecord
 from search.space import Setting, setting_from_params
 
 __all__ = ["Calibration", "Estimate", "TimeBudget", "calibrate", "estimate", "parse_duration",
-           "trial_threads"]
+           "rank_speedup", "trial_threads"]
 
 CALIBRATION_VERSION = 2
 """Bump when what ``calibrate`` measures changes, so cached calibrations are redone (2: the
@@ -106,10 +107,31 @@ class Plan:
     domains: int = 1
     """Domain stages per seed: one per domain of the study (each timed as the first domain's:
     the preset's shapes are the same, only the text differs)."""
+    ranks: int = 1
+    """Data-parallel processes of each trial (``StudyConfig.ranks``)."""
 
     @property
     def tokens_per_trial(self) -> int:
         return self.seeds * (self.nca_tokens + self.domains * self.domain_tokens)
+
+    @property
+    def speedup(self) -> float:
+        """How much faster an optimiser step is on ``ranks`` processes than on one, as the
+        estimate assumes (``rank_speedup``); evaluations and data builds run on rank 0 alone."""
+        return rank_speedup(self.ranks)
+
+
+RANK_EFFICIENCY = 0.9
+"""Parallel efficiency the estimate assumes per doubling of a trial's ranks (4 ranks: 0.81, so
+3.2x; 8 ranks: 0.73, so 5.8x). Not measured: the calibration times one process, and this machine
+has no GPUs to time NCCL on; data-parallel training of a model this size usually does better on
+one node and worse across nodes."""
+
+
+def rank_speedup(ranks: int) -> float:
+    """Optimiser steps per second on ``ranks`` data-parallel processes over one process's:
+    ``ranks x RANK_EFFICIENCY ** log2(ranks)``."""
+    return ranks * RANK_EFFICIENCY ** math.log2(ranks) if ranks > 1 else 1.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -143,15 +165,15 @@ class Estimate:
 
 
 def trial_threads(config: StudyConfig, cores: int | None = None) -> int:
-    """Torch threads each trial gets (what ``search.run`` gives a local worker): the machine's
-    cores shared by the trials that run at once, so a study of fewer trials than workers
-    leaves no core idle."""
+    """Torch threads each trial process gets (what ``search.run`` gives a local worker, each of
+    a trial's ranks): the machine's cores shared by the processes that run at once, so a study
+    of fewer trials than workers leaves no core idle."""
     if config.study.threads:
         return config.study.threads
-    if config.study.executor == "local":
+    if config.study.executor == "local":  # each rank of each trial running at once gets a share
         import os
 
-        return max(1, (cores or os.cpu_count() or 1) // config.trials_at_once)
+        return max(1, (cores or os.cpu_count() or 1) // (config.trials_at_once * config.ranks))
     if config.study.executor == "slurm":
         return max(1, config.slurm.cpus_per_task)
     return torch.get_num_threads()
@@ -172,7 +194,7 @@ def plan(config: StudyConfig, context: trial_lib.TrialContext, setting: Setting 
                 domain_tokens=trial_plan.domain_tokens,
                 domain_steps=_steps(text, preset.seq_len), domain_evals=preset.evals_per_stage + 1,
                 nca_steps=_steps(nca, nca_len), nca_evals=preset.evals_per_stage + 1,
-                domains=len(context.per_domain()))
+                domains=len(context.per_domain()), ranks=config.ranks)
 
 
 def _steps(cfg: Any, seq_len: int) -> int:
@@ -263,7 +285,8 @@ def _measure(config: StudyConfig, context: trial_lib.TrialContext, threads: int)
         setting = _probe_setting(config)
         data_s = _timed(lambda: _build_data(setting, context, Path(tmp)))[1]
         artifacts_s = _timed(lambda: _write_artifacts(setting, context, Path(tmp)))[1]
-    workers = config.trials_at_once if config.study.executor == "local" else 1
+    # every rank of every local trial running at once computes side by side
+    workers = config.trials_at_once * config.ranks if config.study.executor == "local" else 1
     return Calibration(preset=context.preset, host=socket.gethostname(), threads=threads,
                        startup_s=_startup_s(), data_s=data_s, domain_step_s=domain_step,
                        domain_eval_s=domain_eval, nca_step_s=nca_step, nca_eval_s=nca_eval,
@@ -414,8 +437,9 @@ def seed_s(cal: Calibration, p: Plan, alphabet: int) -> float:
     """One seed of one trial: data, NCA stage, then per domain diagnostic and domain stage."""
     step = cal.nca_step_s.get(alphabet) or max(cal.nca_step_s.values())
     evals = cal.nca_eval_s.get(alphabet) or max(cal.nca_eval_s.values())
-    domain = cal.diagnose_s + p.domain_steps * cal.domain_step_s + p.domain_evals * cal.domain_eval_s
-    return cal.data_s + p.nca_steps * step + p.nca_evals * evals + p.domains * domain
+    domain = (cal.diagnose_s + p.domain_steps * cal.domain_step_s / p.speedup
+              + p.domain_evals * cal.domain_eval_s)
+    return cal.data_s + p.nca_steps * step / p.speedup + p.nca_evals * evals + p.domains * domain
 
 
 def trial_s(cal: Calibration, p: Plan, alphabet: int, finished: float = 0.0) -> float:
@@ -427,14 +451,15 @@ def trial_s(cal: Calibration, p: Plan, alphabet: int, finished: float = 0.0) -> 
 
 
 def baseline_s(cal: Calibration, p: Plan) -> float:
-    alone = cal.startup_s + p.domain_steps * cal.domain_step_s + p.domain_evals * cal.domain_eval_s
+    alone = (cal.startup_s + p.domain_steps * cal.domain_step_s / p.speedup
+             + p.domain_evals * cal.domain_eval_s)
     return alone * cal.parallel_slowdown
 
 
 def domain_rate(cal: Calibration, p: Plan) -> float:
     """Domain-stage tokens/s of one worker beside the study's others, evaluations included (as
     ``search.progress`` measures it)."""
-    stage_s = p.domain_steps * cal.domain_step_s + p.domain_evals * cal.domain_eval_s
+    stage_s = p.domain_steps * cal.domain_step_s / p.speedup + p.domain_evals * cal.domain_eval_s
     return p.domain_tokens / (stage_s * cal.parallel_slowdown)
 
 
@@ -452,9 +477,9 @@ def confirm_s(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibra
     n_final = c.top + any(a.name == "paper" for a in config.anchors)
     alphabet = _probe_setting(config).alphabet
     nca = (cal.data_s + p.nca_steps * (cal.nca_step_s.get(alphabet) or max(cal.nca_step_s.values()))
-           + p.nca_evals * (cal.nca_eval_s.get(alphabet) or max(cal.nca_eval_s.values()))
+           / p.speedup + p.nca_evals * (cal.nca_eval_s.get(alphabet) or max(cal.nca_eval_s.values()))
            + cal.diagnose_s)
-    domain = p.domains * (p.domain_steps * cal.domain_step_s
+    domain = p.domains * (p.domain_steps * cal.domain_step_s / p.speedup
                           + (p.domain_evals + 4) * cal.domain_eval_s)
     runs = (n_final + len(RECIPES)) * len(c.lr_grid)
     seeds = len(c.seeds)

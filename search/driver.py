@@ -114,8 +114,9 @@ class Driver:
     context: jobs.TrialContext
     events: DriverEvents = field(default_factory=DriverEvents)
     max_in_flight: int = 1
-    trial_fn: Callable[[jobs.TrialPayload], jobs.TrialResult] = jobs.run_trial_job
-    """The job each trial runs; tests swap it for a cheap stand-in."""
+    trial_fn: Callable[[jobs.TrialPayload], jobs.TrialResult | None] = jobs.run_trial_job
+    """The job each trial runs (its value is rank 0's: None only on other ranks); tests swap it
+    for a cheap stand-in."""
     baseline_fn: Callable[[tuple[jobs.TrialContext, int]], float] = jobs.run_baseline_job
     heartbeat: Callable[[], None] | None = None
     """Called every 30 s while driving: renews the study lease (search.driver_lock); what it

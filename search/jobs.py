@@ -3,6 +3,11 @@
 ``run_trial_job`` opens the study's storage from inside the worker (a local process or a Slurm
 job), so intermediate losses and user attributes reach Optuna as the trial runs and the pruner
 can stop it; the driver only tells the final state.
+
+A data-parallel job (several ranks, ``lm.distributed``) runs the same function on every rank:
+rank 0 opens the storage, reports and returns the result; the other ranks train along, follow
+rank 0's pruning decisions and return None. A rank that loses its peers raises
+``PeerLostError``, which the executor reports as a lost job (retried), naming the rank that died.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from lm import distributed
 from search import _first_domain, artifacts, disk
 from search import progress as progress_lib
 from search import trial as trial_lib
@@ -192,36 +198,92 @@ class _OptunaReporter:
             self._attr_broken = True
 
 
-def run_trial_job(payload: TrialPayload) -> TrialResult:
-    """Run one trial; exceptions inside it become a ``failed`` result carrying the traceback."""
-    reporter = _OptunaReporter(payload)
+class _RankReporter:
+    """A data-parallel trial's reporter: rank 0's ``_OptunaReporter`` (``inner``) decides and
+    writes; the other ranks (``inner`` None) get its pruning decisions, so that every rank stops
+    at the same seed and meets the same collectives."""
+
+    def __init__(self, inner: _OptunaReporter | None) -> None:
+        self._inner = inner
+
+    def report_curve(self, step: int, point: trial_lib.CurvePoint) -> bool:
+        # the trainer calls its callback on rank 0 alone and hands what it raises to the others
+        return self._inner.report_curve(step, point) if self._inner else False
+
+    def report_seed(self, seed_index: int, point: trial_lib.CurvePoint) -> bool:
+        inner = self._inner
+        return distributed.from_main(lambda: inner is not None and inner.report_seed(
+            seed_index, point), "the seed report")
+
+    def report_domain(self, domain: str, seeds: tuple[SeedRecord, ...]) -> bool:
+        inner = self._inner
+        return distributed.from_main(lambda: inner is not None and inner.report_domain(
+            domain, seeds), "the domain report")
+
+    def set_attr(self, key: str, value: Any) -> None:
+        if self._inner:
+            self._inner.set_attr(key, value)
+
+    def progress(self, stage: str, seed_index: int, tokens: int, total: int,
+                 val_loss: float | None = None, scratch_loss: float | None = None) -> None:
+        if self._inner:
+            self._inner.progress(stage, seed_index, tokens, total, val_loss, scratch_loss)
+
+
+def _run_on_other_rank(payload: TrialPayload) -> None:
+    """The trial on a rank other than 0: train along; rank 0 reports everything it shares
+    (its exceptions, pruning); what fails on this rank alone is raised (a lost job)."""
+    work_dir = Path(payload.work_dir) if payload.work_dir else None
+    try:
+        trial_lib.run_trial(payload.setting, payload.context, reporter=_RankReporter(None),
+                            work_dir=work_dir)
+    except trial_lib.TrialPrunedError:
+        pass
+    except Exception as exc:
+        if not distributed.raised_on_main(exc):
+            raise
+
+
+def run_trial_job(payload: TrialPayload) -> TrialResult | None:
+    """Run one trial; exceptions inside it become a ``failed`` result carrying the traceback.
+
+    Data-parallel: None on every rank but 0.
+
+    Raises:
+        PeerLostError: another rank of a data-parallel trial died (the job is lost, not failed).
+    """
+    inner = distributed.main_only(lambda: _OptunaReporter(payload), "opening the study")
+    if inner is None:  # another rank than 0
+        _run_on_other_rank(payload)
+        return None
+    reporter = _RankReporter(inner) if distributed.is_distributed() else inner
     try:
         work_dir = Path(payload.work_dir) if payload.work_dir else None
         outcome = trial_lib.run_trial(payload.setting, payload.context, reporter=reporter,
                                       work_dir=work_dir)
     except trial_lib.TrialPrunedError as exc:
-        reporter.set_attr("pruned_reason", str(exc))
+        inner.set_attr("pruned_reason", str(exc))
         if isinstance(exc, trial_lib.InfeasibleSettingError):
-            reporter.set_attr("infeasible", True)
+            inner.set_attr("infeasible", True)
         return TrialResult(state="pruned", reason=str(exc))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, distributed.PeerLostError):
         raise
     except Exception as exc:  # noqa: BLE001 - a bug in a trial fails that trial, not the study
         if disk.is_disk_full(exc):  # not the trial's fault: the driver stops the study
             return TrialResult(state="disk_full", reason=_first_line(exc))
         text = traceback.format_exc()
-        reporter.set_attr("traceback", text[-4000:])
+        inner.set_attr("traceback", text[-4000:])
         return TrialResult(state="failed", reason=f"{type(exc).__name__}: {exc}")
     record = outcome.record()
     for key, value in record.to_attrs().items():
-        reporter.set_attr(key, value)
+        inner.set_attr(key, value)
     if outcome.shared_seeds:  # its wall time is not a trial's: the board's estimates leave it out
-        reporter.set_attr("shared_seeds", outcome.shared_seeds)
-    reporter.progress("artifacts", len(payload.context.seeds) - 1, 0, 0)
+        inner.set_attr("shared_seeds", outcome.shared_seeds)
+    inner.progress("artifacts", len(payload.context.seeds) - 1, 0, 0)
     try:
-        artifacts.upload(outcome, payload.context, reporter.upload)
+        artifacts.upload(outcome, payload.context, inner.upload)
     except (OSError, ValueError) as exc:  # pictures are a nicety; the measurement stands
-        reporter.set_attr("artifact_error", f"{type(exc).__name__}: {exc}")
+        inner.set_attr("artifact_error", f"{type(exc).__name__}: {exc}")
     return TrialResult(state="complete", values=[record.objective(o) for o in payload.objectives])
 
 

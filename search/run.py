@@ -61,6 +61,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="trials in flight at once")
     p.add_argument("--threads", type=int,
                    help="torch threads per trial (default: the cores shared by the workers)")
+    p.add_argument("--ranks", type=int,
+                   help="processes per trial of the local executor, data-parallel (default 1)")
     p.add_argument("--seed", type=int, help="sampler seed")
     p.add_argument("--sampler", help="sampler: tpe, random or grid (default: the study file's)")
     p.add_argument("--seeds", help="training seeds per setting, comma-separated, e.g. 0,1,2")
@@ -92,7 +94,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     study: dict[str, Any] = {}
     for flag, key in (("n_trials", "n_trials"), ("storage", "storage"), ("executor", "executor"),
-                      ("workers", "workers"), ("threads", "threads"), ("preset", "preset"),
+                      ("workers", "workers"), ("threads", "threads"), ("ranks", "ranks"),
+                      ("preset", "preset"),
                       ("run_dir", "run_dir"), ("cache_dir", "cache_dir"), ("name", "name")):
         value = getattr(args, flag)
         if value is not None:
@@ -154,7 +157,8 @@ def _executor(config: StudyConfig) -> BaseExecutor:
     if kind == "inline":
         return InlineExecutor()
     if kind == "local":
-        return LocalExecutor(config.run_dir / "workers", threads_per_job=cost.trial_threads(config))
+        return LocalExecutor(config.run_dir / "workers", threads_per_job=cost.trial_threads(config),
+                             ranks=config.ranks)
     from search.slurm import SlurmExecutor
 
     return SlurmExecutor(config)
@@ -459,9 +463,21 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
     ]
     if est.source == "calibration":
         lines.append("               an upper bound: pruned and infeasible trials end early")
+    if p.ranks > 1:
+        lines.append(_ranks_line(config, p))
     lines += [_confirm_line(config, est), _noise_line(config, context)]
     lines.append("[dry-run] nothing was run; drop --dry-run to start")
     return "\n".join(lines)
+
+
+def _ranks_line(config: StudyConfig, p: cost.Plan) -> str:
+    """What the estimate assumes about a multi-process trial's scaling."""
+    how = (f"Slurm tasks ({config.slurm.tasks_per_node} per node x {config.slurm.nodes} "
+           "node(s))" if config.study.executor == "slurm" else "local processes")
+    return (f"  ranks:       {p.ranks} per trial, data-parallel {how}: optimiser steps assumed "
+            f"{p.speedup:.2f}x as fast as one process's (parallel efficiency "
+            f"{cost.RANK_EFFICIENCY:g} per doubling, assumed, not measured); evaluations and "
+            "NCA data run on rank 0 at one process's speed")
 
 
 def _confirm_line(config: StudyConfig, est: cost.Estimate) -> str:

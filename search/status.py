@@ -8,7 +8,7 @@ Usage:
 
 Prints each study with its counts and best value, then its running trials: stage, tokens,
 throughput, validation loss next to scratch's, where it runs (host and pid, or Slurm job id and
-state), elapsed and ETA. Progress comes from the trial's ``progress.json`` when this machine sees
+state; ``ranks N`` for a data-parallel trial, at its rank 0), elapsed and ETA. Progress comes from the trial's ``progress.json`` when this machine sees
 its work folder, else from the ``progress`` user attribute the worker updates every 10 s. While
 the scratch baselines run (before any trial), one row shows their phase, which the driver
 publishes as a study attribute every 10 s.
@@ -152,6 +152,7 @@ def _running(t: optuna.trial.FrozenTrial, now: float, run_dir: str | None) -> di
     where = f"slurm {job}" if job else (
         f"{progress.host} pid {progress.pid}" if progress and progress.host
         else f"pid {attrs['job_pid']}" if "job_pid" in attrs else "")
+    where += board_lib.ranks_text(attrs.get("job_ranks"))
     state = _slurm_state(str(job)) if job else ""
     if progress is not None and progress.age_s(now) > STALE_S:
         state = (state + ", " if state else "") + f"no progress for {board_lib.fmt_duration(progress.age_s(now))}"

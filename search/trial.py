@@ -12,6 +12,13 @@ same seed and budget (each computed once and cached, keyed by content: see ``sea
 Each seed also records a transfer probe (``lm.probe``: residual stream and gradients at the
 first downstream step, NCA arm and scratch) and how many downstream tokens each arm needed to
 beat the unigram loss.
+
+A data-parallel trial (``lm.distributed``) runs this function on every rank. Rank 0 alone takes
+the cache locks, reads the cache entries and work files whose answers decide what to train (its
+answer goes to every rank) and writes them; every rank trains, so all of them meet at the
+trainer's collectives. No cache key names the number of ranks: every rank count takes the same
+optimiser steps on the same global batches (equal to float rounding, ``lm.trainer``), so a stage
+cached by a run of one count serves a run of any other.
 """
 
 from __future__ import annotations
@@ -26,18 +33,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
 
 import nca
 import ncaio
+from lm import distributed
 from lm.checkpoint import load_checkpoint, save_checkpoint
 from lm.corpora import DomainCorpus, load_domain
 from lm.diagnose import diagnose, unigram_loss
 from lm.model import Transformer
-from lm.presets import Preset, build_model, get_preset
+from lm.presets import Preset, Stage, build_model, get_preset
 from lm.probe import probe
 from lm.recipe import init_new_embeddings
 from lm.scores import score as lm_score
@@ -187,6 +195,7 @@ def make_context(config: StudyConfig) -> TrialContext:
     except ValueError as exc:
         raise SetupError(str(exc)) from None
     _check_budgets(config, preset)
+    _check_split(config, preset)
     context = TrialContext(
         domain=s.domain, data=s.domain_data[0][1], tokenizer=s.tokenizer, preset=name,
         recipe=s.recipe or preset.recipe,
@@ -214,6 +223,25 @@ def _check_budgets(config: StudyConfig, preset: Preset) -> None:
         raise SetupError(f"[budget] domain_tokens = {domain}: the {preset.name} preset needs at "
                          f"least {least} ({preset.evals_per_stage} steps of "
                          f"{preset.batch_tokens} tokens)")
+
+
+def _check_split(config: StudyConfig, preset: Preset) -> None:
+    """A data-parallel study's ranks must share every optimiser step's sequences evenly
+    (``lm.trainer.step_rows``), in both stages of the preset.
+
+    Raises:
+        SetupError: a stage's sequences per step are not a multiple of the ranks.
+    """
+    ranks = config.ranks
+    stages: tuple[tuple[Stage, int], ...] = (("domain", preset.seq_len),
+                                             ("nca", preset.nca_seq_len))
+    for stage, seq_len in stages:
+        cfg = preset.train_config(stage, seq_len=seq_len, seed=0)
+        rows = cfg.batch_size * cfg.grad_accum
+        if rows % ranks:
+            raise SetupError(f"{ranks} ranks per trial: the {preset.name} preset's {stage} stage "
+                             f"takes {rows} sequences per step, which do not split evenly; use "
+                             f"a number of ranks that divides {rows}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -362,11 +390,13 @@ def _domain_seed(setting: Setting, plan: Plan, context: TrialContext, one: Trial
     key = seed_key(setting, context, seed, domain=one.domain if context.domains else "")
     stem = f"{one.domain}-seed{seed}" if context.domains else f"seed{seed}"
     done_path = work_dir / f"{stem}.json" if work_dir else None
-    done = _finished_seed(done_path, key) if done_path else None
+    done = _on_main(lambda: _finished_seed(done_path, key), "the finished-seed check") \
+        if done_path else None
     if done is not None:
         return done
     shared = shared_seed_path(setting, plan, one, upstream.context, seed)
-    result = read_intact(shared, _read_shared_seed, "shared finished seed") if shared else None
+    result = _on_main(lambda: read_intact(shared, _read_shared_seed, "shared finished seed"),
+                      "the shared-seed check") if shared else None
     if result is not None:
         result.shared = True
     else:
@@ -375,10 +405,10 @@ def _domain_seed(setting: Setting, plan: Plan, context: TrialContext, one: Trial
         result = _run_seed(setting, plan, one, _corpus(one), seed, index, scratch, reporter, ckpt,
                            upstream=upstream, share=share)
         if shared:
-            write_verified_json(shared, dataclasses.asdict(result))
+            _write_on_main(shared, dataclasses.asdict(result))
     result.key = key
     if done_path:
-        write_verified_json(done_path, dataclasses.asdict(result))
+        _write_on_main(done_path, dataclasses.asdict(result))
     return result
 
 
@@ -481,8 +511,9 @@ def _stage_checkpoint(entry: Path) -> Iterator[Path]:
     partial = _partial_path(entry)
     _resumable(partial)
     yield partial
-    partial.unlink(missing_ok=True)
-    sidecar_path(partial).unlink(missing_ok=True)
+    if distributed.is_main():  # every rank is past reading it: the stage trained to its end
+        partial.unlink(missing_ok=True)
+        sidecar_path(partial).unlink(missing_ok=True)
 
 
 def _partial_path(entry: Path) -> Path:
@@ -490,9 +521,9 @@ def _partial_path(entry: Path) -> Path:
 
 
 def _resumable(path: Path | None) -> Path | None:
-    """``path`` for the trainer to resume from; a damaged stage checkpoint is set aside first,
-    so the stage restarts instead of failing the trial on every retry."""
-    if path is not None and path.exists():
+    """``path`` for the trainer to resume from; a damaged stage checkpoint is set aside first
+    (by rank 0), so the stage restarts instead of failing the trial on every retry."""
+    if path is not None and path.exists() and distributed.is_main():
         try:
             verify_file(path)
         except CorruptCacheError as exc:
@@ -603,7 +634,8 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
     a damaged entry is set aside and recomputed)."""
     path = baseline_path(context, run, seed)
     with _locked(path):
-        data = read_intact(path, _read_baseline, "scratch baseline")
+        data = _on_main(lambda: read_intact(path, _read_baseline, "scratch baseline"),
+                        "the scratch-baseline check")
         if data is None:
             corpus = _corpus(context)
             preset = get_preset(context.preset)
@@ -615,7 +647,7 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
                                   checkpoint_every_tokens=cfg.eval_every_tokens, progress=progress)
                 data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss,
                         "test_loss": _test_loss(model, context)}
-                write_verified_json(path, data)
+                _write_on_main(path, data)
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"],
                     test_loss=data.get("test_loss"))
 
@@ -687,15 +719,22 @@ def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int,
     tokens = plan.nca_tokens
     if tell:
         tell("data", tokens=0, total=0)
-    try:
-        built = nca.build(data_spec(setting, context), tokens, cache_dir=Path(context.cache_dir),
-                          seed=seed, seq_len=preset.nca_seq_len)
-    except nca.BandUnreachableError as exc:
-        raise InfeasibleSettingError(str(exc)) from None
+    def build() -> nca.BuiltDataset:
+        try:
+            return nca.build(data_spec(setting, context), tokens,
+                             cache_dir=Path(context.cache_dir), seed=seed,
+                             seq_len=preset.nca_seq_len)
+        except nca.BandUnreachableError as exc:
+            raise InfeasibleSettingError(str(exc)) from None
+
+    # rank 0 builds the data (or finds it); the other ranks then read what it built
+    built = distributed.main_only(build, "the NCA data")
+    if built is None:
+        built = build()
     cfg = plan.nca_config(preset, seed, built.train.seq_len)
     path = _ppt_path(plan, context, seed, built.key, built.train.seq_len, built.train.vocab_size)
     with _locked(path):
-        saved = read_intact(path, load_checkpoint, "pre-pre-trained checkpoint")
+        saved = _load_on_every_rank(path)
         if saved is None:
             model = build_model(preset, built.train.vocab_size, seed=seed)
             with _stage_checkpoint(path) as partial:
@@ -704,7 +743,8 @@ def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int,
                          progress=_stage_progress(tell, "nca"))
                 diag = diagnose(model, built.train, built.val, device=context.device)
                 saved = {"model": model.state_dict(), "upstream": dataclasses.asdict(diag)}
-                save_checkpoint(path, saved)
+                distributed.main_only(lambda: save_checkpoint(path, saved),
+                                      "the pre-pre-trained checkpoint")
     stats = {k: built.manifest.get(k) for k in ("complexity_mean", "acceptance_rate")}
     return saved["model"], saved["upstream"], stats, tokens
 
@@ -804,9 +844,42 @@ def _unigram_loss(context: TrialContext) -> float:
 # -- cache helpers -------------------------------------------------------------------------------
 
 
+T = TypeVar("T")
+
+
+def _on_main(fn: Callable[[], T], what: str) -> T:
+    """``fn()`` (a small read that decides what to train) on rank 0, its answer on every rank."""
+    return distributed.from_main(fn, what)
+
+
+def _write_on_main(path: Path, data: dict[str, Any]) -> None:
+    """Write a verified JSON file from rank 0 alone (a failure raises on every rank)."""
+    distributed.main_only(lambda: write_verified_json(path, data), f"writing {path.name}")
+
+
+def _load_on_every_rank(path: Path) -> dict[str, Any] | None:
+    """The pre-pre-trained checkpoint at ``path`` when rank 0 finds it intact (a damaged one is
+    set aside), read by each rank itself: weights are too large to send through the group."""
+    mine: list[dict[str, Any] | None] = [None]
+
+    def read() -> bool:
+        mine[0] = read_intact(path, load_checkpoint, "pre-pre-trained checkpoint")
+        return mine[0] is not None
+
+    if not _on_main(read, "the pre-pre-trained checkpoint check"):
+        return None
+    return mine[0] if distributed.is_main() else load_checkpoint(path)
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Serialise compute-or-read of one cache entry across workers (released if a worker dies)."""
+    """Serialise compute-or-read of one cache entry across workers (released if a worker dies).
+
+    Of a data-parallel trial's ranks only rank 0 takes it: the others follow its decisions, and
+    would otherwise wait for a lock their own rank 0 holds while it waits for them."""
+    if not distributed.is_main():
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(path.suffix + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

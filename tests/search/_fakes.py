@@ -80,3 +80,42 @@ def reporting_baseline(args) -> float:
     writer.update("scratch", 0, 0, 1000, tokens_left=1000)
     writer.update("scratch", 0, 500, 1000, tokens_left=500)
     return 1.0
+
+
+def rank_one_dies_once(payload: TrialPayload) -> TrialResult | None:
+    """The real trial job, except that rank 1 of a data-parallel trial kills itself (SIGKILL, no
+    cleanup) at its 20th optimiser step (inside the domain stage of the `tiny` preset's first
+    seed) the first time it runs, while `<cache>/rank-dies.armed` exists."""
+    import torch.distributed as dist
+
+    from lm import trainer
+    from search.jobs import run_trial_job
+
+    marker = Path(payload.context.cache_dir) / "rank-dies"
+    if dist.get_rank() == 1 and marker.with_suffix(".armed").exists() and not marker.exists():
+        step = trainer.data_parallel_step
+        calls = iter(range(10**6))
+
+        def dying_step(*args, **kwargs):
+            if next(calls) == 20:
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(*args, **kwargs)
+
+        trainer.data_parallel_step = dying_step
+    return run_trial_job(payload)
+
+
+def rank_one_dies_at_once(payload: object) -> str:
+    """A job of several ranks whose rank 1 kills itself (SIGKILL) while rank 0 waits for it at a
+    collective: rank 0 loses its peers."""
+    import torch
+    import torch.distributed as dist
+
+    from lm import distributed
+
+    if dist.get_rank() == 1:
+        time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+    distributed.all_sum(torch.ones(1), "a test's sum")
+    return "finished"

@@ -4,8 +4,11 @@ killed and restarted, and a trial that is preempted, requeued and resumes from i
 from __future__ import annotations
 
 import itertools
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +27,7 @@ from search.study import open_study
 from search.tally import counts_towards_n_trials
 from search.trial import make_context
 from tests.conftest import REPO
+from tests.search import _fakes
 
 pytestmark = pytest.mark.slow
 
@@ -143,3 +147,75 @@ def test_multi_domain_study_through_slurm(local_slurm, shared_data, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     (trial,) = check_multi_domain_run(tmp_path / "run")
     assert "job_slurm_job_id" in trial.user_attrs
+
+
+_TWO_TASKS = _SLURM + "tasks_per_node = 2\n"
+"""Each trial one job of two tasks (ranks) of one CPU each, data-parallel under gloo."""
+
+
+def test_smoke_study_of_two_task_trials(local_slurm, tmp_path):
+    study = tmp_path / "two_tasks.toml"
+    study.write_text(_study_file(tmp_path, 2).read_text().replace(_SLURM, _TWO_TASKS))
+    result = subprocess.run([*_cmd(tmp_path, study), "--seeds", "0"], cwd=REPO,
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = _trials(tmp_path)
+    summary = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    assert len([t for t in trials if counts_towards_n_trials(t)]) == 2, summary
+    ran = [t for t in trials if "job_slurm_job_id" in t.user_attrs]
+    assert ran and all(t.user_attrs["job_ranks"] == 2 for t in ran), summary
+    assert any(t.state == TrialState.COMPLETE for t in ran), summary
+    # both tasks ran: each left its own log, and rank 0 recorded both ranks' pids
+    folder = Path(ran[0].user_attrs["job_slurm_folder"])
+    job = ran[0].user_attrs["job_slurm_job_id"]
+    assert (folder / f"{job}_0_log.out").is_file() and (folder / f"{job}_1_log.out").is_file()
+    assert len(json.loads((folder / "ranks.json").read_text())) == 2
+
+
+def test_preempted_two_task_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
+    study = tmp_path / "two_tasks.toml"
+    study.write_text(_study_file(tmp_path, 1).read_text().replace(_SLURM, _TWO_TASKS))
+    config = load_study_config(str(study), {"study": {
+        "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
+        "seeds": [0, 1], "executor": "slurm"}})
+    assert config.ranks == 2
+    context = make_context(config)
+    trial = open_study(config, context).ask()
+    work = tmp_path / "run" / "trials" / "00000"
+    payload = TrialPayload(storage=config.storage_url, study_name="smoke", trial_id=trial._trial_id,
+                           setting=Setting(band=(0.2, 0.3), alphabet=2), context=context,
+                           pruner=config.pruner, objectives=("loss",), work_dir=str(work))
+    job = SlurmExecutor(config).submit(run_trial_job, payload)
+    first_seed = work / "seed0.json"
+    deadline = time.time() + 400
+    while not first_seed.exists():
+        assert time.time() < deadline and not job.done(), "seed 0 never finished"
+        time.sleep(0.2)
+    stamp = first_seed.stat().st_mtime_ns
+    job._job._interrupt()  # preemption: the warning signal to every task, then requeue
+    deadline = time.time() + 400
+    while not job.done():
+        assert time.time() < deadline, "requeued trial did not finish"
+        time.sleep(0.5)
+    out = job.outcome()
+    assert out.ok and out.value.state == "complete", out
+    assert first_seed.stat().st_mtime_ns == stamp, "seed 0 was recomputed after the requeue"
+    states = subprocess.run(["sacct", "-j", str(job.info["slurm_job_id"]), "-D", "-n", "-X",
+                             "-o", "State"], capture_output=True, text=True, check=False).stdout.split()
+    assert "REQUEUED" in states[0], states
+
+
+def test_a_dead_task_loses_its_two_task_job_naming_its_rank_and_host(local_slurm, tmp_path):
+    study = tmp_path / "two_tasks.toml"
+    study.write_text(_study_file(tmp_path, 1).read_text().replace(_SLURM, _TWO_TASKS))
+    config = load_study_config(str(study), {"study": {"run_dir": str(tmp_path / "run"),
+                                                      "executor": "slurm"}})
+    job = SlurmExecutor(config).submit(_fakes.rank_one_dies_at_once, None)
+    deadline = time.time() + 180
+    while not job.done():
+        assert time.time() < deadline, "the job of a dead task did not end"
+        time.sleep(0.5)
+    out = job.outcome()
+    assert not out.ok, out  # lost (retried by the driver), not a failed trial
+    assert re.match(rf"rank 1 of 2 \(pid \d+ on {re.escape(socket.gethostname())}\): ",
+                    out.reason), out.reason
