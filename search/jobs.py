@@ -7,6 +7,7 @@ can stop it; the driver only tells the final state.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
@@ -16,12 +17,13 @@ from typing import Any
 
 import optuna
 
-from search import _first_domain, artifacts, disk
+from search import _first_domain, artifacts, disk, tracking
 from search import progress as progress_lib
 from search import trial as trial_lib
 from search.config import PrunerSection
 from search.record import SeedRecord, TrialRecord
 from search.space import Setting
+from search.tracking import TrackingConfig
 from search.trial import TrialContext
 
 __all__ = [
@@ -55,6 +57,8 @@ class TrialPayload:
     prunable: bool = True
     """False for anchors: reference points report their curves (the pruner's median uses them)
     but always run every seed to the end."""
+    tracking: TrackingConfig | None = None
+    """Where the worker mirrors the trial's runs (search.tracking); None = not tracked."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -65,6 +69,8 @@ class TrialResult:
     state: str
     values: list[float] = field(default_factory=list)
     reason: str = ""
+    tracking_stopped: bool = False
+    """The worker's tracker failed (it warned once): the driver tracks no further trial."""
 
 
 PROGRESS_ATTR_EVERY_S = 10.0
@@ -112,10 +118,17 @@ class _OptunaReporter:
         self._study = study
         self._prunable = payload.prunable
         self._artifacts = payload.artifact_dir
+        self.tracker = (tracking.open_trial(
+            payload.tracking, study=payload.study_name, number=self._trial.number,
+            attrs=self._trial.user_attrs, setting=payload.setting, domain=payload.context.domain)
+            if payload.tracking else None)
         self._init_progress(payload)
 
     def upload(self, path: Path) -> None:
-        """Attach a file to the trial through Optuna's artifact store (seen by the dashboard)."""
+        """Attach a file to the trial through Optuna's artifact store (seen by the dashboard)
+        and to its tracked run."""
+        if self.tracker:
+            self.tracker.log_artifact(path)
         if self._artifacts:
             Path(self._artifacts).mkdir(parents=True, exist_ok=True)
             store = optuna.artifacts.FileSystemArtifactStore(self._artifacts)
@@ -151,6 +164,12 @@ class _OptunaReporter:
         return _first_domain.hopeless(seeds, [r for r in completed if r is not None],
                                       self._objectives, self._first_domain,
                                       self._pruner.n_startup_trials)
+
+    def report_eval(self, stage: str, seed: int, domain: str, tokens: int, val_loss: float,
+                    scratch_loss: float | None) -> None:
+        """A validation point of a stage the trial trains (search.trial), for the tracker."""
+        if self.tracker:
+            self.tracker.log_eval(stage, seed, domain, tokens, val_loss, scratch_loss)
 
     def set_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
@@ -195,6 +214,15 @@ class _OptunaReporter:
 def run_trial_job(payload: TrialPayload) -> TrialResult:
     """Run one trial; exceptions inside it become a ``failed`` result carrying the traceback."""
     reporter = _OptunaReporter(payload)
+    result = _run_trial(payload, reporter)
+    if reporter.tracker:
+        reporter.tracker.finish(result.state, result.reason)
+    if payload.tracking and tracking.stopped():
+        return dataclasses.replace(result, tracking_stopped=True)
+    return result
+
+
+def _run_trial(payload: TrialPayload, reporter: _OptunaReporter) -> TrialResult:
     try:
         work_dir = Path(payload.work_dir) if payload.work_dir else None
         outcome = trial_lib.run_trial(payload.setting, payload.context, reporter=reporter,
@@ -217,12 +245,15 @@ def run_trial_job(payload: TrialPayload) -> TrialResult:
         reporter.set_attr(key, value)
     if outcome.shared_seeds:  # its wall time is not a trial's: the board's estimates leave it out
         reporter.set_attr("shared_seeds", outcome.shared_seeds)
+    values = [record.objective(o) for o in payload.objectives]
+    if reporter.tracker:
+        reporter.tracker.log_outcome(outcome, dict(zip(payload.objectives, values, strict=True)))
     reporter.progress("artifacts", len(payload.context.seeds) - 1, 0, 0)
     try:
         artifacts.upload(outcome, payload.context, reporter.upload)
     except (OSError, ValueError) as exc:  # pictures are a nicety; the measurement stands
         reporter.set_attr("artifact_error", f"{type(exc).__name__}: {exc}")
-    return TrialResult(state="complete", values=[record.objective(o) for o in payload.objectives])
+    return TrialResult(state="complete", values=values)
 
 
 def _first_line(exc: BaseException) -> str:
