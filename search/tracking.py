@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from ncaio import content_key
 from search._toml import ConfigError
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def from_config(config: StudyConfig) -> TrackingConfig | None:
     if not urlsplit(storage).scheme:  # a journal file: the same file wherever it is named from
         storage = str(Path(storage).resolve())
     return TrackingConfig(uri=resolved, experiment=config.study.name,
-                          storage_key=hashlib.sha256(storage.encode()).hexdigest()[:8],
+                          storage_key=content_key(storage, length=8),
                           artifacts=_artifact_root(resolved, run_dir))
 
 

@@ -25,8 +25,12 @@ from search.space import Setting
 from tests._cli import refused
 from tests.conftest import REPO
 
-mlflow = pytest.importorskip("mlflow", reason="MLflow is the optional extra: pip install -e "
-                                              "\".[track]\" (the test extra installs it)")
+try:
+    import mlflow
+except ImportError:  # the values and the refusals are checked without it
+    mlflow = None
+needs_mlflow = pytest.mark.skipif(mlflow is None, reason="MLflow is the optional extra: pip "
+                                  "install -e \".[track]\" (the test extra installs it)")
 
 SERVER_WAIT_S = 120.0
 """Longest wait for `mlflow server` to answer (it creates its database first: ~25 s here)."""
@@ -110,6 +114,7 @@ def _history(uri: str, run: mlflow.entities.Run, key: str) -> list[tuple[int, fl
     return sorted((m.step, m.value) for m in points)
 
 
+@needs_mlflow
 def test_a_retried_trial_continues_its_runs_without_duplicates(tmp_path):
     """Attempt 1 dies mid-stage; the retry (another trial number, same origin) resumes the stage
     at its last checkpoint, so it logs that point again: one parent, one child, each step once."""
@@ -145,6 +150,7 @@ def test_a_retried_trial_continues_its_runs_without_duplicates(tmp_path):
     assert not tracking.stopped()
 
 
+@needs_mlflow
 def test_a_confirmation_run_is_tagged_with_its_phase_arm_and_lr(tmp_path):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     config = tracking.start(tracking.TrackingConfig(uri=uri, experiment="unit", storage_key="k",
@@ -161,6 +167,7 @@ def test_a_confirmation_run_is_tagged_with_its_phase_arm_and_lr(tmp_path):
     assert run.data.tags["study"] == "unit.confirm" and run.info.status == "FINISHED"
 
 
+@needs_mlflow
 def test_an_unreachable_tracker_warns_once_and_turns_tracking_off(capsys):
     config = tracking.TrackingConfig(uri=f"http://127.0.0.1:{_closed_port()}", experiment="x",
                                      storage_key="k", experiment_id="1")
@@ -247,6 +254,7 @@ def sqlite_study(tmp_path_factory):
 
 
 @pytest.mark.slow
+@needs_mlflow
 def test_smoke_study_tracked_into_sqlite(sqlite_study):
     root, uri, result = sqlite_study
     assert result.returncode == 0, result.stderr[-3000:]
@@ -256,6 +264,7 @@ def test_smoke_study_tracked_into_sqlite(sqlite_study):
 
 
 @pytest.mark.slow
+@needs_mlflow
 def test_smoke_study_tracked_into_a_folder(sqlite_study, tmp_path, monkeypatch):
     root, _, _ = sqlite_study
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads a folder on request
@@ -306,6 +315,7 @@ def _wait_for_health(url: str, proc: subprocess.Popen[bytes], log: Path) -> None
 
 
 @pytest.mark.slow
+@needs_mlflow
 def test_smoke_study_tracked_into_an_mlflow_server(sqlite_study, mlflow_server, tmp_path):
     root, _, _ = sqlite_study
     result = _study(tmp_path / "run", root / "cache", f"mlflow:{mlflow_server}")
@@ -317,6 +327,7 @@ def test_smoke_study_tracked_into_an_mlflow_server(sqlite_study, mlflow_server, 
 
 
 @pytest.mark.slow
+@needs_mlflow
 def test_a_study_whose_server_is_down_completes_with_one_warning(sqlite_study, tmp_path):
     root, _, _ = sqlite_study
     url = f"http://127.0.0.1:{_closed_port()}"
