@@ -489,6 +489,10 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
     if est.source == "calibration":
         lines.append("               an upper bound: pruned and infeasible trials end early")
     lines += [_confirm_line(config, est), _noise_line(config, context)]
+    tracking = tracking_lib.from_config(config)
+    if tracking is not None:
+        lines.append(f"  tracking:    MLflow experiment {tracking.experiment!r} at "
+                     f"{tracking_lib.shown_uri(tracking.uri)}")
     lines.append("[dry-run] nothing was run; drop --dry-run to start")
     return "\n".join(lines)
 

@@ -339,3 +339,18 @@ def test_a_study_whose_server_is_down_completes_with_one_warning(sqlite_study, t
     trials = _trials(tmp_path / "run")
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
     assert "tracking:" not in result.stdout, "the closing lines point at runs that are not there"
+
+
+@pytest.mark.slow
+@needs_mlflow
+def test_the_dry_run_names_the_tracking_store_and_creates_nothing(sqlite_study, tmp_path):
+    root, _, _ = sqlite_study
+    cmd = [sys.executable, "-m", "search.run", "--study", "smoke", "--run-dir",
+           str(tmp_path / "run"), "--cache-dir", str(root / "cache"), "--track", "mlflow",
+           "--dry-run"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = tmp_path / "run" / "mlflow" / "mlflow.db"
+    assert f"  tracking:    MLflow experiment 'smoke' at sqlite:///{store}" in result.stdout
+    assert not (tmp_path / "run" / "mlflow").exists()
