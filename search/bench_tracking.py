@@ -73,7 +73,8 @@ def _child_cpu_s(code: str) -> float:
 
 _START = """
 from search import tracking
-tracking.start(tracking.TrackingConfig(uri={uri!r}, experiment="bench", storage_key="bench"))
+tracking.start(tracking.TrackingConfig(uri={uri!r}, experiment="bench", storage_key="bench",
+                                       artifacts={artifacts!r}))
 """
 
 _TRIAL = """
@@ -81,7 +82,7 @@ from pathlib import Path
 from search import tracking
 from search.space import Setting
 config = tracking.start(tracking.TrackingConfig(uri={uri!r}, experiment="bench",
-                                                storage_key="bench"))
+                                                storage_key="bench", artifacts={artifacts!r}))
 t = tracking.open_trial(config, study="bench", number={number}, attrs={{}}, setting=Setting(),
                         domain="code")
 for seed in (0, 1):
@@ -102,10 +103,14 @@ def tracker_cost(root: Path, trials: int = 3) -> dict[str, float]:
     folder.mkdir(parents=True)
     for name in ("curve.png", "config.json", "nca_sample.gif"):
         (folder / name).write_bytes(b"x" * 50_000)  # about a trial's figures' size
+    # the artifacts beside the database, as search.tracking puts them (MLflow's default is the
+    # current folder)
     uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+    artifacts = (root / "mlflow" / "artifacts").as_uri()
     empty = _child_cpu_s("pass")
-    start = _child_cpu_s(_START.format(uri=uri))
-    per_trial = [_child_cpu_s(_TRIAL.format(uri=uri, number=k, folder=str(folder)))
+    start = _child_cpu_s(_START.format(uri=uri, artifacts=artifacts))
+    per_trial = [_child_cpu_s(_TRIAL.format(uri=uri, artifacts=artifacts, number=k,
+                                            folder=str(folder)))
                  for k in range(trials)]
     return {"python_s": empty, "start_s": start - empty,
             "trial_s": statistics.median(per_trial) - empty}
