@@ -188,9 +188,11 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _study(run_dir: Path, cache_dir: Path, track: str) -> subprocess.CompletedProcess[str]:
+def _study(run_dir: Path, cache_dir: Path, track: str, *extra: str
+           ) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "search.run", "--study", "smoke", "--run-dir", str(run_dir),
-           "--cache-dir", str(cache_dir), "--n-trials", "2", "--seeds", "0", "--track", track]
+           "--cache-dir", str(cache_dir), "--n-trials", "2", "--seeds", "0", "--track", track,
+           *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                           check=False)
 
@@ -273,6 +275,18 @@ def test_smoke_study_tracked_into_a_folder(sqlite_study, tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "mlruns").is_dir()
     _check_store(uri, tmp_path / "run", trained=False)
+
+
+@pytest.mark.slow
+@needs_mlflow
+def test_smoke_study_tracked_with_the_inline_executor(sqlite_study, tmp_path):
+    """The trials run in the driver's process: it logs them, into the default store."""
+    root, _, _ = sqlite_study
+    result = _study(tmp_path / "run", root / "cache", "mlflow", "--executor", "inline")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning" not in result.stderr, result.stderr
+    _check_store(f"sqlite:///{tmp_path / 'run' / 'mlflow' / 'mlflow.db'}", tmp_path / "run",
+                 trained=False)
 
 
 @pytest.fixture
