@@ -368,3 +368,30 @@ def test_the_dry_run_names_the_tracking_store_and_creates_nothing(sqlite_study, 
     store = tmp_path / "run" / "mlflow" / "mlflow.db"
     assert f"  tracking:    MLflow experiment 'smoke' at sqlite:///{store}" in result.stdout
     assert not (tmp_path / "run" / "mlflow").exists()
+
+
+@pytest.mark.slow
+@needs_mlflow
+def test_the_confirmation_logs_into_the_study_experiment_tagged_as_such(sqlite_study, tmp_path):
+    root, _, _ = sqlite_study
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    result = _study(tmp_path / "run", root / "cache", f"mlflow:{uri}", "--confirm",
+                    "--confirm-seeds", "1000")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning" not in result.stderr, result.stderr
+    from search.storage import open_storage
+
+    storage = open_storage(str(tmp_path / "run" / "journal.log"), create=False)
+    confirm = optuna.load_study(study_name="smoke.confirm", storage=storage).get_trials()
+    ran = {t.number: t for t in confirm if "job_work_dir" in t.user_attrs}
+    assert ran, "the confirmation ran no trial"
+    parents = [r for r in _runs(uri, "smoke") if "parent_key" not in r.data.tags]
+    confirmed = {int(r.data.tags["trial"]): r for r in parents
+                 if r.data.tags["phase"] == "confirmation"}
+    assert sorted(confirmed) == sorted(ran)
+    for number, run in confirmed.items():
+        attrs = ran[number].user_attrs
+        assert run.data.tags["study"] == "smoke.confirm"
+        assert run.data.tags["arm"] == str(attrs["arm"])
+        assert run.data.tags["lr_x"] == str(attrs["lr_x"])
+    assert {r.data.tags["phase"] for r in parents} == {"search", "confirmation"}
