@@ -39,6 +39,7 @@ from search.record import (
 from search.space import ParamSpec, parse_space, setting_from_params
 from search.synthetic import SYNTHETIC_DOMAINS
 from search.tally import jobs_at_once
+from search.tracking import parse_track
 
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
 DOMAINS = tuple(CORPORA) + SYNTHETIC_DOMAINS
@@ -103,6 +104,9 @@ class StudySection:
     ranks: int = bounded(1, 1, 256)
     """Processes each trial of the ``local`` executor trains with, data-parallel on this machine
     (gloo on CPUs, NCCL on GPUs); Slurm trials take ``[slurm] tasks_per_node`` and ``nodes``."""
+    track: str = ""
+    """Mirror every trial, seed and stage into MLflow (search.tracking): ``mlflow`` (a store in
+    run_dir/mlflow) or ``mlflow:URI``; empty = off."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -124,6 +128,7 @@ class StudySection:
         check_bounds(self, "study")
         if self.threads < 0:
             raise ConfigError(f"[study] threads = {self.threads}: expected 0 (automatic) or more")
+        parse_track(self.track)
 
     def _check_resolved(self) -> None:
         """The domains and objectives are in their resolved form (``study_section`` makes it

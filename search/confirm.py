@@ -40,6 +40,7 @@ from search.executors import BaseExecutor
 from search.plan import resolve
 from search.record import CONFIRMS_ATTR, PLAN_ATTR
 from search.space import Setting
+from search.tracking import TrackingConfig
 from search.trial import TrialContext
 
 __all__ = ["Finalist", "Run", "confirm_config", "confirm_context", "confirm_name", "drive",
@@ -194,9 +195,11 @@ def open_confirm_study(study: optuna.Study, config: StudyConfig, runs: list[Run]
 
 def drive(search: optuna.Study, config: StudyConfig, context: TrialContext,
           executor: BaseExecutor, events: DriverEvents, *, say: Callable[[str], None],
-          tick: Callable[[Driver], None]) -> optuna.Study:
+          tick: Callable[[Driver], None], tracking: TrackingConfig | None = None
+          ) -> optuna.Study:
     """Plan (or resume) the confirmation of ``search`` and run it to its last trial, with the
-    search's executor, in the search's storage; returns the confirmation study.
+    search's executor, in the search's storage; returns the confirmation study. With
+    ``tracking``, its runs join the search's experiment, tagged ``phase=confirmation``.
 
     Raises:
         StudyStopped: the search has no completed trial, or was confirmed with another plan.
@@ -220,7 +223,9 @@ def drive(search: optuna.Study, config: StudyConfig, context: TrialContext,
             f"each at lr x {', '.join(f'{m:g}' for m in config.confirm.lr_grid)}, on fresh "
             f"seeds {list(config.confirm.seeds)}, scored on the test split")
         driver = Driver(config=cfg, study=study, executor=executor, context=ctx, events=events,
-                        max_in_flight=cfg.trials_at_once, heartbeat=lock.renew)
+                        max_in_flight=cfg.trials_at_once, heartbeat=lock.renew,
+                        tracking=dataclasses.replace(tracking, phase="confirmation")
+                        if tracking else None)
         driver.run()
         tick(driver)
     finally:

@@ -39,6 +39,7 @@ from search.executors import BaseExecutor, BaseJob, WorkerStartError
 from search.progress import BASELINE_PHASE_ATTR, Progress
 from search.space import Setting
 from search.tally import counts_towards_n_trials, is_infeasible
+from search.tracking import TrackingConfig
 
 __all__ = [
     "BaselineLostError",
@@ -121,6 +122,8 @@ class Driver:
     heartbeat: Callable[[], None] | None = None
     """Called every 30 s while driving: renews the study lease (search.driver_lock); what it
     raises stops the driver."""
+    tracking: TrackingConfig | None = None
+    """Where the workers mirror their trials (search.tracking, experiment created); None = off."""
     _inflight: dict[int, _InFlight] = field(default_factory=dict)
     _last_recovery: float = 0.0
     _last_heartbeat: float = 0.0
@@ -297,6 +300,7 @@ class Driver:
             work_dir=str(work_dir),
             artifact_dir=str(self.config.run_dir / "artifacts"),
             prunable=not trial.user_attrs["kind"].startswith("anchor"),
+            tracking=self.tracking,
         )
         started = time.time()
         try:
@@ -376,6 +380,8 @@ class Driver:
 
     def _tell(self, item: _InFlight, result: jobs.TrialResult) -> None:
         trial = item.trial
+        if result.tracking_stopped:  # its worker warned once: later trials would each warn again
+            self.tracking = None
         if result.state == "disk_full":
             self._stop_for_disk(item, result.reason)
         if result.state == "complete":

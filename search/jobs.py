@@ -12,6 +12,7 @@ rank 0's pruning decisions and return None. A rank that loses its peers raises
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
@@ -22,12 +23,13 @@ from typing import Any
 import optuna
 
 from lm import distributed
-from search import _first_domain, artifacts, disk
+from search import _first_domain, artifacts, disk, tracking
 from search import progress as progress_lib
 from search import trial as trial_lib
 from search.config import PrunerSection
 from search.record import SeedRecord, TrialRecord
 from search.space import Setting
+from search.tracking import TrackingConfig
 from search.trial import TrialContext
 
 __all__ = [
@@ -61,6 +63,8 @@ class TrialPayload:
     prunable: bool = True
     """False for anchors: reference points report their curves (the pruner's median uses them)
     but always run every seed to the end."""
+    tracking: TrackingConfig | None = None
+    """Where the worker mirrors the trial's runs (search.tracking); None = not tracked."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -71,6 +75,8 @@ class TrialResult:
     state: str
     values: list[float] = field(default_factory=list)
     reason: str = ""
+    tracking_stopped: bool = False
+    """The worker's tracker failed (it warned once): the driver tracks no further trial."""
 
 
 PROGRESS_ATTR_EVERY_S = 10.0
@@ -118,10 +124,17 @@ class _OptunaReporter:
         self._study = study
         self._prunable = payload.prunable
         self._artifacts = payload.artifact_dir
+        self.tracker = (tracking.open_trial(
+            payload.tracking, study=payload.study_name, number=self._trial.number,
+            attrs=self._trial.user_attrs, setting=payload.setting, domain=payload.context.domain)
+            if payload.tracking else None)
         self._init_progress(payload)
 
     def upload(self, path: Path) -> None:
-        """Attach a file to the trial through Optuna's artifact store (seen by the dashboard)."""
+        """Attach a file to the trial through Optuna's artifact store (seen by the dashboard)
+        and to its tracked run."""
+        if self.tracker:
+            self.tracker.log_artifact(path)
         if self._artifacts:
             Path(self._artifacts).mkdir(parents=True, exist_ok=True)
             store = optuna.artifacts.FileSystemArtifactStore(self._artifacts)
@@ -157,6 +170,12 @@ class _OptunaReporter:
         return _first_domain.hopeless(seeds, [r for r in completed if r is not None],
                                       self._objectives, self._first_domain,
                                       self._pruner.n_startup_trials)
+
+    def report_eval(self, stage: str, seed: int, domain: str, tokens: int, val_loss: float,
+                    scratch_loss: float | None) -> None:
+        """A validation point of a stage the trial trains (search.trial), for the tracker."""
+        if self.tracker:
+            self.tracker.log_eval(stage, seed, domain, tokens, val_loss, scratch_loss)
 
     def set_attr(self, key: str, value: Any) -> None:
         self._trial.set_user_attr(key, value)
@@ -220,6 +239,11 @@ class _RankReporter:
         return distributed.from_main(lambda: inner is not None and inner.report_domain(
             domain, seeds), "the domain report")
 
+    def report_eval(self, stage: str, seed: int, domain: str, tokens: int, val_loss: float,
+                    scratch_loss: float | None) -> None:
+        if self._inner:  # the tracker is rank 0's
+            self._inner.report_eval(stage, seed, domain, tokens, val_loss, scratch_loss)
+
     def set_attr(self, key: str, value: Any) -> None:
         if self._inner:
             self._inner.set_attr(key, value)
@@ -256,6 +280,16 @@ def run_trial_job(payload: TrialPayload) -> TrialResult | None:
     if inner is None:  # another rank than 0
         _run_on_other_rank(payload)
         return None
+    result = _run_trial(payload, inner)
+    if inner.tracker:
+        inner.tracker.finish(result.state, result.reason)
+    if payload.tracking and tracking.stopped():
+        return dataclasses.replace(result, tracking_stopped=True)
+    return result
+
+
+def _run_trial(payload: TrialPayload, inner: _OptunaReporter) -> TrialResult:
+    """Rank 0's part of ``run_trial_job``: the trial, its record and its artifacts."""
     reporter = _RankReporter(inner) if distributed.is_distributed() else inner
     try:
         work_dir = Path(payload.work_dir) if payload.work_dir else None
@@ -279,12 +313,15 @@ def run_trial_job(payload: TrialPayload) -> TrialResult | None:
         inner.set_attr(key, value)
     if outcome.shared_seeds:  # its wall time is not a trial's: the board's estimates leave it out
         inner.set_attr("shared_seeds", outcome.shared_seeds)
+    values = [record.objective(o) for o in payload.objectives]
+    if inner.tracker:
+        inner.tracker.log_outcome(outcome, dict(zip(payload.objectives, values, strict=True)))
     inner.progress("artifacts", len(payload.context.seeds) - 1, 0, 0)
     try:
         artifacts.upload(outcome, payload.context, inner.upload)
     except (OSError, ValueError) as exc:  # pictures are a nicety; the measurement stands
         inner.set_attr("artifact_error", f"{type(exc).__name__}: {exc}")
-    return TrialResult(state="complete", values=[record.objective(o) for o in payload.objectives])
+    return TrialResult(state="complete", values=values)
 
 
 def _first_line(exc: BaseException) -> str:

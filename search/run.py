@@ -37,6 +37,7 @@ from search import board as board_lib
 from search import confirm, console, cost, disk
 from search import noise as noise_lib
 from search import study as study_lib
+from search import tracking as tracking_lib
 from search import trial as trial_lib
 from search._toml import ConfigError
 from search.config import DOMAINS, EXECUTORS, StudyConfig, load_study_config
@@ -88,6 +89,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run (or resume) only the confirmation of a finished search")
     p.add_argument("--confirm-seeds", metavar="SEEDS",
                    help="the confirmation's fresh training seeds, comma-separated")
+    p.add_argument("--track", metavar="mlflow[:URI]",
+                   help="mirror every trial, seed and stage into MLflow (default URI: SQLite in "
+                        "<run-dir>/mlflow); needs pip install -e \".[track]\"")
     return p.parse_args(argv)
 
 
@@ -95,8 +99,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     study: dict[str, Any] = {}
     for flag, key in (("n_trials", "n_trials"), ("storage", "storage"), ("executor", "executor"),
                       ("workers", "workers"), ("threads", "threads"), ("ranks", "ranks"),
-                      ("preset", "preset"),
-                      ("run_dir", "run_dir"), ("cache_dir", "cache_dir"), ("name", "name")):
+                      ("preset", "preset"), ("run_dir", "run_dir"), ("cache_dir", "cache_dir"),
+                      ("name", "name"), ("track", "track")):
         value = getattr(args, flag)
         if value is not None:
             study[key] = value
@@ -190,6 +194,8 @@ class _Study:
     study: optuna.Study
     lock: StudyLock
     budget_s: float | None
+    tracking: tracking_lib.TrackingConfig | None = None
+    """Where trials are mirrored (search.tracking), before the experiment is created."""
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -199,13 +205,15 @@ def _run(args: argparse.Namespace) -> int:
     config = setup.config
     board = board_lib.make_board("quiet" if args.quiet else "auto", heartbeat_s=args.heartbeat)
     executor = _executor(config)
-    confirmed = None
+    confirmed, tracking = None, None
     try:
         with board, _sigterm_as_interrupt():
             started = time.time()
-            known_cost = _search(setup, board, executor, skip=args.confirm_only)
+            tracking = _start_tracking(setup, board)
+            known_cost = _search(setup, board, executor, tracking, skip=args.confirm_only)
             if _confirming(config, args):
-                confirmed = _confirm(setup, board, executor, known_cost, time.time() - started)
+                confirmed = _confirm(setup, board, executor, known_cost, time.time() - started,
+                                     tracking)
     except KeyboardInterrupt as stop:
         by, status = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
         print(f"\n[search] {by}: in-flight trials were stopped and will rerun on resume",
@@ -218,7 +226,7 @@ def _run(args: argparse.Namespace) -> int:
         executor.shutdown()
         with suppress(OSError):  # a full disk: the next driver takes over the dead one's lock
             setup.lock.release()
-    _closing(setup, confirmed)
+    _closing(setup, confirmed, tracking)
     return 0
 
 
@@ -231,6 +239,9 @@ def _setup(args: argparse.Namespace) -> _Study | int:
             raise ConfigError(f"--heartbeat {args.heartbeat:g}: give seconds > 0")
         budget_s = _budget_s(args)
         config = load_config(args)
+        tracking = tracking_lib.from_config(config)
+        if tracking is not None:
+            tracking_lib.require_mlflow()
         check_folders(config)
         check_storage(config.storage_url, workers=config.study.workers)
         if args.confirm_only:
@@ -245,7 +256,21 @@ def _setup(args: argparse.Namespace) -> _Study | int:
             lock.release()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return _Study(config=config, context=context, study=study, lock=lock, budget_s=budget_s)
+    return _Study(config=config, context=context, study=study, lock=lock, budget_s=budget_s,
+                  tracking=tracking)
+
+
+def _start_tracking(setup: _Study, board: board_lib.Board
+                    ) -> tracking_lib.TrackingConfig | None:
+    """The study's experiment, created once here; the workers log into it (None: off, or the
+    tracker unreachable, which warned once)."""
+    if setup.tracking is None:
+        return None
+    started = tracking_lib.start(setup.tracking)
+    if started is not None:
+        board.message(f"tracking into MLflow experiment {started.experiment!r} at "
+                      f"{tracking_lib.shown_uri(started.uri)}")
+    return started
 
 
 def _confirming(config: StudyConfig, args: argparse.Namespace) -> bool:
@@ -261,8 +286,8 @@ def _events(board: board_lib.Board) -> DriverEvents:
                         on_message=board.message, on_tick=board.tick)
 
 
-def _search(setup: _Study, board: board_lib.Board, executor: BaseExecutor, *,
-            skip: bool) -> cost.Estimate | None:
+def _search(setup: _Study, board: board_lib.Board, executor: BaseExecutor,
+            tracking: tracking_lib.TrackingConfig | None, *, skip: bool) -> cost.Estimate | None:
     """The search phase (nothing with ``skip``, which ``--confirm-only`` gives); returns the
     study's cost estimate, when one was at hand."""
     config, context, study = setup.config, setup.context, setup.study
@@ -290,14 +315,16 @@ def _search(setup: _Study, board: board_lib.Board, executor: BaseExecutor, *,
         events.may_start = _budget_gate(cost.TimeBudget(
             budget_s=setup.budget_s - known_cost.confirm_s, trial_s=known_cost.trial_s), board)
     driver = Driver(config=config, study=study, executor=executor, context=context,
-                    events=events, max_in_flight=workers, heartbeat=setup.lock.renew)
+                    events=events, max_in_flight=workers, heartbeat=setup.lock.renew,
+                    tracking=tracking)
     driver.run()
     board.tick(driver)  # the final counts stay on the board
     return known_cost
 
 
 def _confirm(setup: _Study, board: board_lib.Board, executor: BaseExecutor,
-             known_cost: cost.Estimate | None, elapsed_s: float) -> optuna.Study | None:
+             known_cost: cost.Estimate | None, elapsed_s: float,
+             tracking: tracking_lib.TrackingConfig | None) -> optuna.Study | None:
     """The confirmation phase (``search.confirm``), unless a time budget cannot hold it."""
     if setup.budget_s is not None and known_cost is not None and (
             elapsed_s + known_cost.confirm_s > setup.budget_s):
@@ -307,10 +334,11 @@ def _confirm(setup: _Study, board: board_lib.Board, executor: BaseExecutor,
                       "run it later with --confirm-only")
         return None
     return confirm.drive(setup.study, setup.config, setup.context, executor, _events(board),
-                         say=board.message, tick=board.tick)
+                         say=board.message, tick=board.tick, tracking=tracking)
 
 
-def _closing(setup: _Study, confirmed: optuna.Study | None) -> None:
+def _closing(setup: _Study, confirmed: optuna.Study | None,
+             tracking: tracking_lib.TrackingConfig | None) -> None:
     """The closing summary: the confirmed table first, then the search's, its power, and
     where everything is."""
     from analysis import confirmation
@@ -328,7 +356,7 @@ def _closing(setup: _Study, confirmed: optuna.Study | None) -> None:
                                                                 [config.study.name])))
     noise_lib.record(config, context, noise)
     print(confirmation.power_text(noise["sd"], len(config.study.seeds)))
-    _print_where(config)
+    _print_where(config, tracking)
 
 
 def _existing_search(config: StudyConfig) -> None:
@@ -466,6 +494,10 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
     if p.ranks > 1:
         lines.append(_ranks_line(config, p))
     lines += [_confirm_line(config, est), _noise_line(config, context)]
+    tracking = tracking_lib.from_config(config)
+    if tracking is not None:
+        lines.append(f"  tracking:    MLflow experiment {tracking.experiment!r} at "
+                     f"{tracking_lib.shown_uri(tracking.uri)}")
     lines.append("[dry-run] nothing was run; drop --dry-run to start")
     return "\n".join(lines)
 
@@ -524,13 +556,16 @@ def _existing_study(config: StudyConfig) -> optuna.Study | None:
         return None
 
 
-def _print_where(config: StudyConfig) -> None:
+def _print_where(config: StudyConfig, tracking: tracking_lib.TrackingConfig | None) -> None:
     storage = config.storage_url
     artifacts = config.run_dir / "artifacts"
     print(f"storage:   {storage}")
     print(f"report:    python -m analysis.report --storage {storage} --study {config.study.name} "
           f"--out {config.run_dir / 'report'}")
     print(f"dashboard: optuna-dashboard {storage} --artifact-dir {artifacts}")
+    if tracking is not None:
+        print(f"tracking:  {tracking_lib.ui_command(tracking.uri)} (experiment "
+              f"{tracking.experiment!r})")
 
 
 if __name__ == "__main__":

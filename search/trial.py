@@ -107,7 +107,9 @@ class SetupError(ValueError):
 class Reporter(Protocol):
     """How a trial talks to its Optuna trial (see ``search.jobs``); optional. A reporter may also
     have ``progress(stage, seed_index, tokens, total, val_loss=None, scratch_loss=None)``, told
-    every stage change and training step (see ``search.progress``)."""
+    every stage change and training step (see ``search.progress``), and ``report_eval(stage,
+    seed, domain, tokens, val_loss, scratch_loss)``, told every validation point of a stage the
+    trial trains (``nca``, whose scratch_loss is None, or ``domain``; see ``search.tracking``)."""
 
     def report_curve(self, step: int, point: CurvePoint) -> bool: ...
     def report_seed(self, seed_index: int, point: CurvePoint) -> bool: ...
@@ -461,10 +463,12 @@ class _Upstream:
     seed: int
     value: tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int] | None = None
 
-    def get(self, tell: Callable[..., None] | None
+    def get(self, tell: Callable[..., None] | None,
+            on_eval: Callable[[int, float], None] | None = None
             ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
         if self.value is None:
-            self.value = _pretrained(self.setting, self.plan, self.context, self.seed, tell=tell)
+            self.value = _pretrained(self.setting, self.plan, self.context, self.seed, tell=tell,
+                                     on_eval=on_eval)
         return self.value
 
 
@@ -556,7 +560,9 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Corpu
         progress = getattr(reporter, "progress", None)
         tell = progress_lib.across_domains(functools.partial(progress, seed_index=index), d, n,
                                             plan.domain_tokens) if progress else None
-        state, ppt_upstream, stats, ppt_tokens = upstream.get(tell)
+        evals = getattr(reporter, "report_eval", None)
+        state, ppt_upstream, stats, ppt_tokens = upstream.get(
+            tell, (lambda t, v: evals("nca", seed, "", t, v, None)) if evals else None)
         if tell:
             tell("transfer", tokens=0, total=0)
         model, _ = lm_transfer(state, corpus.vocab_size, _transfer_config(setting, plan, seed))
@@ -572,6 +578,8 @@ def _run_seed(setting: Setting, plan: Plan, context: TrialContext, corpus: Corpu
             if tell:  # scratch was evaluated at the same token counts (same budget and config)
                 tell("domain", tokens=tokens_seen, total=plan.domain_tokens, val_loss=val_loss,
                      scratch_loss=point.scratch_loss)
+            if evals:
+                evals("domain", seed, context.domain, tokens_seen, val_loss, point.scratch_loss)
             if reporter and reporter.report_curve(stage * n_points + k, point):
                 raise TrialPrunedError(f"pruned at {tokens_seen} downstream tokens of seed {seed}")
 
@@ -712,9 +720,11 @@ def _transfer_config(setting: Setting, plan: Plan, seed: int) -> TransferConfig:
 
 
 def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int,
-                tell: Callable[..., None] | None = None
+                tell: Callable[..., None] | None = None,
+                on_eval: Callable[[int, float], None] | None = None
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any], int]:
-    """The pre-pre-trained weights for ``setting`` and ``seed``, from the cache when possible."""
+    """The pre-pre-trained weights for ``setting`` and ``seed``, from the cache when possible;
+    ``on_eval(tokens, val_loss)`` hears each validation point when it is trained here."""
     preset = get_preset(context.preset)
     tokens = plan.nca_tokens
     if tell:
@@ -740,7 +750,7 @@ def _pretrained(setting: Setting, plan: Plan, context: TrialContext, seed: int,
             with _stage_checkpoint(path) as partial:
                 lm_train(model, built.train, built.val, cfg, device=context.device,
                          checkpoint_path=partial, checkpoint_every_tokens=cfg.eval_every_tokens,
-                         progress=_stage_progress(tell, "nca"))
+                         progress=_stage_progress(tell, "nca"), callback=on_eval)
                 diag = diagnose(model, built.train, built.val, device=context.device)
                 saved = {"model": model.state_dict(), "upstream": dataclasses.asdict(diag)}
                 distributed.main_only(lambda: save_checkpoint(path, saved),

@@ -3,6 +3,7 @@ killed and restarted, and a trial that is preempted, requeued and resumes from i
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -73,6 +74,24 @@ def test_smoke_study_through_slurm_with_jobs_in_flight(local_slurm, tmp_path):
     # Finished jobs leave their logs but not their pickles.
     folder = Path(ran[0].user_attrs["job_slurm_folder"])
     assert not list(folder.glob("*_result.pkl")) and list(folder.glob("*.out"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="MLflow is the optional "
+                    "extra: pip install -e \".[track]\" (the test extra installs it)")
+def test_smoke_study_through_slurm_tracked_into_mlflow(local_slurm, tmp_path):
+    """The Slurm jobs log their trials into the study's default store (SQLite in the run folder,
+    which the jobs reach by its absolute path); the driver only created the experiment."""
+    from tests.search.test_tracking import _check_store
+
+    cmd = _cmd(tmp_path, _study_file(tmp_path, 2)) + ["--seeds", "0", "--track", "mlflow"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in result.stderr, result.stderr
+    assert all("job_slurm_job_id" in t.user_attrs for t in _trials(tmp_path)
+               if "job_work_dir" in t.user_attrs)
+    _check_store(f"sqlite:///{tmp_path / 'run' / 'mlflow' / 'mlflow.db'}", tmp_path / "run",
+                 trained=True)
 
 
 def test_killed_driver_restarts_and_reattaches(local_slurm, tmp_path):
