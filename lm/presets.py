@@ -153,8 +153,9 @@ PRESETS: dict[str, Preset] = {
         # on NCA vocab 10**4+2): per seed, NCA data ~1 s + NCA stage 13 s + diagnose 1 s + domain
         # stage 29 s (evaluations included) = ~45 s, so a 2-seed trial takes ~1.5 minutes once
         # the scratch baselines are cached. The budgets are half of what they were until the
-        # confirmation phase (issue 27) made a default study's runs about 3x as many: the whole
-        # default code study, search and confirmation, fits in an hour on 2 cores. Studies that
+        # confirmation phase (issue 27) made a default study's runs about 3x as many, aiming at
+        # an hour for the whole default code study on 2 idle cores (not yet measured idle; see
+        # docs/confirmation.md, "The default code study"). Studies that
         # need the earlier 819,200 / 131,072 (evidence, regime) set them in [budget].
         Preset(name="cpu-proxy",
                description="default study on 2 CPU cores: a 2-seed trial in about 1.5 minutes",
