@@ -375,8 +375,13 @@ def test_the_dry_run_names_the_tracking_store_and_creates_nothing(sqlite_study, 
 def test_the_confirmation_logs_into_the_study_experiment_tagged_as_such(sqlite_study, tmp_path):
     root, _, _ = sqlite_study
     uri = f"sqlite:///{tmp_path / 'm.db'}"
-    result = _study(tmp_path / "run", root / "cache", f"mlflow:{uri}", "--confirm",
-                    "--confirm-seeds", "1000")
+    # The smallest confirmation that still has every kind of arm (a finalist, the paper anchor,
+    # the scratch recipes): one finalist at one grid point, one fresh seed.
+    study = tmp_path / "smoke.toml"
+    study.write_text((REPO / "studies" / "smoke.toml").read_text().replace(
+        "[confirm]\n", "[confirm]\ntop = 1\nlr_grid = [1.0]\n"))
+    result = _study(tmp_path / "run", root / "cache", f"mlflow:{uri}", "--study", str(study),
+                    "--confirm", "--confirm-seeds", "1000")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warning" not in result.stderr, result.stderr
     from search.storage import open_storage
