@@ -136,20 +136,6 @@ def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
     assert "REQUEUED" in states[0], states
 
 
-def test_multi_domain_study_through_slurm(local_slurm, shared_data, tmp_path):
-    """A three-domain trial runs as one Slurm job: one NCA stage, then code, math and web."""
-    from tests.search.test_domains import check_multi_domain_run, write_study_file
-
-    study = write_study_file(tmp_path / "domains.toml", shared_data, executor="slurm")
-    study.write_text(study.read_text() + _SLURM)
-    cmd = [*_cmd(tmp_path, study), "--data", f"code={shared_data / 'code'}"]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                            check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    (trial,) = check_multi_domain_run(tmp_path / "run")
-    assert "job_slurm_job_id" in trial.user_attrs
-
-
 _TWO_TASKS = _SLURM + "tasks_per_node = 2\n"
 """Each trial one job of two tasks (ranks) of one CPU each, data-parallel under gloo."""
 
