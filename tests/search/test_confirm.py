@@ -5,7 +5,6 @@ the test split during the search."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -139,35 +138,6 @@ def _confirm_trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
 
     storage = open_storage(str(tmp_path / "run" / "journal.log"), create=False)
     return optuna.load_study(study_name="smoke.confirm", storage=storage).get_trials()
-
-
-@pytest.mark.slow
-def test_confirm_only_after_a_search_without_it(tmp_path):
-    first = _run(tmp_path, "--no-confirm")
-    assert first.returncode == 0, first.stderr
-    assert "confirmed on" not in first.stdout
-    second = _run(tmp_path, "--confirm-only")
-    assert second.returncode == 0, second.stderr
-    assert "confirmed on 1 fresh seed(s) and the test split" in second.stdout
-    lines = second.stdout.splitlines()
-    assert lines.index(next(x for x in lines if x.startswith("confirmed on"))) < lines.index(
-        next(x for x in lines if "no pre-pre-training" in x))  # the summary leads with it
-    trials = _confirm_trials(tmp_path)
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert all(t.user_attrs["test_losses"][0] > 0 for t in trials)
-    plan = json.loads(optuna.load_study(study_name="smoke.confirm", storage=_storage(tmp_path)
-                                        ).user_attrs["confirm_plan"])
-    arms = {(t.user_attrs["arm"], t.user_attrs["lr_x"]) for t in trials}
-    every = {f["arm"] for f in plan["finalists"]} | set(plan["scratch"])
-    assert arms == {(a, m) for a in every for m in (1.0, 2.0)}
-    report = subprocess.run([sys.executable, "-m", "analysis.report", "--storage",
-                             str(tmp_path / "run" / "journal.log"), "--out",
-                             str(tmp_path / "report")], cwd=REPO, capture_output=True,
-                            text=True, timeout=600, check=False)
-    assert report.returncode == 0, report.stderr
-    text = (tmp_path / "report" / "report.md").read_text()
-    assert text.index("## Confirmed on fresh seeds") < text.index("## Across domains")
-    assert (tmp_path / "report" / "confirmed.csv").is_file()
 
 
 def _storage(tmp_path: Path):
