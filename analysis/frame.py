@@ -32,6 +32,7 @@ import pandas as pd
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from ncaio.cli import check_output_folder
 from search.record import CONFIRMS_ATTR, TrialRecord
 from search.storage import open_storage, resolve_study_names
 
@@ -89,6 +90,18 @@ class StudyRecord:
     def is_multi_domain(self) -> bool:
         """True when each trial trains on several domains."""
         return len(self.domains) > 1
+
+
+def load_for_command(storages: Sequence[str], out: os.PathLike[str]) -> list[StudyRecord]:
+    """Every study of every journal an analysis command was given, after checking its output
+    folder can be written (so a refusal comes before anything is read or written).
+
+    Raises:
+        ValueError: If ``out`` is not a writable folder.
+        search.storage.StorageError: If a storage cannot be opened.
+    """
+    check_output_folder(out, "--out")
+    return [r for s in storages for r in load_studies(s)]
 
 
 def load_studies(

@@ -36,10 +36,10 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from analysis.confirmation import confirmed_table
-from analysis.frame import StudyRecord, load_studies
+from analysis.frame import StudyRecord, load_for_command
 from analysis.stats import mean_ci, paired_test
 from ncaio import atomic_write_bytes
-from ncaio.cli import OneLineParser, check_output_folder
+from ncaio.cli import OneLineParser
 from search.storage import StorageError
 
 __all__ = ["ground_truth", "main", "planted", "recovery", "recovery_curves", "wilson"]
@@ -296,8 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     args = p.parse_args(argv)
     try:
-        check_output_folder(args.out, "--out")
-        records = [r for s in args.storage for r in load_studies(s)]
+        records = load_for_command(args.storage, args.out)
     except (ValueError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
