@@ -165,9 +165,9 @@ def check_multi_domain_run(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
     return trials
 
 
-@pytest.mark.parametrize("executor", ["inline", "local"])
-def test_multi_domain_study_through_the_cli(shared_data, cache, tmp_path, executor):
-    path = write_study_file(tmp_path / "domains.toml", shared_data, executor=executor,
+def test_multi_domain_study_through_the_cli_and_its_report(shared_data, cache, tmp_path):
+    """Local workers (the inline executor runs the same trial code in process, tested above)."""
+    path = write_study_file(tmp_path / "domains.toml", shared_data, executor="local",
                             n_trials=2, workers=2)
     cmd = [sys.executable, "-m", "search.run", "--study", str(path), "--run-dir",
            str(tmp_path / "run"), "--cache-dir", str(cache), "--quiet",
@@ -179,15 +179,15 @@ def test_multi_domain_study_through_the_cli(shared_data, cache, tmp_path, execut
     # Each finished trial's line ends with its net effect on every domain; one table per domain.
     assert re.search(r"\| net code [+-]\d+\.\d\d%, math [+-]\d+\.\d\d%, web [+-]", result.stdout)
     assert [d for d in DOMAINS if f"\n{d}:\n" in result.stdout] == list(DOMAINS), result.stdout
-    if executor == "inline":  # the report of the real study: per-domain tables, Pareto front
-        out = tmp_path / "report"
-        report = subprocess.run([sys.executable, "-m", "analysis.report", "--storage",
-                                 str(tmp_path / "run" / "journal.log"), "--out", str(out)],
-                                cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
-        assert report.returncode == 0, report.stdout + report.stderr
-        settings = pd.read_csv(out / "settings.csv")
-        assert sorted(settings["domain"]) == sorted(DOMAINS)
-        pareto = pd.read_csv(out / "pareto.csv")
-        assert len(pareto) >= 1 and {f"net-effect:{d}" for d in DOMAINS} <= set(pareto.columns)
-        text = (out / "report.md").read_text()
-        assert all(f"Settings on {d}" in text for d in DOMAINS) and "Pareto" in text
+    # The report of the real study: per-domain tables, Pareto front.
+    out = tmp_path / "report"
+    report = subprocess.run([sys.executable, "-m", "analysis.report", "--storage",
+                             str(tmp_path / "run" / "journal.log"), "--out", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert report.returncode == 0, report.stdout + report.stderr
+    settings = pd.read_csv(out / "settings.csv")
+    assert sorted(settings["domain"]) == sorted(DOMAINS)
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert len(pareto) >= 1 and {f"net-effect:{d}" for d in DOMAINS} <= set(pareto.columns)
+    text = (out / "report.md").read_text()
+    assert all(f"Settings on {d}" in text for d in DOMAINS) and "Pareto" in text

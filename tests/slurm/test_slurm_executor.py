@@ -60,23 +60,7 @@ def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="smoke", storage=storage).get_trials()
 
 
-def test_smoke_study_through_slurm_with_jobs_in_flight(local_slurm, tmp_path):
-    result = subprocess.run(_cmd(tmp_path, _study_file(tmp_path, 4)), cwd=REPO,
-                            capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    trials = _trials(tmp_path)
-    assert all(t.state.is_finished() for t in trials)
-    assert len([t for t in trials if counts_towards_n_trials(t)]) == 4
-    ran = [t for t in trials if "job_slurm_job_id" in t.user_attrs]
-    assert ran and len({t.user_attrs["job_slurm_job_id"] for t in ran}) == len(ran)
-    spans = sorted((t.datetime_start, t.datetime_complete) for t in ran)
-    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), "no two trial jobs overlapped"
-    # Finished jobs leave their logs but not their pickles.
-    folder = Path(ran[0].user_attrs["job_slurm_folder"])
-    assert not list(folder.glob("*_result.pkl")) and list(folder.glob("*.out"))
-
-
-def test_killed_driver_restarts_and_reattaches(local_slurm, tmp_path):
+def test_smoke_study_with_jobs_in_flight_survives_its_driver_killed(local_slurm, tmp_path):
     study = _study_file(tmp_path, 4)
     proc = subprocess.Popen(_cmd(tmp_path, study), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -102,6 +86,13 @@ def test_killed_driver_restarts_and_reattaches(local_slurm, tmp_path):
     settings = [t.user_attrs["setting"] for t in trials
                 if t.user_attrs.get("kind") == "anchor:paper"]
     assert len(settings) == 1, "the anchor ran twice"
+    ran = [t for t in trials if "job_slurm_job_id" in t.user_attrs]
+    assert len({t.user_attrs["job_slurm_job_id"] for t in ran}) == len(ran)
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in ran)
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(spans)), "no two trial jobs overlapped"
+    # Finished jobs leave their logs but not their pickles, reattached ones included.
+    folder = Path(ran[0].user_attrs["job_slurm_folder"])
+    assert not list(folder.glob("*_result.pkl")) and list(folder.glob("*.out"))
 
 
 def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
