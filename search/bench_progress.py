@@ -70,7 +70,7 @@ def _call_cost_s(reporter: Any, calls: int = 20_000) -> float:
 
 
 def _paired_pct(off: list[float], on: list[float]) -> float:
-    return 100 * statistics.median((b - a) / a for a, b in zip(off, on))
+    return 100 * statistics.median((b - a) / a for a, b in zip(off, on, strict=True))
 
 
 def run(preset: str, tokens: int, runs: int) -> dict[str, Any]:
@@ -98,8 +98,8 @@ def run(preset: str, tokens: int, runs: int) -> dict[str, Any]:
 
     p = preset_of(preset)
     steps = max(1, tokens // p.batch_tokens)
-    off_wall, off_cpu = (list(x) for x in zip(*off))
-    on_wall, on_cpu = (list(x) for x in zip(*on))
+    off_wall, off_cpu = (list(x) for x in zip(*off, strict=True))
+    on_wall, on_cpu = (list(x) for x in zip(*on, strict=True))
     return {
         "preset": preset, "tokens": tokens, "runs": runs, "threads": torch.get_num_threads(),
         "without_wall_s": off_wall, "with_wall_s": on_wall,

@@ -55,7 +55,12 @@ class BaseJob(abc.ABC):
         """The job's outcome; only valid when ``done()``."""
 
     def cancel(self) -> None:
-        """Stop the job if it still runs (best effort)."""
+        """Stop the job if it still runs (best effort).
+
+        A hook, not abstract on purpose: the default does nothing, for jobs that are done as soon
+        as they are submitted (``InlineExecutor``'s); the others override it.
+        """
+        return
 
     @property
     def info(self) -> dict[str, Any]:
@@ -71,7 +76,12 @@ class BaseExecutor(abc.ABC):
         """Start ``fn(payload)``; ``fn`` must be importable by name (module-level)."""
 
     def shutdown(self) -> None:
-        """Release what the executor holds; running jobs are cancelled."""
+        """Release what the executor holds; running jobs are cancelled.
+
+        A hook, not abstract on purpose: the default does nothing, for executors that hold
+        nothing between jobs (``InlineExecutor``); the others override it.
+        """
+        return
 
     def reattach(self, info: dict[str, Any]) -> BaseJob | None:
         """A handle on a job that a previous driver started, or None when that cannot be.

@@ -17,6 +17,7 @@ publishes as a study attribute every 10 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -178,10 +179,8 @@ def _progress(t: optuna.trial.FrozenTrial, run_dir: str | None) -> Progress | No
         if record is not None and record.trial == t.number:
             candidates.append(record)
     if isinstance(t.user_attrs.get("progress"), dict):
-        try:
+        with contextlib.suppress(TypeError):
             candidates.append(Progress.from_dict(t.user_attrs["progress"]))
-        except TypeError:
-            pass
     return max(candidates, key=lambda p: p.updated_at, default=None)
 
 

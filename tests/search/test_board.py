@@ -50,7 +50,10 @@ def test_board_table_shows_stage_tokens_rate_losses_and_eta():
 def test_plain_board_prints_stage_changes_at_once_and_heartbeats_at_its_rate():
     out = io.StringIO()
     board = PlainBoard(out=out, heartbeat_s=10.0)
-    row = lambda p: Row(label="#3", setting="s", started=0.0, progress=p)
+
+    def row(p):
+        return Row(label="#3", setting="s", started=0.0, progress=p)
+
     board.show(_snap(1.0, [row(_progress(stage="nca", tokens=10, total=100))]))
     board.show(_snap(2.0, [row(_progress(stage="nca", tokens=20, total=100))]))  # same stage
     board.show(_snap(3.0, [row(_progress(stage="domain"))]))

@@ -151,7 +151,10 @@ def test_reporter_writes_the_file_and_a_rate_limited_user_attribute(tmp_path, mo
     assert on_disk.pid == os.getpid() and on_disk.tokens_left == 2200
     reporter.progress("nca", 0, 50, 100)
     assert read_progress(tmp_path / "trial" / "progress.json").stage == "nca"
-    attr = lambda: study.trials[trial.number].user_attrs["progress"]
+
+    def attr():
+        return study.trials[trial.number].user_attrs["progress"]
+
     assert attr()["stage"] == "starting", "the attribute waits 10 s between updates"
     monkeypatch.setattr("search.jobs.PROGRESS_ATTR_EVERY_S", 0.0)  # as if 10 s had passed
     reporter.progress("domain", 0, 500, 1000, val_loss=2.0, scratch_loss=2.1)
