@@ -36,7 +36,8 @@ def write_artifacts(outcome: TrialOutcome, context: TrialContext, out_dir: Path)
     return paths
 
 
-def upload(outcome: TrialOutcome, context: TrialContext, upload_file: Callable[[Path], Any]) -> None:
+def upload(outcome: TrialOutcome, context: TrialContext,
+           upload_file: Callable[[Path], Any]) -> None:
     """Write the artifacts to a temporary folder and hand each to ``upload_file``."""
     with tempfile.TemporaryDirectory(prefix="ncasearch-artifacts-") as tmp:
         for path in write_artifacts(outcome, context, Path(tmp)):

@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name, r in (("no cache, no pruning", plain), ("cache + pruning", fast)):
         print(f"{name:22s} compute {r['compute_s']:7.1f}s  best {r['best_value']:.4f} "
-              f"({r['best_setting']})  pruned {r['pruned']}  service overhead {r['overhead_pct']:.2f}%")
-    print(f"compute ratio {result['compute_ratio']:.2f} (target <= 0.33); same best: {result['same_best']}")
+              f"({r['best_setting']})  pruned {r['pruned']}  "
+              f"service overhead {r['overhead_pct']:.2f}%")
+    print(f"compute ratio {result['compute_ratio']:.2f} (target <= 0.33); "
+          f"same best: {result['same_best']}")
     return 0
 
 

@@ -48,12 +48,14 @@ def _seeds(text: str) -> list[int]:
     try:
         return [int(s) for s in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of ints") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of ints") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="python -m search.bench_domains", description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    p.add_argument("--data", type=Path,
+                   default=Path(__file__).resolve().parents[2] / "shared" / "data")
     p.add_argument("--preset", default="tiny", choices=PRESETS)
     p.add_argument("--seeds", type=_seeds, default="0,1")
     args = p.parse_args(argv)

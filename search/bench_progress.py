@@ -3,7 +3,8 @@
 Trains the same preset on the domain corpus with and without progress reporting, alternating
 the two so drifting machine load hits both alike, and prints the medians of each and the overhead:
 by CPU time of the process (what the writer itself costs; robust on a shared machine) and by wall
-time (which also carries other processes' noise). Each overhead is the median over the pairs. "With" is the path a real trial takes: the trainer's per-step ``progress`` callback into
+time (which also carries other processes' noise). Each overhead is the median over the pairs.
+"With" is the path a real trial takes: the trainer's per-step ``progress`` callback into
 the worker's Optuna reporter (``search.jobs._OptunaReporter``), which writes
 ``<work_dir>/progress.json`` every 2 s and the ``progress`` user attribute every 10 s to a journal
 storage. It also times the callback alone (calls per second), which bounds the overhead free of
@@ -141,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label}: CPU median {r[f'median_{key}_cpu_s']:.3f} s "
               f"({', '.join(f'{x:.3f}' for x in r[f'{key}_cpu_s'])}); wall median "
               f"{r[f'median_{key}_wall_s']:.3f} s")
-    print(f"  overhead: {r['overhead_cpu_pct']:+.2f}% CPU time, {r['overhead_wall_pct']:+.2f}% wall "
-          f"time (median of paired runs; wall time carries the machine's other load)")
+    print(f"  overhead: {r['overhead_cpu_pct']:+.2f}% CPU time, "
+          f"{r['overhead_wall_pct']:+.2f}% wall time "
+          f"(median of paired runs; wall time carries the machine's other load)")
     print(f"  the callback alone: {r['callback_us']:.2f} us per step = "
           f"{r['callback_overhead_pct']:.4f}% of training time")
     return 0

@@ -3,8 +3,9 @@
 Runs the smoke study in pairs, once without tracking and once with it (``--track``, by default
 the default store: SQLite under the run folder), each run in fresh folders and a fresh cache so
 both train every stage, the order alternating between pairs so drifting machine load hits both
-alike. Prints each run's wall time and CPU time (the study's processes together: the driver and its reaped workers,
-robust on a shared machine) and the overhead as a ratio, with / without, the median over pairs.
+alike. Prints each run's wall time and CPU time (the study's processes together: the driver
+and its reaped workers, robust on a shared machine) and the overhead as a ratio, with / without,
+the median over pairs.
 
 It also prices the tracker alone, free of training's noise: the CPU time of a fresh process
 that creates the study's experiment in a new SQLite store (what the driver does once), and of
@@ -135,7 +136,8 @@ def run(study: str, n_trials: int, pairs: int, track: str = "mlflow") -> dict[st
     return {"study": study, "n_trials": n_trials, "pairs": pairs, "track": track,
             "without_wall_s": [w for w, _ in off], "with_wall_s": [w for w, _ in on],
             "without_cpu_s": [c for _, c in off], "with_cpu_s": [c for _, c in on],
-            "wall_ratio": statistics.median(wall_ratios), "cpu_ratio": statistics.median(cpu_ratios),
+            "wall_ratio": statistics.median(wall_ratios),
+            "cpu_ratio": statistics.median(cpu_ratios),
             "wall_ratios": wall_ratios, "cpu_ratios": cpu_ratios,
             "tracker_start_cpu_s": alone["start_s"], "tracker_trial_cpu_s": alone["trial_s"]}
 

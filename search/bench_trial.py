@@ -87,10 +87,12 @@ def _main(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
     print(f"{out['preset']} on {out['gpu'] or out['device']} (torch {out['torch']}): "
-          f"{out['nca_tokens']:,} NCA + {out['domain_tokens']:,} downstream tokens, seed {args.seed}")
+          f"{out['nca_tokens']:,} NCA + {out['domain_tokens']:,} downstream tokens, "
+          f"seed {args.seed}")
     print(f"scratch runs ({out['scratch_runs']}):  {out['scratch_s']:8.1f} s  "
           f"{out['scratch_tokens_per_s']:>12,.0f} tokens/s")
-    print(f"paper trial:        {out['trial_s']:8.1f} s  {out['trial_tokens_per_s']:>12,.0f} tokens/s "
+    print(f"paper trial:        {out['trial_s']:8.1f} s  "
+          f"{out['trial_tokens_per_s']:>12,.0f} tokens/s "
           f"({out['trial_tokens']:,} tokens)")
     print(f"loss {out['loss']:.4f}, NCA effect {out['nca_effect_pct']:+.2f}%, "
           f"net effect {out['net_effect_pct']:+.2f}% (best scratch: {out['best_scratch']})")

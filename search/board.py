@@ -48,7 +48,8 @@ class Row:
     where: str = ""
     """Where it runs: a worker pid or a Slurm job id."""
     estimated_left_s: float | None = None
-    """Seconds left by the cost estimate (``search.cost``): the ETA until the progress has a rate."""
+    """Seconds left by the cost estimate (``search.cost``): the ETA until the progress has a
+    rate."""
 
     def eta_s(self) -> float | None:
         measured = self.progress.eta_s() if self.progress else None

@@ -75,7 +75,8 @@ class StudySection:
     preset: str = "auto"
     """Model preset; ``auto`` = gpu-proxy with CUDA, cpu-proxy otherwise."""
     n_trials: int = bounded(8, 1, 100_000)
-    """Finished trials (complete, pruned or failed for good) the study aims for, anchors included."""
+    """Finished trials (complete, pruned or failed for good) the study aims for, anchors
+    included."""
     seeds: tuple[int, ...] = (0, 1)
     """Training seeds each setting is evaluated with; scores pair with scratch of the same seed."""
     objectives: tuple[str, ...] = ("net-effect",)
@@ -483,11 +484,13 @@ def resolve_study_path(name_or_path: str) -> Path:
         path = STUDIES_DIR / f"{name_or_path}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in STUDIES_DIR.glob("*.toml"))
-        raise ConfigError(f"study file {str(path)!r} not found; built-in studies: {', '.join(known)}")
+        raise ConfigError(f"study file {str(path)!r} not found; "
+                          f"built-in studies: {', '.join(known)}")
     return path
 
 
-def load_study_config(name_or_path: str, overrides: dict[str, dict[str, Any]] | None = None) -> StudyConfig:
+def load_study_config(name_or_path: str,
+                      overrides: dict[str, dict[str, Any]] | None = None) -> StudyConfig:
     """Load a study file and apply ``overrides`` (section -> key -> value) on top."""
     path = resolve_study_path(name_or_path)
     try:

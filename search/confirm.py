@@ -144,7 +144,8 @@ def plan_runs(found: list[Finalist], config: StudyConfig, context: TrialContext
                                "scratch": sorted(scratch)})
     runs = [Run(arm=arm, lr_x=m, setting=dataclasses.replace(setting, lr=m * lr))
             for m in config.confirm.lr_grid for arm, setting in arms.items()]
-    plan = {"finalists": plan_finalists, "scratch": sorted({a for a in arms if a.startswith("scratch")}),
+    plan = {"finalists": plan_finalists,
+            "scratch": sorted({a for a in arms if a.startswith("scratch")}),
             "lr_grid": list(config.confirm.lr_grid), "seeds": list(config.confirm.seeds),
             "objective": config.study.objectives[0], "search_seeds": list(config.study.seeds)}
     return runs, plan

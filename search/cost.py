@@ -423,7 +423,8 @@ def _parallel_slowdown(workers: int, threads: int, n: int = 400) -> float:
 
     def run(copies: int) -> float:
         start = time.time() + 4.0  # every copy has imported torch by then
-        procs = [subprocess.Popen([sys.executable, "-c", _MATMULS, str(start), str(threads), str(n)],
+        procs = [subprocess.Popen([sys.executable, "-c", _MATMULS, str(start), str(threads),
+                                   str(n)],
                                   stdout=subprocess.PIPE, text=True) for _ in range(copies)]
         return max(float(p.communicate()[0]) for p in procs)
 
@@ -476,8 +477,10 @@ def confirm_s(config: StudyConfig, context: trial_lib.TrialContext, cal: Calibra
     c = config.confirm
     n_final = c.top + any(a.name == "paper" for a in config.anchors)
     alphabet = _probe_setting(config).alphabet
-    nca = (cal.data_s + p.nca_steps * (cal.nca_step_s.get(alphabet) or max(cal.nca_step_s.values()))
-           / p.speedup + p.nca_evals * (cal.nca_eval_s.get(alphabet) or max(cal.nca_eval_s.values()))
+    nca = (cal.data_s
+           + p.nca_steps * (cal.nca_step_s.get(alphabet) or max(cal.nca_step_s.values()))
+           / p.speedup
+           + p.nca_evals * (cal.nca_eval_s.get(alphabet) or max(cal.nca_eval_s.values()))
            + cal.diagnose_s)
     domain = p.domains * (p.domain_steps * cal.domain_step_s / p.speedup
                           + (p.domain_evals + 4) * cal.domain_eval_s)
@@ -572,7 +575,8 @@ _COST_KNOBS = ("alphabet", "domain_tokens", "nca_fraction", "nca_tokens", "recip
 """The searched knobs that change what a trial trains: its tokens, its NCA vocabulary, the scratch
 runs it is scored against."""
 _SCRATCH_KNOBS = ("embed_init", "embed_std", "lr", "warmup")
-"""Searched over a range, each of these gives every sampled trial a matched scratch run of its own."""
+"""Searched over a range, each of these gives every sampled trial a matched scratch run of its
+own."""
 
 
 def _sampled_settings(config: StudyConfig) -> list[Setting]:
@@ -667,7 +671,8 @@ class TimeBudget:
 # -- what the cache already holds ----------------------------------------------------------------
 
 
-def cached_parts(config: StudyConfig, context: trial_lib.TrialContext) -> dict[str, tuple[int, int]]:
+def cached_parts(config: StudyConfig,
+                 context: trial_lib.TrialContext) -> dict[str, tuple[int, int]]:
     """(cached, needed) of what a trial reuses: scratch baselines, and the anchors' NCA data,
     pre-pre-trained checkpoints and finished seeds (on each domain, shared by any study that ran
     them: ``search.trial.shared_seed_path``). Sampled settings are not known before they are

@@ -310,7 +310,8 @@ class Driver:
             raise StudyStopped(str(exc)) from None
         for key, value in job.info.items():
             trial.set_user_attr(f"job_{key}", value)
-        self._inflight[trial.number] = _InFlight(trial, setting, job, work_dir, started, time.time())
+        self._inflight[trial.number] = _InFlight(trial, setting, job, work_dir, started,
+                                                 time.time())
 
     def _fail_unrealisable(self, trial: optuna.Trial, exc: ValueError) -> None:
         """A proposal no Setting can hold fails its own trial (counted, not retried).

@@ -174,7 +174,8 @@ class _RanksJob(BaseJob):
         if all(ended):
             return True
         died = [r for r, p in enumerate(self._processes)  # killed, crashed or failed alone
-                if p.exitcode not in (None, 0) or (p.exitcode == 0 and not self._paths[r].is_file())]
+                if p.exitcode not in (None, 0)
+                or (p.exitcode == 0 and not self._paths[r].is_file())]
         if died and self._first_death is None:
             self._first_death = time.monotonic()
         if self._first_death is not None and time.monotonic() - self._first_death > RANK_GRACE_S:

@@ -184,7 +184,8 @@ class _OptunaReporter:
 
     def _init_progress(self, payload: TrialPayload) -> None:
         context, setting = payload.context, payload.setting
-        self._nca_tokens = 0 if setting.source == "none" else (setting.nca_tokens or context.nca_tokens)
+        self._nca_tokens = (0 if setting.source == "none"
+                            else (setting.nca_tokens or context.nca_tokens))
         self._domain_tokens = 0 if setting.source == "none" else progress_lib.domain_stage_tokens(
             context.domain_tokens, len(context.per_domain()))
         self._n_seeds = len(context.seeds)
@@ -202,7 +203,8 @@ class _OptunaReporter:
         if self._writer is None:
             return
         left = progress_lib.tokens_left(stage, seed_index, self._n_seeds, tokens, total,
-                                        nca_tokens=self._nca_tokens, domain_tokens=self._domain_tokens)
+                                        nca_tokens=self._nca_tokens,
+                                        domain_tokens=self._domain_tokens)
         record = self._writer.update(stage, seed_index, tokens, total, val_loss=val_loss,
                                      scratch_loss=scratch_loss, tokens_left=left)
         now = time.monotonic()
@@ -213,7 +215,8 @@ class _OptunaReporter:
             self._trial.set_user_attr("progress", record.to_dict())
         except Exception as exc:  # noqa: BLE001 - the storage hiccuped: the display waits
             if not self._attr_broken:
-                _log.warning("trial %d: progress attribute not stored (%s)", self._trial.number, exc)
+                _log.warning("trial %d: progress attribute not stored (%s)",
+                             self._trial.number, exc)
             self._attr_broken = True
 
 

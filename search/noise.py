@@ -54,4 +54,5 @@ def known(context: TrialContext) -> dict[str, float] | None:
     if not entries or sum(dof) == 0:
         return None
     var = sum(d * e["sd"] ** 2 for d, e in zip(dof, entries, strict=True)) / sum(dof)
-    return {"sd": math.sqrt(var), "studies": len(entries), "seeds": sum(e["seeds"] for e in entries)}
+    return {"sd": math.sqrt(var), "studies": len(entries),
+            "seeds": sum(e["seeds"] for e in entries)}

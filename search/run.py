@@ -75,7 +75,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-dir", help="shared cache of NCA data, checkpoints and baselines")
     p.add_argument("--name", help="study name (default: from the study file)")
     p.add_argument("--dry-run", action="store_true",
-                   help="resolve the study, check the data, print what it will do and cost; run nothing")
+                   help="resolve the study, check the data, print what it will do and cost; "
+                        "run nothing")
     p.add_argument("--time-budget", metavar="DURATION",
                    help="stop sampling new trials when the next would not end within it (90m, 2h)")
     p.add_argument("--heartbeat", type=float, default=60.0, metavar="SECONDS",
@@ -465,15 +466,16 @@ def cost_report(config: StudyConfig, context: trial_lib.TrialContext, est: cost.
                        "figures are slow: the run follows its own measured rates, and the "
                        "next dry run measures again)")
     lines = [
-        (f"[dry-run] study {s.name!r}: {', '.join(s.domains)}, preset {context.preset}, {s.executor} "
-         f"x{est.workers}, storage {config.storage_url}"),
+        (f"[dry-run] study {s.name!r}: {', '.join(s.domains)}, preset {context.preset}, "
+         f"{s.executor} x{est.workers}, storage {config.storage_url}"),
         (f"  trials:      {est.trials_total}{resumed}; {est.trials_left} to run, "
          f"{len(config.anchors)} of them anchors first"),
         f"  seeds:       {list(context.seeds)} (each trial runs every seed)",
         (f"  per trial:   NCA stage {fmt_tokens(p.nca_tokens)} tokens + "
          f"{_times(p.domains)}domain stage {fmt_tokens(p.domain_tokens)} tokens, per seed; "
          f"{fmt_tokens(p.tokens_per_trial)} tokens in all"),
-        "  cached:      " + ", ".join(f"{name} {have}/{need}" for name, (have, need) in parts.items()),
+        "  cached:      " + ", ".join(f"{name} {have}/{need}"
+                                      for name, (have, need) in parts.items()),
         f"  calibration: {cal.host}, {cal.threads} torch thread(s), {calibrated}: domain "
         f"{fmt_tokens(_rate(p.domain_tokens, p.domain_steps, cal.domain_step_s))} tokens/s, NCA "
         + ", ".join(f"{fmt_tokens(_rate(p.nca_tokens, p.nca_steps, v))} tokens/s (n={a})"

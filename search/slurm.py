@@ -94,7 +94,8 @@ class _SlurmJob(BaseJob):
             # The job's own code raised, or it ran out of requeues: a final failure.
             return JobOutcome(ok=True, value=TrialResult(state="failed", reason=_failure_line(exc)))
         except UncompletedJobError:
-            return JobOutcome(ok=False, reason=f"slurm job {self._job.job_id} ended {self._job.state}")
+            return JobOutcome(ok=False,
+                              reason=f"slurm job {self._job.job_id} ended {self._job.state}")
         self._clean()
         return JobOutcome(ok=True, value=value)
 

@@ -152,7 +152,8 @@ class Setting:
         if self.source != "nca":
             return f"{self.source}{f' k={self.dyck_k}' if self.source == 'dyck' else ''}{tail}"
         q = "q" if self.band_kind == "quantile" else ""
-        cur = "" if self.curriculum == "constant" else f" {self.curriculum}x{self.curriculum_stages}"
+        cur = ("" if self.curriculum == "constant"
+               else f" {self.curriculum}x{self.curriculum_stages}")
         return f"nca {q}band={self.band[0]:.2f}-{self.band[1]:.2f} n={self.alphabet}{cur}{tail}"
 
 
@@ -222,7 +223,8 @@ def parse_space(table: dict[str, Any]) -> dict[str, ParamSpec]:
     """Turn a ``[space]`` TOML table into parameter specs, refusing unknown keys and shapes."""
     unknown = sorted(set(table) - set(SPACE_KEYS))
     if unknown:
-        raise ConfigError(f"unknown key(s) {unknown} in [space]; valid keys: {', '.join(SPACE_KEYS)}")
+        raise ConfigError(f"unknown key(s) {unknown} in [space]; "
+                          f"valid keys: {', '.join(SPACE_KEYS)}")
     if "band" in table and ("band_lower" in table or "band_width" in table):
         raise ConfigError("[space] sets both band and band_lower/band_width; use one of the two")
     specs = {}

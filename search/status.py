@@ -8,10 +8,11 @@ Usage:
 
 Prints each study with its counts and best value, then its running trials: stage, tokens,
 throughput, validation loss next to scratch's, where it runs (host and pid, or Slurm job id and
-state; ``ranks N`` for a data-parallel trial, at its rank 0), elapsed and ETA. Progress comes from the trial's ``progress.json`` when this machine sees
-its work folder, else from the ``progress`` user attribute the worker updates every 10 s. While
-the scratch baselines run (before any trial), one row shows their phase, which the driver
-publishes as a study attribute every 10 s.
+state; ``ranks N`` for a data-parallel trial, at its rank 0), elapsed and ETA. Progress comes
+from the trial's ``progress.json`` when this machine sees its work folder, else from the
+``progress`` user attribute the worker updates every 10 s. While the scratch baselines run
+(before any trial), one row shows their phase, which the driver publishes as a study attribute
+every 10 s.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def _running(t: optuna.trial.FrozenTrial, now: float, run_dir: str | None) -> di
     where += board_lib.ranks_text(attrs.get("job_ranks"))
     state = _slurm_state(str(job)) if job else ""
     if progress is not None and progress.age_s(now) > STALE_S:
-        state = (state + ", " if state else "") + f"no progress for {board_lib.fmt_duration(progress.age_s(now))}"
+        state = ((state + ", " if state else "")
+                 + f"no progress for {board_lib.fmt_duration(progress.age_s(now))}")
     return {"trial": t.number, "setting": attrs.get("describe", ""), "kind": attrs.get("kind", ""),
             "where": where, "state": state, "started": started, "elapsed_s": now - started,
             "eta_s": progress.eta_s() if progress else None,
@@ -233,10 +235,9 @@ def render(statuses: list[dict[str, Any]], now: float | None = None) -> Renderab
 
     now = time.time() if now is None else now
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("study", "domain", "preset", "complete", "pruned", "failed", "running", "left",
-                 "best"):
-        table.add_column(name, no_wrap=True,
-                         justify="right" if name in ("complete", "pruned", "failed", "running", "left") else "left")
+    counts = ("complete", "pruned", "failed", "running", "left")
+    for name in ("study", "domain", "preset", *counts, "best"):
+        table.add_column(name, no_wrap=True, justify="right" if name in counts else "left")
     for s in statuses:
         best = "-" if not s["best"] else f"#{s['best']['trial']} {s['best']['value']:.4f}"
         table.add_row(s["study"], s["domain"], s["preset"], str(s["complete"]), str(s["pruned"]),
@@ -250,7 +251,8 @@ def render(statuses: list[dict[str, Any]], now: float | None = None) -> Renderab
 
 def _snapshot(s: dict[str, Any], now: float) -> board_lib.Snapshot:
     rows = tuple(board_lib.Row(label=f"#{r['trial']}", setting=r["setting"], started=r["started"],
-                               progress=Progress.from_dict(r["progress"]) if r["progress"] else None,
+                               progress=(Progress.from_dict(r["progress"]) if r["progress"]
+                                         else None),
                                where=" ".join(x for x in (r["where"], r["state"]) if x))
                  for r in s["trials"])
     if s["baselines"]:
@@ -291,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             statuses = gather(storage, args.study, args.run_dir)
             if args.json:
-                print(json.dumps({"storage": storage, "studies": statuses}, default=str), flush=True)
+                print(json.dumps({"storage": storage, "studies": statuses}, default=str),
+                      flush=True)
             else:
                 if console.is_terminal:
                     console.clear()

@@ -268,7 +268,8 @@ def repair_torn_journal(path: Path, lock: JournalFileOpenLock) -> str | None:
                 return None
             f.seek(cut)
             fragment = f.read()
-            side = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            side = path.with_name(f"{path.name}.torn-{stamp}")
             atomic_write_bytes(side, fragment)  # kept for inspection before the journal changes
             f.truncate(cut)
             f.flush()

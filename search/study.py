@@ -102,7 +102,8 @@ def _check_same_corpora(study: optuna.Study, context: TrialContext) -> None:
 
 def _save_note(study: optuna.Study, config: StudyConfig) -> None:
     """Study notes, shown by optuna-dashboard, say what the study is."""
-    text = config.study.notes or f"NCA pre-pre-training search for the {config.study.domain} domain."
+    text = (config.study.notes
+            or f"NCA pre-pre-training search for the {config.study.domain} domain.")
     try:
         from optuna_dashboard import save_note
     except ImportError:

@@ -51,7 +51,8 @@ def _train(cfg: TrainConfig, checkpoint: str | None = None, stop_after: int = 0)
     polls = iter(range(10**6))
     stop = (lambda: next(polls) + 1 == stop_after) if stop_after else None
     result = train(build_model("tiny", 64, seed=0), train_ds, val_ds, cfg,
-                   checkpoint_path=checkpoint, checkpoint_every_tokens=10**9 if checkpoint else None,
+                   checkpoint_path=checkpoint,
+                   checkpoint_every_tokens=10**9 if checkpoint else None,
                    should_stop=stop)
     return result.curve, result.final_train_loss, result.steps
 
@@ -113,7 +114,8 @@ def test_a_dead_rank_stops_the_others_promptly(tmp_path: Path) -> None:
     rank0, rank1 = run_ranks(_die_at, (3,), 2, tmp_path, group_timeout_s=group_timeout_s)
     assert rank1 is None  # killed: no result
     message, took_s = rank0
-    assert message.startswith(f"rank 0 of 2 on {os.uname().nodename} lost its peers during "), message
+    assert message.startswith(f"rank 0 of 2 on {os.uname().nodename} "
+                              "lost its peers during "), message
     assert took_s < group_timeout_s / 2  # gloo sees the closed socket; no timeout was waited
 
 

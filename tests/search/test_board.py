@@ -14,9 +14,9 @@ from search.progress import Progress
 
 
 def _progress(stage="domain", tokens=8192, total=16384, **kw):
-    base = {"trial": 3, "seed_index": 0, "n_seeds": 2, "stage": stage, "tokens": tokens, "total": total,
-                "tokens_per_s": 2048.0, "tokens_left": 8192, "val_loss": 2.413, "scratch_loss": 2.45,
-                "host": "h", "pid": 1, "updated_at": 100.0}
+    base = {"trial": 3, "seed_index": 0, "n_seeds": 2, "stage": stage, "tokens": tokens,
+            "total": total, "tokens_per_s": 2048.0, "tokens_left": 8192, "val_loss": 2.413,
+            "scratch_loss": 2.45, "host": "h", "pid": 1, "updated_at": 100.0}
     return Progress(**{**base, **kw})
 
 
@@ -114,8 +114,8 @@ def test_driver_feeds_the_plain_board_from_workers_progress_files(tmp_path):
                       r"\(\d+%\), [\d.k]+ tokens/s(, val \d\.\d{3} \(scratch \d\.\d{3}\))?, "
                       r"elapsed \d+s, eta (\d+s|-)")
     assert any(beat.fullmatch(x) for x in lines), lines
-    assert any(re.match(r"\[search\] study t: \d complete, 0 pruned, 0 failed, \d running, \d left; "
-                        r"elapsed \d+s; projected end ", x) for x in lines), lines
+    assert any(re.match(r"\[search\] study t: \d complete, 0 pruned, 0 failed, \d running, "
+                        r"\d left; elapsed \d+s; projected end ", x) for x in lines), lines
     # The dashboard's copy: the user attribute, written by the worker at its own (low) rate.
     assert all(t.user_attrs["progress"]["trial"] == t.number for t in study.get_trials())
 

@@ -1,4 +1,5 @@
-"""Bad input to `python -m search.run` and `search.status`: exit 2, one line naming the value, nothing written."""
+"""Bad input to `python -m search.run` and `search.status`: exit 2, one line naming the value,
+nothing written."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _study_file(tmp_path, body):
         (["--domain", "chess"], "chess"),
         (["--study", "no-such-study"], "no-such-study"),
         (["--study", "smoke", "--preset", "huge"], "huge"),
-        (["--study", "smoke", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open storage"),
+        (["--study", "smoke", "--storage", "postgresql://nobody@127.0.0.1:1/none"],
+         "cannot open storage"),
         (["--study", "smoke", "--storage", "sqlite:///x.db", "--workers", "2"], "SQLite"),
         (["--study", "smoke", "--storage", "ftp://host/x"], "ftp://"),
         (["--study", "smoke", "--seeds", "a,b"], "--seeds"),
@@ -63,7 +65,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, needle):
         ('[space]\nembed_init = "xavier"\n', "reference, scaled"),
         ('[space]\nnca_schedule = "linear"\n', "warmup-only, cosine"),
         ('[space]\nnca_fraction = 1.5\n', "(0, 1]"),
-        ('[budget]\nnca_fraction = 0.0001\nnca_tokens = -1\n', "nca_tokens = -1: expected a value in [0, "),
+        ('[budget]\nnca_fraction = 0.0001\nnca_tokens = -1\n',
+         "nca_tokens = -1: expected a value in [0, "),
         ('[budget]\nnca_fraction = 2.0\n', "(0, 1]"),
         ('[sampler]\nname = "grid"\n[space]\nlr = { low = 1e-4, high = 1e-3 }\n', "grid"),
     ],

@@ -17,12 +17,14 @@ def test_builtin_studies_load(name):
 
 
 def test_paper_anchor_per_domain():
-    bands = {n: dict(load_study_config(n).anchors[0].params)["band"] for n in ("code", "math", "web")}
+    bands = {n: dict(load_study_config(n).anchors[0].params)["band"]
+             for n in ("code", "math", "web")}
     assert bands == {"code": "0.3-0.4", "math": "0.5-1.0", "web": "0.5-1.0"}
 
 
 def test_overrides_apply():
-    cfg = load_study_config("smoke", {"study": {"n_trials": 9, "workers": 1}, "sampler": {"seed": 7}})
+    cfg = load_study_config("smoke", {"study": {"n_trials": 9, "workers": 1},
+                                      "sampler": {"seed": 7}})
     assert (cfg.study.n_trials, cfg.study.workers, cfg.sampler.seed) == (9, 1, 7)
 
 
@@ -35,10 +37,12 @@ def test_overrides_apply():
         ({"study": {"name": "x", "domain": "code"}, "bogus": {}}, "bogus"),
         ({"study": {"name": "x", "domain": "code"}, "space": {"band": "0.5-0.4"}}, "0.5-0.4"),
         ({"study": {"name": "x", "domain": "code"}, "space": {"alphabet": 16}}, "alphabet"),
-        ({"study": {"name": "x", "domain": "code"}, "space": {"alphabet": {"low": 9, "high": 3}}}, "low < high"),
+        ({"study": {"name": "x", "domain": "code"}, "space": {"alphabet": {"low": 9, "high": 3}}},
+         "low < high"),
         ({"study": {"name": "x", "domain": "code", "objectives": ["fun"]}}, "fun"),
         ({"study": {"name": "x", "domain": "code", "seeds": []}}, "seeds"),
-        ({"study": {"name": "x", "domain": "code"}, "anchors": [{"name": "a", "params": {"band": "1-2"}}]}, "1-2"),
+        ({"study": {"name": "x", "domain": "code"},
+          "anchors": [{"name": "a", "params": {"band": "1-2"}}]}, "1-2"),
     ],
 )
 def test_bad_config_names_the_value(raw, needle):
@@ -104,7 +108,8 @@ def test_cli_data_entry_merges_into_the_table(tmp_path):
     "study, needle",
     [
         ({**_MULTI, "domains": ["code", "chess"]}, "'chess' is not one of code, math, web"),
-        ({**_MULTI, "domains": ["code", "math", "code"], "data": {"math": "m"}}, "code more than once"),
+        ({**_MULTI, "domains": ["code", "math", "code"], "data": {"math": "m"}},
+         "code more than once"),
         ({**_MULTI, "data": {"math": "m"}}, "'web' has no built-in corpus"),
         ({**_MULTI, "data": {"math": "m", "web": "w", "poetry": "p"}}, "poetry"),
         ({**_MULTI, "data": "one.jsonl"}, "one.jsonl"),

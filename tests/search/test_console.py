@@ -12,7 +12,8 @@ from search import console
 
 
 def _trial(state: TrialState, **attrs) -> optuna.trial.FrozenTrial:
-    return create_trial(state=state, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+    return create_trial(state=state, params={"x": 0.5},
+                        distributions={"x": FloatDistribution(0, 1)},
                         value=1.0 if state == TrialState.COMPLETE else None, user_attrs=attrs)
 
 
@@ -34,4 +35,5 @@ def test_a_trial_that_read_seeds_back_says_so_and_is_left_out_of_the_mean_trial_
 
     shared = _trial(TrialState.COMPLETE, shared_seeds=2, kind="anchor:paper")
     assert "(2 seed(s) read back from another study's)" in console.trial_line(shared, 3.0)
-    assert mean_trial_s([shared]) is None and mean_trial_s([shared, _trial(TrialState.COMPLETE)]) == 0.0
+    assert mean_trial_s([shared]) is None
+    assert mean_trial_s([shared, _trial(TrialState.COMPLETE)]) == 0.0

@@ -15,9 +15,9 @@ from search.trial import TrialContext
 
 
 def _cal(**kw):
-    base = {"preset": "tiny", "host": "h", "threads": 1, "startup_s": 2.0, "data_s": 1.0, "domain_step_s": 0.01,
-                "domain_eval_s": 0.1, "nca_step_s": {2: 0.01, 4: 0.01, 10: 0.05},
-                "nca_eval_s": {2: 0.1, 4: 0.1, 10: 0.2}, "diagnose_s": 0.5, "artifacts_s": 3.0}
+    base = {"preset": "tiny", "host": "h", "threads": 1, "startup_s": 2.0, "data_s": 1.0,
+            "domain_step_s": 0.01, "domain_eval_s": 0.1, "nca_step_s": {2: 0.01, 4: 0.01, 10: 0.05},
+            "nca_eval_s": {2: 0.1, 4: 0.1, 10: 0.2}, "diagnose_s": 0.5, "artifacts_s": 3.0}
     return cost.Calibration(**{**base, **kw})
 
 
@@ -69,7 +69,8 @@ def test_an_anchor_another_study_finished_costs_only_its_start_and_artifacts(tmp
     p = cost.plan(config, context)
     before = cost.estimate(config, context, cal)
     paper = setting_from_params({"source": "nca", "band": "0.3-0.4", "alphabet": 10})
-    for seed in context.seeds:  # as a study sharing the cache leaves them (only their presence counts)
+    # As a study sharing the cache leaves them (only their presence counts).
+    for seed in context.seeds:
         path = trial_lib.shared_seed_path(paper, resolve(paper, context), context, context, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
@@ -89,7 +90,8 @@ def test_a_multi_domain_trial_costs_one_nca_stage_and_a_domain_stage_per_domain(
     p1, p3 = cost.plan(config, one), cost.plan(config, multi)
     assert (p1.domains, p3.domains) == (1, 3)
     assert p3.tokens_per_trial == 2 * (8192 + 3 * 16384)
-    domain_s = cal.diagnose_s + p1.domain_steps * cal.domain_step_s + p1.domain_evals * cal.domain_eval_s
+    domain_s = (cal.diagnose_s + p1.domain_steps * cal.domain_step_s
+                + p1.domain_evals * cal.domain_eval_s)
     assert cost.seed_s(cal, p3, 10) == pytest.approx(cost.seed_s(cal, p1, 10) + 2 * domain_s)
 
 
@@ -131,7 +133,8 @@ def test_a_cached_calibration_is_used_only_when_readable_current_and_complete(tm
     path.write_text(json.dumps(_cal().to_dict()))
     assert cost.cached_calibration(config, context) == _cal()
     for damaged in ("{not json", json.dumps(_cal(version=cost.CALIBRATION_VERSION - 1).to_dict()),
-                    json.dumps(_cal(nca_step_s={2: 0.01}).to_dict())):  # the study's 4 and 10 missing
+                    # the study's 4 and 10 missing:
+                    json.dumps(_cal(nca_step_s={2: 0.01}).to_dict())):
         path.write_text(damaged)
         assert cost.cached_calibration(config, context) is None
 
@@ -239,7 +242,8 @@ def test_a_searched_lr_gives_every_sampled_trial_its_own_scratch_runs(tmp_path):
     """lr is in the scratch run's key: each sampled trial trains a matched scratch run per seed."""
     def estimate(space):
         config = load_study_config("smoke", {"study": {
-            "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")}, "space": space})
+            "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache")},
+            "space": space})
         from search import trial as trial_lib
 
         context = trial_lib.make_context(config)

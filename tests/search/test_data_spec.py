@@ -49,7 +49,8 @@ def test_trial_builds_the_spec_of_the_one_mapping(params: dict) -> None:
     setting = setting_from_params(params)
     spec = trial.data_spec(setting, CONTEXT)
     assert spec == nca_data_spec(setting)
-    assert nca.dataset_key(spec, 4096, 0, 64) == nca.dataset_key(nca_data_spec(setting), 4096, 0, 64)
+    assert (nca.dataset_key(spec, 4096, 0, 64)
+            == nca.dataset_key(nca_data_spec(setting), 4096, 0, 64))
     stage = spec.curriculum.stages[0]
     assert stage.nca == setting.nca_config() and stage.band.kind == setting.nca_band().kind
 

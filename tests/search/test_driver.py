@@ -26,7 +26,8 @@ def _config(tmp_path, n_trials=5, space=None, max_retries=2):
                   "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
                   "max_retries": max_retries},
         "sampler": {"name": "random", "seed": 0},
-        "space": space or {"band": {"choices": ["0.2-0.3", "0.5-1.0"]}, "alphabet": {"choices": [2, 4]}},
+        "space": space or {"band": {"choices": ["0.2-0.3", "0.5-1.0"]},
+                           "alphabet": {"choices": [2, 4]}},
         "anchors": [{"name": "paper", "params": {"band": "0.3-0.4", "alphabet": 10}}],
     }
     return config_from_dict(raw)
@@ -162,7 +163,8 @@ def test_live_lease_of_a_dead_local_driver_is_recovered_at_once(tmp_path):
     dead.wait()
     storage = study._storage
     storage.set_trial_system_attr(asked._trial_id, "lease_until", time.time() + 600)
-    storage.set_trial_system_attr(asked._trial_id, "lease_holder", f"{socket.gethostname()}:{dead.pid}")
+    storage.set_trial_system_attr(asked._trial_id, "lease_holder",
+                                  f"{socket.gethostname()}:{dead.pid}")
     driver = Driver(config=cfg, study=study, executor=InlineExecutor(), context=context,
                     trial_fn=_fakes.fake_trial, baseline_fn=_fakes.fake_baseline)
     driver.run()
@@ -189,7 +191,8 @@ def test_anchors_are_submitted_unprunable(tmp_path):
 
 
 def _infeasible_below(limit):
-    """A trial job that reports alphabets below ``limit`` as infeasible, like an unreachable band."""
+    """A trial job that reports alphabets below ``limit`` as infeasible, like an unreachable
+    band."""
     def trial_fn(payload):
         from search.jobs import TrialResult
         from search.storage import open_storage

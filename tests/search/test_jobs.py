@@ -31,8 +31,10 @@ def test_anchors_report_their_curve_but_are_never_pruned(tmp_path):
     study.tell(good, 1.0)
     search, anchor = study.ask(), study.ask()
 
-    assert _reporter(tmp_path, storage, search._trial_id, prunable=True).report_curve(0, CurvePoint(loss=5.0, scratch_loss=5.0, best_scratch_loss=5.0))
-    assert not _reporter(tmp_path, storage, anchor._trial_id, prunable=False).report_curve(0, CurvePoint(loss=5.0, scratch_loss=5.0, best_scratch_loss=5.0))
+    assert _reporter(tmp_path, storage, search._trial_id, prunable=True).report_curve(
+        0, CurvePoint(loss=5.0, scratch_loss=5.0, best_scratch_loss=5.0))
+    assert not _reporter(tmp_path, storage, anchor._trial_id, prunable=False).report_curve(
+        0, CurvePoint(loss=5.0, scratch_loss=5.0, best_scratch_loss=5.0))
     # The anchor's value still reaches Optuna, where the median pruner reads it.
     reported = study.get_trials(deepcopy=False)[anchor.number].intermediate_values
     assert reported == {0: 5.0}

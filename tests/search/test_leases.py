@@ -55,7 +55,8 @@ def test_a_lease_is_dead_once_expired_or_when_its_local_driver_exited():
     exited.wait()
     here = socket.gethostname()
     assert _leases.is_dead({"lease_until": now + 60, "lease_holder": f"{here}:{exited.pid}"}, now)
-    assert not _leases.is_dead({"lease_until": now + 60, "lease_holder": f"{here}:{os.getpid()}"}, now)
+    assert not _leases.is_dead({"lease_until": now + 60, "lease_holder": f"{here}:{os.getpid()}"},
+                               now)
 
 
 def test_expired_trial_is_failed_and_retried_in_its_origin_folder(tmp_path):

@@ -140,7 +140,8 @@ def test_reporter_writes_the_file_and_a_rate_limited_user_attribute(tmp_path, mo
     study = optuna.create_study(study_name="s", storage=open_storage(storage))
     trial = study.ask()
     context = TrialContext(domain="code", data="", tokenizer="byte", preset="tiny",
-                           nca_tokens=100, domain_tokens=1000, seeds=(0, 1), cache_dir=str(tmp_path))
+                           nca_tokens=100, domain_tokens=1000, seeds=(0, 1),
+                           cache_dir=str(tmp_path))
     payload = TrialPayload(storage=storage, study_name="s", trial_id=trial._trial_id,
                            setting=Setting(band=(0.2, 0.3), alphabet=2), context=context,
                            pruner=PrunerSection(), objectives=("loss",),

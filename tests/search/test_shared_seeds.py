@@ -17,7 +17,8 @@ PAPER = setting_from_params({"source": "nca", "band": "0.3-0.4", "alphabet": 10}
 
 
 def _context(cache: Path, name: str = "a", **budget: object) -> trial_lib.TrialContext:
-    study = {"name": name, "domain": "code", "preset": "tiny", "seeds": [0], "cache_dir": str(cache)}
+    study = {"name": name, "domain": "code", "preset": "tiny", "seeds": [0],
+             "cache_dir": str(cache)}
     return trial_lib.make_context(config_from_dict(
         {"study": study, "budget": {"nca_tokens": 2048, "domain_tokens": 4096, **budget}}))
 

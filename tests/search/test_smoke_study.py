@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slow
 
 
 def _cmd(tmp_path, *extra):
-    return [sys.executable, "-m", "search.run", "--study", "smoke", "--run-dir", str(tmp_path / "run"),
+    return [sys.executable, "-m", "search.run", "--study", "smoke",
+            "--run-dir", str(tmp_path / "run"),
             "--cache-dir", str(tmp_path / "cache"), *extra]
 
 
@@ -45,7 +46,8 @@ def smoke_run(tmp_path_factory):
     """One real smoke study, shared by the checks below."""
     tmp_path = tmp_path_factory.mktemp("smoke")
     t0 = time.time()
-    result = subprocess.run(_cmd(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(_cmd(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600,
+                            check=False)
     return tmp_path, result, time.time() - t0
 
 
@@ -78,7 +80,8 @@ def test_smoke_study_completes(smoke_run):
 def test_rerun_resumes_without_redoing(smoke_run):
     tmp_path, _, _ = smoke_run
     before = [(t.number, t.state, t.datetime_complete) for t in _load(tmp_path).get_trials()]
-    result = subprocess.run(_cmd(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(_cmd(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=300,
+                            check=False)
     assert result.returncode == 0, result.stderr
     after = [(t.number, t.state, t.datetime_complete) for t in _load(tmp_path).get_trials()]
     assert after == before
@@ -146,7 +149,8 @@ def test_pruner_stops_a_hopeless_trial(tmp_path):
     context = make_context(config)
     study = open_study(config, context)
     for _ in range(3):
-        study.add_trial(optuna.create_trial(value=0.1, intermediate_values={k: 0.1 for k in range(20)}))
+        study.add_trial(optuna.create_trial(value=0.1,
+                                            intermediate_values={k: 0.1 for k in range(20)}))
     trial = study.ask()
     payload = TrialPayload(storage=config.storage_url, study_name="smoke", trial_id=trial._trial_id,
                            setting=Setting(band=(0.2, 0.3), alphabet=2), context=context,

@@ -57,7 +57,8 @@ def test_conditional_parameters_only_when_they_apply():
 
 
 def test_band_lower_width_keeps_lower_below_upper():
-    space = _space({"band_lower": {"low": 0.0, "high": 0.95}, "band_width": {"low": 0.05, "high": 0.5}})
+    space = _space({"band_lower": {"low": 0.0, "high": 0.95},
+                    "band_width": {"low": 0.05, "high": 0.5}})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(50):
         trial = study.ask()

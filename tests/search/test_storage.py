@@ -126,7 +126,8 @@ def test_an_sqlite_file_path_opens_as_sqlite_not_as_a_journal(tmp_path):
 ])
 def test_bad_storage_is_one_line_naming_what_was_typed(tmp_path, spec, workers, match):
     spec = spec.format(tmp=tmp_path)
-    for check in (lambda: open_storage(spec, workers=workers), lambda: check_storage(spec, workers=workers)):
+    for check in (lambda: open_storage(spec, workers=workers),
+                  lambda: check_storage(spec, workers=workers)):
         with pytest.raises(StorageError, match=match) as info:
             check()
         assert "\n" not in str(info.value) and "StorageInternalError" not in str(info.value)
@@ -140,7 +141,8 @@ def test_bare_postgresql_urls_use_psycopg3_when_installed(monkeypatch):
 
     have = importlib.util.find_spec("psycopg") is not None
     url = "postgresql://u@h/db"
-    assert storage._with_installed_pg_driver(url) == ("postgresql+psycopg://u@h/db" if have else url)
+    assert storage._with_installed_pg_driver(url) == (
+        "postgresql+psycopg://u@h/db" if have else url)
     assert storage._with_installed_pg_driver("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert storage._with_installed_pg_driver(url) == url

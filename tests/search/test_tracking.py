@@ -219,7 +219,8 @@ def _check_store(uri: str, run_dir: Path, *, trained: bool) -> None:
         assert parent.data.params == tracking.setting_params(
             setting_from_json(t.user_attrs["setting"]))
         state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned"}[t.state]
-        assert parent.data.tags["state"] == state and parent.data.tags["kind"] == t.user_attrs["kind"]
+        assert parent.data.tags["state"] == state
+        assert parent.data.tags["kind"] == t.user_attrs["kind"]
         if t.state != TrialState.COMPLETE:
             continue
         assert parent.info.status == "FINISHED"

@@ -48,7 +48,8 @@ def _seconds(text: str) -> float:
 
 def _status(tmp_path, *extra):
     return subprocess.run([sys.executable, "-m", "search.status", str(tmp_path / "run"), *extra],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120, check=False)
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def _run_in_pty(argv: list[str], timeout_s: float) -> tuple[int, str]:
@@ -148,7 +149,8 @@ def test_board_under_a_terminal_shows_each_stage_and_the_counts(watched):
     assert headers and any(h[3] > 0 for h in headers), "a header with running trials"
     trials = _study(tmp_path).get_trials()
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    pruned = sum(t.state == TrialState.PRUNED and not t.user_attrs.get("infeasible") for t in trials)
+    pruned = sum(t.state == TrialState.PRUNED and not t.user_attrs.get("infeasible")
+                 for t in trials)
     assert headers[-1] == (complete, pruned, 0, 0, 0), "the last board holds the final counts"
     # Finished trials keep their one-line record, above the board.
     assert len(re.findall(r"#\d+ +(anchor:paper|search) .*(COMPLETE|PRUNED) +\d+s", screen)) >= 4

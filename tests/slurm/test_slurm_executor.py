@@ -191,7 +191,8 @@ def test_preempted_two_task_trial_resumes_from_its_checkpoint(local_slurm, tmp_p
     assert out.ok and out.value.state == "complete", out
     assert first_seed.stat().st_mtime_ns == stamp, "seed 0 was recomputed after the requeue"
     states = subprocess.run(["sacct", "-j", str(job.info["slurm_job_id"]), "-D", "-n", "-X",
-                             "-o", "State"], capture_output=True, text=True, check=False).stdout.split()
+                             "-o", "State"],
+                            capture_output=True, text=True, check=False).stdout.split()
     assert "REQUEUED" in states[0], states
 
 
