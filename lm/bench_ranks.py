@@ -8,11 +8,11 @@ lm.distributed), the same global batch, on random tokens.
 Each run is ``lm.trainer.train`` itself for ``--steps`` optimiser steps of the preset's domain
 stage (its global batch; one evaluation at the start, outside the timed steps), in fresh
 spawned processes joined by a process group; the figure is the global batch's tokens over the
-median time between rank 0's optimiser steps, the first two left out (allocation, set-up). On the CPU each process gets
-``--threads`` torch threads (default: the CPUs this process may use, shared by the ranks), so
-the ratio says what splitting the same cores over processes costs or gains; on GPUs each rank
-has a device of its own. The ratio is N-process tokens/s over one process's; the ideal is N on
-separate devices and about 1 on shared cores.
+median time between rank 0's optimiser steps, the first two left out (allocation, set-up). On
+the CPU each process gets ``--threads`` torch threads (default: the CPUs this process may use,
+shared by the ranks), so the ratio says what splitting the same cores over processes costs or
+gains; on GPUs each rank has a device of its own. The ratio is N-process tokens/s over one
+process's; the ideal is N on separate devices and about 1 on shared cores.
 
 JSON: {"preset", "device", "steps", "global_batch_tokens", "runs": [{"ranks", "threads",
 "tokens_per_s", "final_train_loss"}], "ratio"}. The runs take the same steps, so their last train

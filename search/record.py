@@ -82,7 +82,8 @@ def split_objective(name: str) -> tuple[str, str, bool]:
     per_domain = bool(domain) or mean
     if base not in OBJECTIVES or (per_domain and base not in PER_DOMAIN_OBJECTIVES):
         raise ValueError(f"objective {name!r}: expected one of {', '.join(OBJECTIVES)}, "
-                         f"NAME:DOMAIN or mean-NAME (NAME one of {', '.join(PER_DOMAIN_OBJECTIVES)})")
+                         f"NAME:DOMAIN or mean-NAME "
+                         f"(NAME one of {', '.join(PER_DOMAIN_OBJECTIVES)})")
     return base, domain, mean
 
 

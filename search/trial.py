@@ -373,7 +373,8 @@ def run_trial(setting: Setting, context: TrialContext, reporter: Reporter | None
             if reporter and reporter.report_domain(one.domain, seeds_so_far):
                 raise TrialPrunedError(f"pruned after seed {seed} on {one.domain}: worse than "
                                        "the completed trials' median on every objective")
-    by_domain = ({one.domain: (plan, seeds) for one, plan, seeds in zip(stages, plans, results)}
+    by_domain = ({one.domain: (plan, seeds)
+                  for one, plan, seeds in zip(stages, plans, results, strict=True)}
                  if context.domains else {})
     return TrialOutcome(setting=setting, plan=plans[0], seeds=results[0],
                         wall_s=time.time() - start, device=context.device, by_domain=by_domain)
@@ -420,8 +421,9 @@ def shared_seed_path(setting: Setting, plan: Plan, context: TrialContext,
     another study already ran on the same domain, budget and recipe is not trained again: keyed
     by everything its result depends on (the pre-pre-trained checkpoint's key, the transfer, the
     downstream stage, the scratch runs it is scored against, which cover the corpus' tokens, the
-    device and the ``lm`` code), and by the code of this module, the plan and the record. ``upstream`` is the context whose
-    recipe the NCA stage follows (the first domain's). None for a scratch setting."""
+    device and the ``lm`` code), and by the code of this module, the plan and the record.
+    ``upstream`` is the context whose recipe the NCA stage follows (the first domain's). None for
+    a scratch setting."""
     if setting.source == "none":
         return None
     preset = get_preset(context.preset)
@@ -653,7 +655,8 @@ def scratch_baseline(context: TrialContext, run: ScratchRun, seed: int,
                 result = lm_train(model, corpus.train, corpus.val, cfg, device=context.device,
                                   checkpoint_path=partial,
                                   checkpoint_every_tokens=cfg.eval_every_tokens, progress=progress)
-                data = {"key": path.stem, "curve": result.curve, "final_loss": result.final_val_loss,
+                data = {"key": path.stem, "curve": result.curve,
+                        "final_loss": result.final_val_loss,
                         "test_loss": _test_loss(model, context)}
                 _write_on_main(path, data)
     return Baseline(curve=[tuple(p) for p in data["curve"]], final_loss=data["final_loss"],
@@ -763,7 +766,8 @@ def _ppt_path(plan: Plan, context: TrialContext, seed: int, data_key: str, seq_l
               vocab_size: int) -> Path:
     """The cached checkpoint of an NCA stage: keyed by its data, config, model, device, code."""
     preset = get_preset(context.preset)
-    key = content_key({"data": data_key, "train": config_dict(plan.nca_config(preset, seed, seq_len)),
+    key = content_key({"data": data_key,
+                       "train": config_dict(plan.nca_config(preset, seed, seq_len)),
                        "model": dataclasses.asdict(preset.model_config(vocab_size)),
                        "device": context.device, "lm": lm_source_key()})
     return Path(context.cache_dir) / "ppt" / f"{key}.pt"
