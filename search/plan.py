@@ -116,8 +116,8 @@ def scratch_runs(plan: Plan, context: Any) -> list[ScratchRun]:
     return runs
 
 
-LM_COMMAND_LINES = frozenset({"bench.py", "cli.py"})
-"""``python -m lm.bench`` and ``python -m lm.cli``: no library module imports them
+LM_COMMAND_LINES = frozenset({"bench.py", "bench_ranks.py", "cli.py"})
+"""``python -m lm.bench``, ``lm.bench_ranks`` and ``lm.cli``: no library module imports them
 (tests/test_imports.py), so they are left out of ``lm_source_key``."""
 
 
