@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ncaio.cli import check_output_folder
 from search.record import CONFIRMS_ATTR, TrialRecord
-from search.storage import open_storage, resolve_study_names
+from search.storage import StorageError, open_storage, resolve_study_names
 
 __all__ = ["SCRATCH_SOURCES", "StudyRecord", "band_label", "domain_key", "load_studies",
            "seeds_frame", "setting_text", "trials_frame"]
@@ -92,16 +92,26 @@ class StudyRecord:
         return len(self.domains) > 1
 
 
-def load_for_command(storages: Sequence[str], out: os.PathLike[str]) -> list[StudyRecord]:
-    """Every study of every journal an analysis command was given, after checking its output
-    folder can be written (so a refusal comes before anything is read or written).
+def load_for_command(storages: Sequence[str], out: os.PathLike[str],
+                     study_names: Sequence[str] | None = None) -> list[StudyRecord]:
+    """The named studies (default: all) across the journals an analysis command was given,
+    after checking its output folder can be written (so a refusal comes before anything is read
+    or written).
 
     Raises:
         ValueError: If ``out`` is not a writable folder.
-        search.storage.StorageError: If a storage cannot be opened.
+        search.storage.StorageError: If a storage cannot be opened, or a name is in none of them.
     """
     check_output_folder(out, "--out")
-    return [r for s in storages for r in load_studies(s)]
+    records = [r for s in storages for r in load_studies(s)]
+    if study_names is None:
+        return records
+    missing = sorted(set(study_names) - {r.name for r in records})
+    if missing:
+        found = ", ".join(sorted(r.name for r in records)) or "none"
+        raise StorageError(f"no study named {missing[0]!r} in {', '.join(storages)}; "
+                           f"found: {found}")
+    return [r for r in records if r.name in set(study_names)]
 
 
 def load_studies(

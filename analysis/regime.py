@@ -33,10 +33,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from analysis.document import Block, FigureBlock, Heading, Para, Table, render_markdown
-from analysis.frame import load_studies, seeds_frame
+from analysis.frame import load_for_command, seeds_frame
 from analysis.stats import holm, lack_of_fit_p, line_fit, paired_test
 from ncaio import atomic_write_bytes
-from ncaio.cli import OneLineParser, check_output_folder
+from ncaio.cli import OneLineParser
 from search.storage import StorageError
 
 __all__ = ["CELL_KEYS", "cell_table", "main", "regime_seeds", "sign_flips"]
@@ -293,13 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finished NCA trial."""
     args = _parser().parse_args(argv)
     try:
-        check_output_folder(args.out, "--out")
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        records = [r for s in args.storage for r in load_studies(s, args.study)]
-    except StorageError as exc:
+        records = load_for_command(args.storage, args.out, args.study)
+    except (ValueError, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     d = regime_seeds(seeds_frame(records))

@@ -30,13 +30,13 @@ from optuna.storages import BaseStorage
 from analysis import sections
 from analysis.confirmation import confirmed_table, power_table
 from analysis.document import Block, FigureBlock, render_html, render_markdown
-from analysis.frame import StudyRecord, _records, load_studies, seeds_frame, trials_frame
+from analysis.frame import StudyRecord, _records, load_for_command, seeds_frame, trials_frame
 from analysis.paper import band_table, cross_domain_table
 from analysis.pareto import pareto_table
 from analysis.plots import FigureSkipped
 from analysis.stats import seed_noise, setting_stats
 from ncaio import atomic_write, atomic_write_bytes
-from ncaio.cli import OneLineParser, check_output_folder
+from ncaio.cli import OneLineParser
 from search.storage import StorageError
 
 __all__ = ["Analysis", "analyze", "main", "pareto_fronts", "write_report"]
@@ -230,11 +230,6 @@ def _parser() -> OneLineParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns 0, or 2 with a one-line error for bad input."""
     args = _parser().parse_args(argv)
-    try:
-        check_output_folder(args.out, "--out")
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     store = None
     if args.artifact_dir is not None:
@@ -248,10 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --alpha must be in (0, 1); got {args.alpha}", file=sys.stderr)
         return 2
     try:
-        analysis = analyze(_read_storages(args.storage, args.study), alpha=args.alpha)
-    except StorageError as e:
+        records = load_for_command(args.storage, args.out, args.study)
+    except (ValueError, StorageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    analysis = analyze(records, alpha=args.alpha)
     hint = None
     if args.artifact_dir is not None:
         from analysis.dashboard import dashboard_command
@@ -262,19 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {path} and {path.with_suffix('.html')} ({len(analysis.records)} studies, "
           f"{n} trials)")
     return 0
-
-
-def _read_storages(storages: Sequence[str], names: Sequence[str] | None) -> list[StudyRecord]:
-    """The named studies (default: all) across ``storages``; a name found nowhere is an error."""
-    records = [r for s in storages for r in load_studies(s)]
-    if names is None:
-        return records
-    missing = sorted(set(names) - {r.name for r in records})
-    if missing:
-        found = ", ".join(sorted(r.name for r in records)) or "none"
-        raise StorageError(f"no study named {missing[0]!r} in {', '.join(storages)}; "
-                           f"found: {found}")
-    return [r for r in records if r.name in set(names)]
 
 
 if __name__ == "__main__":

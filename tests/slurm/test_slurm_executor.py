@@ -19,7 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.config import load_study_config
+from search.config import StudyConfig, load_study_config
 from search.jobs import TrialPayload, run_trial_job
 from search.slurm import SlurmExecutor
 from search.space import Setting
@@ -95,26 +95,24 @@ def test_smoke_study_with_jobs_in_flight_survives_its_driver_killed(local_slurm,
     assert not list(folder.glob("*_result.pkl")) and list(folder.glob("*.out"))
 
 
-def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
-    config = load_study_config(str(_study_file(tmp_path, 1)), {"study": {
-        "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
-        "seeds": [0, 1, 2]}})
+def _preempted_trial_resumes(config: StudyConfig, tmp_path: Path, timeout_s: float) -> None:
+    """Submit one trial of ``config`` as a Slurm job, preempt it once its first seed is done,
+    and check the requeued job completes without recomputing that seed."""
     context = make_context(config)
-    study = open_study(config, context)
-    trial = study.ask()
+    trial = open_study(config, context).ask()
     work = tmp_path / "run" / "trials" / "00000"
     payload = TrialPayload(storage=config.storage_url, study_name="smoke", trial_id=trial._trial_id,
                            setting=Setting(band=(0.2, 0.3), alphabet=2), context=context,
                            pruner=config.pruner, objectives=("loss",), work_dir=str(work))
     job = SlurmExecutor(config).submit(run_trial_job, payload)
     first_seed = work / "seed0.json"
-    deadline = time.time() + 300
+    deadline = time.time() + timeout_s
     while not first_seed.exists():
         assert time.time() < deadline and not job.done(), "seed 0 never finished"
         time.sleep(0.2)
     stamp = first_seed.stat().st_mtime_ns
-    job._job._interrupt()  # preemption: the warning signal, then requeue
-    deadline = time.time() + 300
+    job._job._interrupt()  # preemption: the warning signal to every task, then requeue
+    deadline = time.time() + timeout_s
     while not job.done():
         assert time.time() < deadline, "requeued trial did not finish"
         time.sleep(0.5)
@@ -125,6 +123,13 @@ def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
                              "-o", "State"], capture_output=True, text=True,
                             check=False).stdout.split()
     assert "REQUEUED" in states[0], states
+
+
+def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
+    config = load_study_config(str(_study_file(tmp_path, 1)), {"study": {
+        "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
+        "seeds": [0, 1, 2]}})
+    _preempted_trial_resumes(config, tmp_path, timeout_s=300)
 
 
 _TWO_TASKS = _SLURM + "tasks_per_node = 2\n"
@@ -169,31 +174,7 @@ def test_preempted_two_task_trial_resumes_from_its_checkpoint(local_slurm, tmp_p
         "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
         "seeds": [0, 1], "executor": "slurm"}})
     assert config.ranks == 2
-    context = make_context(config)
-    trial = open_study(config, context).ask()
-    work = tmp_path / "run" / "trials" / "00000"
-    payload = TrialPayload(storage=config.storage_url, study_name="smoke", trial_id=trial._trial_id,
-                           setting=Setting(band=(0.2, 0.3), alphabet=2), context=context,
-                           pruner=config.pruner, objectives=("loss",), work_dir=str(work))
-    job = SlurmExecutor(config).submit(run_trial_job, payload)
-    first_seed = work / "seed0.json"
-    deadline = time.time() + 400
-    while not first_seed.exists():
-        assert time.time() < deadline and not job.done(), "seed 0 never finished"
-        time.sleep(0.2)
-    stamp = first_seed.stat().st_mtime_ns
-    job._job._interrupt()  # preemption: the warning signal to every task, then requeue
-    deadline = time.time() + 400
-    while not job.done():
-        assert time.time() < deadline, "requeued trial did not finish"
-        time.sleep(0.5)
-    out = job.outcome()
-    assert out.ok and out.value.state == "complete", out
-    assert first_seed.stat().st_mtime_ns == stamp, "seed 0 was recomputed after the requeue"
-    states = subprocess.run(["sacct", "-j", str(job.info["slurm_job_id"]), "-D", "-n", "-X",
-                             "-o", "State"],
-                            capture_output=True, text=True, check=False).stdout.split()
-    assert "REQUEUED" in states[0], states
+    _preempted_trial_resumes(config, tmp_path, timeout_s=400)
 
 
 def test_a_dead_task_loses_its_two_task_job_naming_its_rank_and_host(local_slurm, tmp_path):
