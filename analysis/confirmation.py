@@ -106,8 +106,21 @@ def confirmed_table(confirm: StudyRecord, alpha: float = 0.05) -> pd.DataFrame:
                 r[f"{effect}_p_holm"] = p
         for r in part:
             r["verdict"] = _verdict(r, alpha)
+            r["lr_at_edge"] = _at_grid_edge(r, plan["lr_grid"])
         rows += part
     return pd.DataFrame(rows)
+
+
+def _at_grid_edge(row: dict[str, Any], grid: Sequence[float]) -> str:
+    """The arms of a finalist's comparison whose chosen learning rate is the grid's smallest or
+    largest point ("#5 at 2x, scratch:paper at 2x"), or "": their best may lie outside the grid,
+    so the comparison is of arms tuned only as far as the grid reaches."""
+    if len(set(grid)) < 2:
+        return ""
+    edges = (min(grid), max(grid))
+    arms = {row["finalist"]: row["lr_x"], row["matched"]: row["matched_lr_x"],
+            row["best_scratch"]: row["best_scratch_lr_x"]}
+    return ", ".join(f"{arm} at {lr:g}x" for arm, lr in arms.items() if lr in edges)
 
 
 def _finalist_row(f: dict[str, Any], chosen: pd.DataFrame, domain: str,
@@ -214,6 +227,10 @@ def confirmed_text(table: pd.DataFrame) -> str:
         lines.append("  net effect vs " + ", ".join(
             f"{r['finalist']}: {r['best_scratch']} at {r['best_scratch_lr_x']:g}x"
             for _, r in part.iterrows()))
+        edge = sorted({a for text in part["lr_at_edge"] if text for a in text.split(", ")})
+        if edge:
+            lines.append(f"  chosen at the edge of the lr grid: {', '.join(edge)}; the best "
+                         "learning rate may lie beyond it: widen [confirm] lr_grid to check")
     return "\n".join(lines)
 
 

@@ -101,7 +101,18 @@ def _confirmed_blocks(a: Analysis) -> list[Block]:
                                                                c["best_scratch_lr_x"],
                                                                strict=True)],
             "search net %": [_fmt(v, "+.2f") for v in c["search_net"]],
-            "verdict": c["verdict"]}))]
+            "verdict": c["verdict"]}))] + _grid_edge_blocks(c)
+
+
+def _grid_edge_blocks(c: pd.DataFrame) -> list[Block]:
+    """A warning where an arm's chosen learning rate is at the edge of the grid."""
+    edge = sorted({a for text in c["lr_at_edge"] if text for a in text.split(", ")})
+    if not edge:
+        return []
+    return [Para(text=(
+        f"Chosen at the edge of the learning-rate grid: {', '.join(edge)}. The best learning "
+        "rate of these arms may lie beyond the grid, so they were tuned only as far as it "
+        "reaches; widen `[confirm] lr_grid` before banking the comparison."))]
 
 
 def _power_blocks(a: Analysis) -> list[Block]:

@@ -404,12 +404,13 @@ def _startup_s() -> float:
 
 _MATMULS = """
 import sys, time, torch
-torch.set_num_threads(int(sys.argv[2]))
+torch.set_num_threads(int(sys.argv[1]))
 a = torch.randn(256, 256)
-while time.time() < float(sys.argv[1]):
-    time.sleep(0.005)
+a @ a
+print("ready", flush=True)
+sys.stdin.readline()
 t0 = time.perf_counter()
-for _ in range(int(sys.argv[3])):
+for _ in range(int(sys.argv[2])):
     a @ a
 print(time.perf_counter() - t0)
 """
@@ -422,10 +423,19 @@ def _parallel_slowdown(workers: int, threads: int, n: int = 400) -> float:
         return 1.0
 
     def run(copies: int) -> float:
-        start = time.time() + 4.0  # every copy has imported torch by then
-        procs = [subprocess.Popen([sys.executable, "-c", _MATMULS, str(start), str(threads),
-                                   str(n)],
-                                  stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+        procs = [subprocess.Popen([sys.executable, "-c", _MATMULS, str(threads), str(n)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 for _ in range(copies)]
+        pipes = [(p.stdin, p.stdout) for p in procs if p.stdin and p.stdout]
+        # every copy has imported torch and warmed up before any starts: they run together
+        if [out.readline().strip() for _, out in pipes] != ["ready"] * copies:
+            for p in procs:
+                p.kill()
+                p.wait()
+            raise RuntimeError("a calibration process did not start")
+        for into, _ in pipes:
+            into.write("go\n")
+            into.flush()
         return max(float(p.communicate()[0]) for p in procs)
 
     return max(1.0, run(workers) / run(1))

@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the shared corpora and a real PostgreSQL server on loopback."""
+"""Shared fixtures: paths to the shared corpora, a real PostgreSQL server on loopback, and one
+real reference run of the smoke study whose cache other tests share."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # a module that imports this one
+    from tests.faults._harness import Paths
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
@@ -55,3 +62,29 @@ def postgres_url():
         subprocess.run([*as_postgres, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
                        capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The smoke study run once, undamaged (tests/faults/_harness: 2 trials, seed 0): every
+    fault's numbers are compared with it, and tests that need a study's corpus, scratch
+    baselines and NCA data but not their first computation share its cache
+    (``_harness.link_cache``)."""
+
+    root: Paths
+    values: dict[str, list[float]]
+    """setting JSON -> objective values of its COMPLETE trial."""
+    wall_s: float
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    from tests.faults import _harness
+
+    paths = _harness.Paths(tmp_path_factory.mktemp("reference"))
+    start = time.time()
+    result = _harness.cli(paths)
+    assert result.returncode == 0, result.stderr
+    study = _harness.load(paths)
+    _harness.check_study(study)
+    return Reference(paths, _harness.values_by_setting(study), time.time() - start)

@@ -82,6 +82,11 @@ def test_each_arm_is_chosen_on_val_and_scored_on_test(tmp_path):
     assert row["nca_mean"] == pytest.approx(100 * (3.3 - 2.9) / 3.3)  # vs matched (paper)
     assert row["net_mean"] == pytest.approx(100 * (3.0 - 2.9) / 3.0)  # vs the best tuned
     assert row["shrinkage"] == pytest.approx(2.0 - row["net_mean"])
+    # the finalist and its matched scratch were chosen at the grid's ends: said, not hidden
+    assert row["lr_at_edge"] == "#3 at 2x, scratch:paper at 0.5x"
+    text = confirmation.confirmed_text(confirmation.confirmed_table(record))
+    assert ("chosen at the edge of the lr grid: #3 at 2x, scratch:paper at 0.5x; the best "
+            "learning rate may lie beyond it") in text, text
 
 
 def _noisy_runs(rng, effect_pct: float, sd: float) -> dict:

@@ -55,10 +55,13 @@ def cli(paths: Paths, *extra: str, timeout: float = 600) -> subprocess.Completed
                           text=True, timeout=timeout, check=False)
 
 
-def start(paths: Paths, *extra: str) -> subprocess.Popen[str]:
+def start(paths: Paths, *extra: str, new_session: bool = False) -> subprocess.Popen[str]:
+    """The CLI in the background; ``new_session``: in a process group of its own, as a
+    terminal's foreground job is."""
     paths.root.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(command(paths, *extra), cwd=paths.root, env=env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=new_session)
 
 
 def load(paths: Paths) -> optuna.Study:
@@ -68,13 +71,15 @@ def load(paths: Paths) -> optuna.Study:
                              storage=open_storage(str(paths.journal), create=False))
 
 
-def link_cache(src: Paths, dst: Paths, *, skip: tuple[str, ...] = ()) -> None:
-    """Share the reference's cache by hard links (damage files with ``damage``, never in place).
+def link_cache(src: Paths, dst: Paths | Path, *, skip: tuple[str, ...] = (),
+               seeds: bool = False) -> None:
+    """Share the reference's cache by hard links (damage files with ``damage``, never in place);
+    ``dst`` is a user folder's ``Paths`` or a cache folder.
 
-    Its finished seeds (``seeds/``) are never shared: a trial would read them back instead of
-    training, and the faults below have to meet a trial that trains."""
-    leave = (*skip, "seeds")
-    shutil.copytree(src.cache, dst.cache, copy_function=os.link,
+    Its finished seeds (``seeds/``) are shared only with ``seeds``: a trial would read them back
+    instead of training, and the faults below have to meet a trial that trains."""
+    leave = (*skip, *(() if seeds else ("seeds",)))
+    shutil.copytree(src.cache, dst.cache if isinstance(dst, Paths) else dst, copy_function=os.link,
                     ignore=lambda d, names: [n for n in names if n in leave or n.endswith(".lock")])
 
 

@@ -1,4 +1,5 @@
-"""Fault-injection suite: one undamaged reference run of the smoke study, and a table at the end.
+"""Fault-injection suite: the faults, each against the undamaged reference run of the smoke study
+(``reference`` in tests/conftest.py), and a table at the end.
 
 Each test's docstring (first line) names the fault; a test may add what it saw with ``note``.
 The table of faults and outcomes is printed after the run (``pytest_terminal_summary``).
@@ -6,38 +7,13 @@ The table of faults and outcomes is printed after the run (``pytest_terminal_sum
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
-
-from tests.faults import _harness
 
 _LABELS: dict[str, str] = {}
 _NOTES: dict[str, list[str]] = {}
 _ROWS: list[tuple[str, str, float, str]] = []
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The undamaged run every fault's numbers are compared with."""
-
-    root: _harness.Paths
-    values: dict[str, list[float]]
-    """setting JSON -> objective values of its COMPLETE trial."""
-    wall_s: float
-
-
-@pytest.fixture(scope="session")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    paths = _harness.Paths(tmp_path_factory.mktemp("reference"))
-    start = time.time()
-    result = _harness.cli(paths)
-    assert result.returncode == 0, result.stderr
-    study = _harness.load(paths)
-    _harness.check_study(study)
-    return Reference(paths, _harness.values_by_setting(study), time.time() - start)
 
 
 @pytest.fixture

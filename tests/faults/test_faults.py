@@ -106,21 +106,48 @@ def test_four_drivers_racing_on_one_study(reference, tmp_path, note):
     note(f"one ran, 3 refused: {refusals[0].split(':', 1)[1].strip()[:60]}...")
 
 
-def test_sigterm_to_a_trial_worker(reference, tmp_path, note):
-    """SIGTERM to a worker running a trial"""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_signal_to_a_trial_worker(reference, tmp_path, note, sig):
+    """SIGTERM or kill -9 of a worker running a trial"""
     paths = Paths(tmp_path)
     h.link_cache(reference.root, paths)
     proc = h.start(paths)
     pid = h.wait_for(lambda: h.running_trial_pid(paths), proc)
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, sig)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     study = h.load(paths)
     lost = [t for t in study.get_trials() if t.user_attrs.get("retried")]
-    assert len(lost) == 1 and "SIGTERM" in lost[0].user_attrs["fail_reason"]
+    assert len(lost) == 1 and sig.name in lost[0].user_attrs["fail_reason"]
+    retries = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == lost[0].number]
+    assert len(retries) == 1, [(t.number, t.state.name) for t in study.get_trials()]
     h.check_study(study)
     h.assert_same_numbers(study, reference.values)
     note(f"trial {lost[0].number} lost ({lost[0].user_attrs['fail_reason']}), retried once")
+
+
+def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(reference, tmp_path, note):
+    """Ctrl-C in the terminal (SIGINT to the driver and its workers), then the same command"""
+    paths = Paths(tmp_path)
+    h.link_cache(reference.root, paths)
+    # A study run from a terminal takes Ctrl-C; a suite started in the background (``cmd &``)
+    # has SIGINT ignored and would hand that on, so the driver is started with the default.
+    inherited = signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        proc = h.start(paths, new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    h.wait_for(lambda: h.running_trial_pid(paths), proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert not h.load(paths).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    result = h.cli(paths)
+    assert result.returncode == 0, result.stderr
+    study = h.load(paths)
+    h.check_study(study)
+    h.assert_same_numbers(study, reference.values)
+    note("exit 130, nothing left RUNNING; the same command finished the study")
 
 
 def test_sigkill_to_a_worker_computing_baselines(reference, tmp_path, note):

@@ -1,20 +1,68 @@
 """Bad input to `python -m search.run` and `search.status`: exit 2, one line naming the value,
-nothing written."""
+nothing written.
+
+Each case calls the command's ``main`` in this process (a fresh interpreter per case cost 2-3 s
+of imports); one case per command runs the real ``python -m`` line, so the entry points are
+tested too."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
 from tests.conftest import REPO
 
 
+@dataclass(frozen=True)
+class _Result:
+    returncode: int | str | None
+    stderr: str
+
+
+def _main(module: str, *args: str) -> _Result:
+    """``python -m module args`` run in this process: its exit code and what it wrote to
+    stderr."""
+    main = importlib.import_module(module).main
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own refusals
+            code = exc.code
+    return _Result(code, err.getvalue())
+
+
 def _run(tmp_path, *args):
-    cmd = [sys.executable, "-m", "search.run", "--run-dir", str(tmp_path / "run"),
-           "--cache-dir", str(tmp_path / "cache"), *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    return _main("search.run", "--run-dir", str(tmp_path / "run"), "--cache-dir",
+                 str(tmp_path / "cache"), *args)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Relative paths (``sqlite:///x.db``) resolve in the test's folder, not the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize("module, args, needle", [
+    ("search.run", ["--domain", "chess"], "chess"),
+    ("search.status", ["{run}", "--watch", "0"], "--watch 0"),
+    ("search.bench_trial", ["--preset", "huge"], "'huge'"),
+])
+def test_the_real_command_line_refuses_in_one_line(tmp_path, module, args, needle):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "journal.log").touch()
+    args = [a.format(run=tmp_path / "run") for a in args]
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
 
 
 def _study_file(tmp_path, body):
@@ -125,8 +173,7 @@ def test_bad_domains_exit_2_with_one_line(tmp_path, body, args, needle):
     ],
 )
 def test_benchmarks_refuse_bad_input_in_one_line(module, args, needle):
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = _main(module, *args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
@@ -136,8 +183,6 @@ def test_benchmarks_refuse_bad_input_in_one_line(module, args, needle):
 def test_status_refuses_a_watch_period_it_cannot_sleep(tmp_path, seconds):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "journal.log").touch()
-    result = subprocess.run([sys.executable, "-m", "search.status", str(tmp_path / "run"),
-                             "--watch", seconds], cwd=REPO, capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = _main("search.status", str(tmp_path / "run"), "--watch", seconds)
     assert result.returncode == 2 and result.stderr.strip() == (
         f"error: --watch {seconds}: give seconds > 0"), result.stderr

@@ -23,6 +23,7 @@ from search.space import Setting
 from search.trial import TrialContext
 from tests._cli import refused
 from tests.conftest import REPO
+from tests.faults._harness import link_cache
 
 CONTEXT = TrialContext(domain="code", data="", tokenizer="byte", preset="tiny", nca_tokens=2048,
                        domain_tokens=4096, seeds=(0, 1), cache_dir="/nonexistent")
@@ -147,7 +148,10 @@ def _storage(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_confirmation_killed_with_kill_9_resumes_without_redoing_finished_runs(tmp_path):
+def test_a_confirmation_killed_with_kill_9_resumes_without_redoing_finished_runs(tmp_path,
+                                                                                  reference):
+    # The search is the reference run's (same study, seeds and trials): its seeds are read back.
+    link_cache(reference.root, tmp_path / "cache", seeds=True)
     first = _run(tmp_path, "--no-confirm")
     assert first.returncode == 0, first.stderr
     proc = subprocess.Popen(_cmd(tmp_path, "--confirm-only"), cwd=REPO, stdout=subprocess.PIPE,

@@ -255,3 +255,12 @@ def test_a_searched_lr_gives_every_sampled_trial_its_own_scratch_runs(tmp_path):
     # bounds are not priced as scratch runs on top
     assert (ranged.trial_s - fixed.trial_s) * 4 == pytest.approx(
         3 * 2 * cost.baseline_s(_cal(), probe))
+
+
+def test_side_by_side_slowdown_starts_its_processes_together_and_fails_loudly():
+    """The calibration's side-by-side measurement: real processes that start timing when all are
+    ready (no fixed wait); one that cannot start is an error, not a number."""
+    slowdown = cost._parallel_slowdown(2, 1, n=50)
+    assert isinstance(slowdown, float) and slowdown >= 1.0
+    with pytest.raises(RuntimeError, match="did not start"):
+        cost._parallel_slowdown(2, 0, n=50)  # torch.set_num_threads(0) fails in each copy

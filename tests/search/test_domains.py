@@ -168,7 +168,7 @@ def check_multi_domain_run(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
 def test_multi_domain_study_through_the_cli_and_its_report(shared_data, cache, tmp_path):
     """Local workers (the inline executor runs the same trial code in process, tested above)."""
     path = write_study_file(tmp_path / "domains.toml", shared_data, executor="local",
-                            n_trials=2, workers=2)
+                            n_trials=1, workers=1)
     cmd = [sys.executable, "-m", "search.run", "--study", str(path), "--run-dir",
            str(tmp_path / "run"), "--cache-dir", str(cache), "--quiet",
            "--data", f"code={shared_data / 'code'}"]

@@ -1,14 +1,14 @@
 """The real service end to end on the `smoke` study (tiny preset, real NCA data, real training).
 
 Local executor with 2 worker processes and journal storage, as a user runs it; then resume,
-Ctrl-C, kill -9 of a worker, caching, pruning and PostgreSQL.
+caching, pruning and PostgreSQL (Ctrl-C and killed workers: tests/faults).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +21,6 @@ from search.config import load_study_config
 from search.jobs import TrialPayload, run_trial_job
 from search.space import Setting
 from search.study import open_study
-from search.tally import counts_towards_n_trials
 from search.trial import make_context
 from tests.conftest import REPO
 
@@ -88,60 +87,6 @@ def test_rerun_resumes_without_redoing(smoke_run):
     assert f"[search] study 'smoke' (resumed, {len(before)} trials on record; " in result.stdout
 
 
-def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(tmp_path):
-    # A study run from a terminal takes Ctrl-C; a suite started in the background (``cmd &``)
-    # has SIGINT ignored and would hand that on, so the driver is started with the default.
-    inherited = signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        proc = subprocess.Popen(_cmd(tmp_path, "--n-trials", "3"), cwd=REPO, start_new_session=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    finally:
-        signal.signal(signal.SIGINT, inherited)
-    _wait_for_running(tmp_path, proc)
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    study = _load(tmp_path)
-    assert not study.get_trials(states=(TrialState.RUNNING,))
-    result = subprocess.run(_cmd(tmp_path, "--n-trials", "3"), cwd=REPO, capture_output=True,
-                            text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr
-    trials = _load(tmp_path).get_trials()
-    assert sum(counts_towards_n_trials(t) for t in trials) == 3
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-
-
-def test_kill_9_worker_is_recovered(tmp_path):
-    proc = subprocess.Popen(_cmd(tmp_path, "--n-trials", "3"), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    running = _wait_for_running(tmp_path, proc)
-    os.kill(running.user_attrs["job_pid"], signal.SIGKILL)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    trials = _load(tmp_path).get_trials()
-    lost = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(lost) == 1 and "SIGKILL" in lost[0].user_attrs["fail_reason"]
-    retries = [t for t in trials if t.user_attrs.get("retry_of") == lost[0].number]
-    assert len(retries) == 1 and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    assert sum(counts_towards_n_trials(t) for t in trials) == 3
-    assert len({t.number for t in trials}) == len(trials)
-
-
-def _wait_for_running(tmp_path, proc, timeout_s=180):
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        if (tmp_path / "run" / "journal.log").is_file():
-            running = [t for t in _load(tmp_path).get_trials(states=(TrialState.RUNNING,))
-                       if "job_pid" in t.user_attrs]
-            if running:
-                time.sleep(1.0)  # let the worker get into training
-                return running[0]
-        time.sleep(0.5)
-    proc.kill()
-    raise AssertionError(f"no trial started within {timeout_s}s")
-
-
 def test_pruner_stops_a_hopeless_trial(tmp_path):
     """With earlier trials far better at every step, the median pruner stops a real trial."""
     config = load_study_config("smoke", {"study": {"run_dir": str(tmp_path / "run"),
@@ -173,7 +118,11 @@ def test_unreachable_band_is_pruned_with_reason(tmp_path):
     assert study.trials[trial.number].user_attrs["infeasible"] is True, "not counted by the driver"
 
 
-def test_smoke_study_on_postgresql(tmp_path, postgres_url):
+def test_smoke_study_on_postgresql(smoke_run, tmp_path, postgres_url):
+    """The storage is what is tested: the smoke run's cache is shared, so its seeds are read back
+    (Ctrl-C, kill -9 and SIGTERM with a journal: tests/faults)."""
+    shutil.copytree(smoke_run[0] / "cache", tmp_path / "cache", copy_function=os.link,
+                    ignore=lambda d, names: [n for n in names if n.endswith(".lock")])
     result = subprocess.run(_cmd(tmp_path, "--storage", postgres_url, "--n-trials", "2"), cwd=REPO,
                             capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr

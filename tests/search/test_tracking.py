@@ -24,6 +24,7 @@ from search.record import TrialRecord
 from search.space import Setting
 from tests._cli import refused
 from tests.conftest import REPO
+from tests.faults._harness import link_cache
 
 try:
     import mlflow
@@ -247,10 +248,12 @@ def _check_store(uri: str, run_dir: Path, *, trained: bool) -> None:
 
 
 @pytest.fixture(scope="module")
-def sqlite_study(tmp_path_factory):
-    """The smoke study, trained from an empty cache, tracked into a SQLite database by its
+def sqlite_study(tmp_path_factory, reference):
+    """The smoke study, trained (the reference run's corpus, scratch runs and NCA data are
+    shared, its NCA checkpoints and seeds are not), tracked into a SQLite database by its
     workers as it trains; later studies reuse its cache (their seeds are read back)."""
     root = tmp_path_factory.mktemp("tracked")
+    link_cache(reference.root, root / "cache", skip=("ppt",))
     uri = f"sqlite:///{root / 'mlflow.db'}"
     result = _study(root / "run", root / "cache", f"mlflow:{uri}")
     return root, uri, result

@@ -28,6 +28,7 @@ from search.study import open_study
 from search.tally import counts_towards_n_trials
 from search.trial import make_context
 from tests.conftest import REPO
+from tests.faults._harness import link_cache
 from tests.search import _fakes
 
 pytestmark = pytest.mark.slow
@@ -60,7 +61,9 @@ def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="smoke", storage=storage).get_trials()
 
 
-def test_smoke_study_with_jobs_in_flight_survives_its_driver_killed(local_slurm, tmp_path):
+def test_smoke_study_with_jobs_in_flight_survives_its_driver_killed(local_slurm, tmp_path,
+                                                                     reference):
+    link_cache(reference.root, tmp_path / "cache")  # the trials train; their inputs are cached
     study = _study_file(tmp_path, 4)
     proc = subprocess.Popen(_cmd(tmp_path, study), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -125,7 +128,8 @@ def _preempted_trial_resumes(config: StudyConfig, tmp_path: Path, timeout_s: flo
     assert "REQUEUED" in states[0], states
 
 
-def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
+def test_preempted_trial_resumes_from_its_checkpoint(local_slurm, tmp_path, reference):
+    link_cache(reference.root, tmp_path / "cache")
     config = load_study_config(str(_study_file(tmp_path, 1)), {"study": {
         "run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
         "seeds": [0, 1, 2]}})
@@ -136,13 +140,14 @@ _TWO_TASKS = _SLURM + "tasks_per_node = 2\n"
 """Each trial one job of two tasks (ranks) of one CPU each, data-parallel under gloo."""
 
 
-def test_smoke_study_of_two_task_trials_tracked_into_mlflow(local_slurm, tmp_path):
+def test_smoke_study_of_two_task_trials_tracked_into_mlflow(local_slurm, tmp_path, reference):
     """A study whose trial is a 2-task job; with MLflow installed (the test extra installs it)
     also tracked: rank 0 of the job logs the trial into the study's default store (SQLite in the
     run folder, which the job reaches by its absolute path), the driver only makes the
     experiment."""
     from tests.search.test_tracking import _check_store
 
+    link_cache(reference.root, tmp_path / "cache", skip=("ppt",))  # the NCA stage trains
     track = importlib.util.find_spec("mlflow") is not None
     study = tmp_path / "two_tasks.toml"
     study.write_text(_study_file(tmp_path, 1).read_text().replace(_SLURM, _TWO_TASKS))
@@ -167,7 +172,8 @@ def test_smoke_study_of_two_task_trials_tracked_into_mlflow(local_slurm, tmp_pat
                      trained=True)
 
 
-def test_preempted_two_task_trial_resumes_from_its_checkpoint(local_slurm, tmp_path):
+def test_preempted_two_task_trial_resumes_from_its_checkpoint(local_slurm, tmp_path, reference):
+    link_cache(reference.root, tmp_path / "cache")
     study = tmp_path / "two_tasks.toml"
     study.write_text(_study_file(tmp_path, 1).read_text().replace(_SLURM, _TWO_TASKS))
     config = load_study_config(str(study), {"study": {
