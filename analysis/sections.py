@@ -101,7 +101,7 @@ def _confirmed_blocks(a: Analysis) -> list[Block]:
                                                                c["best_scratch_lr_x"],
                                                                strict=True)],
             "search net %": [_fmt(v, "+.2f") for v in c["search_net"]],
-            "verdict": c["verdict"]}))] + _grid_edge_blocks(c)
+            "verdict": c["verdict"]})), *_grid_edge_blocks(c)]
 
 
 def _grid_edge_blocks(c: pd.DataFrame) -> list[Block]:
