@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 
 import numpy as np
 import optuna
@@ -138,6 +139,7 @@ def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(reference, tmp_path,
     finally:
         signal.signal(signal.SIGINT, inherited)
     h.wait_for(lambda: h.running_trial_pid(paths), proc)
+    time.sleep(1.0)  # into training: a worker still importing would die of the SIGINT unhandled
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
