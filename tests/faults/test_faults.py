@@ -127,9 +127,7 @@ def test_signal_to_a_trial_worker(reference, tmp_path, note, sig):
     note(f"trial {lost[0].number} lost ({lost[0].user_attrs['fail_reason']}), retried once")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "race found 2026-12-08: a trial asked as the driver is stopped can be left RUNNING or "
-    "lost; failed in 1 of 2 idle suite runs, to fix next session"))
+@h.DRIVER_STOP_RACE
 def test_ctrl_c_leaves_no_running_trial_and_resume_finishes(reference, tmp_path, note):
     """Ctrl-C in the terminal (SIGINT to the driver and its workers), then the same command"""
     paths = Paths(tmp_path)

@@ -352,9 +352,7 @@ def test_other_commands_refuse_bad_values_in_one_line(tmp_path, capsys, note):
 # -- 6: SIGTERM ------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "race found 2026-12-08: a trial asked as the driver is stopped can be left RUNNING or "
-    "lost; failed in 1 of 2 idle suite runs, to fix next session"))
+@h.DRIVER_STOP_RACE
 def test_sigterm_to_the_driver_leaves_nothing_running(reference, tmp_path, note):
     """#6 SIGTERM to the driver (a Slurm time limit or preemption)"""
     paths = Paths(tmp_path)

@@ -28,7 +28,7 @@ from search.study import open_study
 from search.tally import counts_towards_n_trials
 from search.trial import make_context
 from tests.conftest import REPO
-from tests.faults._harness import link_cache
+from tests.faults._harness import DRIVER_STOP_RACE, link_cache
 from tests.search import _fakes
 
 pytestmark = pytest.mark.slow
@@ -61,9 +61,7 @@ def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="smoke", storage=storage).get_trials()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "race found 2026-12-08: a trial asked as the driver is stopped can be left RUNNING or "
-    "lost; failed in 1 of 2 idle suite runs, to fix next session"))
+@DRIVER_STOP_RACE
 def test_smoke_study_with_jobs_in_flight_survives_its_driver_killed(local_slurm, tmp_path,
                                                                      reference):
     link_cache(reference.root, tmp_path / "cache")  # the trials train; their inputs are cached
